@@ -1,0 +1,219 @@
+//! Keyspace management: changes go to the catalog; the engine follows the catalog's committed
+//! states, creating, rebuilding and dropping keyspaces to match.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use tracing::Instrument;
+
+use super::{Engine, Inner};
+use crate::catalog::{CatalogChange, CatalogState};
+use crate::error::{Error, Result};
+use crate::space::Space;
+use crate::spec::KeySpaceSpec;
+use crate::stats::{Counters, KeySpaceSnapshot};
+
+impl Engine {
+    /// Creates a keyspace; fails with `KeySpaceExists` if the name is taken. Returns the
+    /// catalog revision that contains it, once this node serves it.
+    pub async fn create_keyspace(&self, spec: KeySpaceSpec) -> Result<u64> {
+        self.check_spec(&spec).await?;
+        self.change_catalog(CatalogChange::Create { spec }, None)
+            .await
+    }
+
+    /// Creates or replaces a keyspace. A replaced keyspace starts with empty caches and fresh
+    /// limiter and breaker state. Returns the revision that contains the change, once this
+    /// node serves it.
+    pub async fn update_keyspace(&self, spec: KeySpaceSpec) -> Result<u64> {
+        self.check_spec(&spec).await?;
+        self.change_catalog(CatalogChange::Put { spec }, None).await
+    }
+
+    /// Deletes a keyspace and all of its entries.
+    pub async fn delete_keyspace(&self, name: &str) -> Result<u64> {
+        self.delete_keyspaces(&[name]).await
+    }
+
+    /// Deletes several keyspaces, all or none: if one is missing, none is deleted.
+    pub async fn delete_keyspaces<N: AsRef<str>>(&self, names: &[N]) -> Result<u64> {
+        if names.is_empty() {
+            return Err(Error::InvalidRequest("no keyspace named".into()));
+        }
+        let names = names.iter().map(|n| n.as_ref().to_owned()).collect();
+        self.change_catalog(CatalogChange::Delete { names }, None)
+            .await
+    }
+
+    /// Commits any catalog change, optionally only at `expected_revision` (compare-and-set),
+    /// and waits until this node applied it. Specs are not checked here: prefer the
+    /// dedicated methods, which check them first.
+    pub async fn change_catalog(
+        &self,
+        change: CatalogChange,
+        expected_revision: Option<u64>,
+    ) -> Result<u64> {
+        self.inner.ensure_running()?;
+        let span = tracing::info_span!("distcache.catalog_change", ?expected_revision);
+        async {
+            let revision = self.inner.catalog.change(change, expected_revision).await?;
+            self.wait_applied(revision).await?;
+            Ok(revision)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Checks a spec fully before it reaches the catalog: every field, the engine's limits,
+    /// and that its data source opens here.
+    pub async fn check_spec(&self, spec: &KeySpaceSpec) -> Result<()> {
+        let mut problems = spec.problems(&self.inner.config.limits);
+        let source_problems = self.inner.registry.problems(&spec.source);
+        let source_ok = source_problems.is_empty();
+        problems.0.extend(source_problems.0);
+        if source_ok && let Err(e) = self.inner.registry.open(&spec.source).await {
+            problems.push("source", format!("cannot be opened: {e}"));
+        }
+        problems.into_result(Error::InvalidSpec)
+    }
+
+    /// The definitions of every keyspace this node serves, by name.
+    pub fn keyspaces(&self) -> Vec<KeySpaceSpec> {
+        let spaces = self.inner.spaces.load();
+        let mut specs: Vec<KeySpaceSpec> = spaces.values().map(|s| s.spec.clone()).collect();
+        specs.sort_by(|a, b| a.name.cmp(&b.name));
+        specs
+    }
+
+    /// The definition of keyspace `name`, if this node serves it.
+    pub fn keyspace(&self, name: &str) -> Option<KeySpaceSpec> {
+        self.inner.spaces.load().get(name).map(|s| s.spec.clone())
+    }
+
+    /// The catalog revision this node has applied.
+    pub fn revision(&self) -> u64 {
+        *self.inner.applied_tx.borrow()
+    }
+
+    /// Follows the applied revision (for tests and admin endpoints).
+    pub fn watch_revision(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.applied_tx.subscribe()
+    }
+
+    /// Definition, cache sizes and counters of every keyspace, by name.
+    pub async fn stats(&self) -> Vec<KeySpaceSnapshot> {
+        let spaces: Vec<Arc<Space>> = self.inner.spaces.load().values().cloned().collect();
+        let mut out = Vec::with_capacity(spaces.len());
+        for space in spaces {
+            out.push(space.snapshot().await);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Definition, cache sizes and counters of keyspace `name`.
+    pub async fn keyspace_stats(&self, name: &str) -> Result<KeySpaceSnapshot> {
+        let space = self
+            .inner
+            .spaces
+            .load()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::KeySpaceNotFound(name.to_owned()))?;
+        Ok(space.snapshot().await)
+    }
+
+    /// Waits (up to the write timeout) until this node applied `revision`.
+    async fn wait_applied(&self, revision: u64) -> Result<()> {
+        let timeout = self.inner.config.write_timeout;
+        let wait = async {
+            let mut changes = self.inner.catalog.subscribe();
+            loop {
+                self.sync_catalog().await;
+                if self.revision() >= revision {
+                    return Ok(());
+                }
+                if changes.changed().await.is_err() {
+                    return Err(Error::Unavailable("the catalog stopped".into()));
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::timeout(
+                    format!("applying catalog revision {revision}"),
+                    timeout,
+                ))
+            })
+    }
+
+    /// Brings the live keyspaces in line with the catalog's committed state.
+    pub(super) async fn sync_catalog(&self) {
+        sync(&self.inner).await;
+    }
+
+    /// Applies every later catalog state in a background task, until the engine stops or is
+    /// dropped.
+    pub(super) fn follow_catalog(&self) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let mut changes = self.inner.catalog.subscribe();
+        let task = tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                match weak.upgrade() {
+                    Some(inner) => sync(&inner).await,
+                    None => break,
+                }
+            }
+        });
+        *self
+            .inner
+            .follower
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(task);
+    }
+}
+
+async fn sync(inner: &Inner) {
+    let mut applied = inner.applied.lock().await;
+    let state: Arc<CatalogState> = inner.catalog.subscribe().borrow().clone();
+    if state.revision <= *applied {
+        return;
+    }
+    let current = inner.spaces.load_full();
+    let mut next: HashMap<String, Arc<Space>> = HashMap::with_capacity(state.keyspaces.len());
+    for (name, spec) in &state.keyspaces {
+        let existing = current.get(name);
+        if let Some(space) = existing
+            && space.spec == *spec
+        {
+            next.insert(name.clone(), Arc::clone(space));
+            continue;
+        }
+        let source = inner.registry.open_or_failing(name, &spec.source).await;
+        let stats = existing
+            .map(|s| Arc::clone(&s.stats))
+            .unwrap_or_else(|| Arc::new(Counters::default()));
+        let space = Space::new(
+            spec.clone(),
+            &inner.config,
+            source,
+            inner.expiries.get(name).cloned(),
+            stats,
+            inner.tasks.clone(),
+        );
+        tracing::info!(
+            keyspace = %name,
+            revision = state.revision,
+            action = if existing.is_some() { "rebuilt" } else { "created" },
+            "keyspace applied"
+        );
+        next.insert(name.clone(), Arc::new(space));
+    }
+    for name in current.keys().filter(|n| !next.contains_key(*n)) {
+        tracing::info!(keyspace = %name, revision = state.revision, "keyspace dropped");
+    }
+    inner.spaces.store(Arc::new(next));
+    *applied = state.revision;
+    inner.applied_tx.send_replace(state.revision);
+}

@@ -1,0 +1,284 @@
+//! The one place that decides whether a keyspace spec is acceptable.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::{CircuitBreakerConfig, KeySpaceSpec, RateLimitConfig, SourceSpec};
+use crate::config::Limits;
+use crate::error::Problems;
+use crate::protection::{MAX_BURST, MIN_REQUESTS_PER_SECOND};
+
+/// Longest keyspace name, in bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Every problem of `spec`, in field order.
+pub(crate) fn spec(spec: &KeySpaceSpec, limits: &Limits) -> Problems {
+    let mut problems = Problems::new();
+    if let Err(message) = name(&spec.name) {
+        problems.push("name", message);
+    }
+    if spec.max_bytes == Some(0) {
+        problems.push("max_bytes", "must be greater than zero");
+    }
+    positive("default_ttl", spec.default_ttl, &mut problems);
+    positive("negative_ttl", spec.negative_ttl, &mut problems);
+    positive("read_timeout", spec.read_timeout, &mut problems);
+    positive("write_timeout", spec.write_timeout, &mut problems);
+    warm_keys(&spec.warm_keys, limits, &mut problems);
+    if let Some(rl) = &spec.rate_limit {
+        problems.extend_prefixed("rate_limit", rate_limit(rl));
+    }
+    if let Some(cb) = &spec.circuit_breaker {
+        problems.extend_prefixed("circuit_breaker", circuit_breaker(cb));
+    }
+    problems.extend_prefixed("source", source(&spec.source));
+    problems
+}
+
+/// Checks a keyspace name; the message says what is wrong.
+pub fn name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "is {} bytes, over the limit of {MAX_NAME_BYTES}",
+            name.len()
+        ));
+    }
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !first_ok || !rest_ok {
+        return Err(format!(
+            "`{name}` may use only ASCII letters, digits, `-`, `_` and `.`, and must start with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+fn positive(field: &str, value: Option<Duration>, problems: &mut Problems) {
+    if value.is_some_and(|d| d.is_zero()) {
+        problems.push(field, "must be greater than zero (omit it for the default)");
+    }
+}
+
+fn warm_keys(keys: &[String], limits: &Limits, problems: &mut Problems) {
+    let mut seen = HashSet::new();
+    for (i, key) in keys.iter().enumerate() {
+        let field = format!("warm_keys[{i}]");
+        if let Err(e) = limits.check_key(key) {
+            problems.push(field, e.to_string());
+        } else if !seen.insert(key.as_str()) {
+            problems.push(field, format!("`{key}` is listed twice"));
+        }
+    }
+}
+
+/// Problems of a rate limit, fields relative to it.
+pub(crate) fn rate_limit(rl: &RateLimitConfig) -> Problems {
+    let mut problems = Problems::new();
+    if !(rl.requests_per_second.is_finite() && rl.requests_per_second > 0.0) {
+        problems.push(
+            "requests_per_second",
+            format!(
+                "must be a number greater than zero, got {}",
+                rl.requests_per_second
+            ),
+        );
+    } else if rl.requests_per_second < MIN_REQUESTS_PER_SECOND {
+        problems.push(
+            "requests_per_second",
+            format!(
+                "must be at least {MIN_REQUESTS_PER_SECOND}, got {}",
+                rl.requests_per_second
+            ),
+        );
+    }
+    if rl.burst == 0 {
+        problems.push(
+            "burst",
+            "must be at least 1 (a burst of 0 would deny every fetch)",
+        );
+    } else if rl.burst > MAX_BURST {
+        problems.push(
+            "burst",
+            format!("must be at most {MAX_BURST}, got {}", rl.burst),
+        );
+    }
+    problems
+}
+
+/// Problems of a circuit breaker, fields relative to it.
+pub(crate) fn circuit_breaker(cb: &CircuitBreakerConfig) -> Problems {
+    let mut problems = Problems::new();
+    if cb.failure_threshold == 0 {
+        problems.push("failure_threshold", "must be at least 1");
+    }
+    if cb.reset_timeout.is_zero() {
+        problems.push("reset_timeout", "must be greater than zero");
+    }
+    problems
+}
+
+fn source(source: &SourceSpec) -> Problems {
+    let mut problems = Problems::new();
+    match source {
+        SourceSpec::Http { url } => {
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok {
+                problems.push(
+                    "url",
+                    format!("`{url}` must start with http:// or https://"),
+                );
+            }
+            if !url.contains("{key}") {
+                problems.push(
+                    "url",
+                    format!("`{url}` must contain {{key}} where the key goes"),
+                );
+            }
+            if url.chars().any(char::is_whitespace) {
+                problems.push("url", "must not contain white space");
+            }
+        }
+        SourceSpec::Sqlite { path, query } => {
+            if path.trim().is_empty() {
+                problems.push("path", "must name a database file");
+            }
+            let placeholders = query.matches('?').count();
+            if placeholders != 1 {
+                problems.push(
+                    "query",
+                    format!("must have exactly one `?` for the key, found {placeholders}"),
+                );
+            }
+        }
+        SourceSpec::Postgres { url, query } => {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                problems.push(
+                    "url",
+                    "must start with postgres:// or postgresql:// (credentials are not echoed)",
+                );
+            }
+            if !query.contains("$1") {
+                problems.push("query", "must use $1 for the key");
+            } else if query.contains("$2") {
+                problems.push("query", "may use only one parameter, $1");
+            }
+        }
+        SourceSpec::Registered { name } => {
+            if name.trim().is_empty() {
+                problems.push("name", "must name a registered data source");
+            }
+        }
+        SourceSpec::None => {}
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::KeySpaceSpec;
+
+    fn fields(problems: &Problems) -> Vec<&str> {
+        problems.iter().map(|p| p.field.as_str()).collect()
+    }
+
+    /// One validation reports every bad field, not just the first.
+    #[test]
+    fn reports_every_bad_field_at_once() {
+        let mut spec = KeySpaceSpec::new(
+            "",
+            SourceSpec::Sqlite {
+                path: " ".into(),
+                query: "SELECT v FROM t".into(),
+            },
+        );
+        spec.max_bytes = Some(0);
+        spec.default_ttl = Some(Duration::ZERO);
+        spec.read_timeout = Some(Duration::ZERO);
+        spec.warm_keys = vec!["a".into(), "".into(), "a".into()];
+        spec.rate_limit = Some(RateLimitConfig {
+            requests_per_second: f64::NAN,
+            burst: 0,
+            wait_timeout: Duration::ZERO,
+        });
+        spec.circuit_breaker = Some(CircuitBreakerConfig {
+            failure_threshold: 0,
+            reset_timeout: Duration::ZERO,
+        });
+        let problems = super::spec(&spec, &Limits::default());
+        assert_eq!(
+            fields(&problems),
+            [
+                "name",
+                "max_bytes",
+                "default_ttl",
+                "read_timeout",
+                "warm_keys[1]",
+                "warm_keys[2]",
+                "rate_limit.requests_per_second",
+                "rate_limit.burst",
+                "circuit_breaker.failure_threshold",
+                "circuit_breaker.reset_timeout",
+                "source.path",
+                "source.query",
+            ]
+        );
+    }
+
+    /// Names are URL-safe identifiers.
+    #[test]
+    fn names_are_checked() {
+        assert!(name("users").is_ok());
+        assert!(name("users.v2_eu-west").is_ok());
+        assert!(name("").is_err());
+        assert!(name("-users").is_err());
+        assert!(name("us ers").is_err());
+        assert!(name("users/1").is_err());
+        assert!(name(&"a".repeat(MAX_NAME_BYTES + 1)).is_err());
+    }
+
+    /// Each source kind checks its own fields.
+    #[test]
+    fn sources_are_checked() {
+        let http = |url: &str| {
+            source(&SourceSpec::Http {
+                url: url.to_owned(),
+            })
+        };
+        assert!(http("http://h/{key}").is_empty());
+        assert_eq!(fields(&http("ftp://h/x")), ["url", "url"]);
+        let pg = |q: &str| {
+            source(&SourceSpec::Postgres {
+                url: "postgres://u@h/db".into(),
+                query: q.into(),
+            })
+        };
+        assert!(pg("SELECT v FROM t WHERE k = $1").is_empty());
+        assert_eq!(fields(&pg("SELECT v FROM t WHERE k = ?")), ["query"]);
+        assert_eq!(fields(&pg("SELECT $1, $2")), ["query"]);
+        let reg = source(&SourceSpec::Registered { name: "".into() });
+        assert_eq!(fields(&reg), ["name"]);
+        assert!(source(&SourceSpec::None).is_empty());
+    }
+
+    /// A key over the engine's limit is refused as a warm key.
+    #[test]
+    fn warm_keys_respect_limits() {
+        let limits = Limits {
+            max_key_bytes: 4,
+            ..Limits::default()
+        };
+        let mut spec = KeySpaceSpec::new("a", SourceSpec::None);
+        spec.warm_keys = vec!["abcd".into(), "abcde".into()];
+        let problems = super::spec(&spec, &limits);
+        assert_eq!(fields(&problems), ["warm_keys[1]"]);
+    }
+}

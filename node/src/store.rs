@@ -1,0 +1,256 @@
+//! One byte-weighed cache of a keyspace (main or hot), on moka.
+//!
+//! An entry weighs `len(key) + len(value)` bytes, as in groupcache, so the cache never holds
+//! more than its capacity once moka's maintenance has run. Each entry carries its own deadline,
+//! which moka's per-entry expiry honours. A remembered not-found is an entry without a value.
+//! Writes go through moka's per-key compute so that a put or delete and a finishing load of the
+//! same key are ordered, never interleaved.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::Expiry;
+use moka::future::Cache;
+use moka::ops::compute::{CompResult, Op};
+use moka::policy::EvictionPolicy;
+
+use crate::spec::Eviction;
+
+/// A cached answer: a value, or a remembered not-found.
+#[derive(Debug, Clone)]
+pub(crate) struct Cached {
+    /// `None` is a negative entry (the source said not found).
+    pub value: Option<Bytes>,
+    /// When the entry stops being served; `None` lives until evicted.
+    pub expires_at: Option<Instant>,
+}
+
+impl Cached {
+    fn weight(key: &str, value: &Cached) -> u32 {
+        let len = key.len() + value.value.as_ref().map_or(0, Bytes::len);
+        u32::try_from(len).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// Weight of this entry under `key`, in bytes.
+    pub fn weight_with(&self, key: &str) -> u64 {
+        u64::from(Cached::weight(key, self))
+    }
+}
+
+struct PerEntryExpiry;
+
+impl PerEntryExpiry {
+    fn remaining(value: &Cached, now: Instant) -> Option<Duration> {
+        value
+            .expires_at
+            .map(|deadline| deadline.saturating_duration_since(now))
+    }
+}
+
+impl Expiry<String, Cached> for PerEntryExpiry {
+    fn expire_after_create(&self, _key: &String, value: &Cached, now: Instant) -> Option<Duration> {
+        PerEntryExpiry::remaining(value, now)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Cached,
+        now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        PerEntryExpiry::remaining(value, now)
+    }
+}
+
+/// A byte-bounded cache of one keyspace.
+pub(crate) struct Store {
+    cache: Cache<String, Cached>,
+    capacity: u64,
+}
+
+impl Store {
+    /// A cache holding at most `capacity` bytes, evicting by `eviction`.
+    pub fn new(capacity: u64, eviction: Eviction) -> Store {
+        let policy = match eviction {
+            Eviction::TinyLfu => EvictionPolicy::tiny_lfu(),
+            Eviction::Lru => EvictionPolicy::lru(),
+        };
+        let cache = Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|key: &String, value: &Cached| Cached::weight(key, value))
+            .expire_after(PerEntryExpiry)
+            .eviction_policy(policy)
+            .build();
+        Store { cache, capacity }
+    }
+
+    /// Bytes this cache may hold.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// True when an entry of this weight can be held at all.
+    pub fn fits(&self, key: &str, value: &Cached) -> bool {
+        value.weight_with(key) <= self.capacity
+    }
+
+    /// The live entry for `key`, if any.
+    #[inline]
+    pub async fn get(&self, key: &str) -> Option<Cached> {
+        self.cache.get(key).await
+    }
+
+    /// Stores `value` unless `cancelled` is set when the per-key lock is held. Returns whether
+    /// it was stored.
+    pub async fn insert_unless(&self, key: &str, value: Cached, cancelled: &AtomicBool) -> bool {
+        if !self.fits(key, &value) {
+            return false;
+        }
+        let result = self
+            .cache
+            .entry_by_ref(key)
+            .and_compute_with(|_| async {
+                if cancelled.load(Ordering::Acquire) {
+                    Op::Nop
+                } else {
+                    Op::Put(value)
+                }
+            })
+            .await;
+        matches!(
+            result,
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
+        )
+    }
+
+    /// Stores `value`, replacing what was there. Returns false when it is too large to hold.
+    pub async fn insert(&self, key: &str, value: Cached) -> bool {
+        if !self.fits(key, &value) {
+            return false;
+        }
+        self.cache
+            .entry_by_ref(key)
+            .and_compute_with(|_| async { Op::Put(value) })
+            .await;
+        true
+    }
+
+    /// Removes `key`; returns whether a live entry was there.
+    pub async fn remove(&self, key: &str) -> bool {
+        let result = self
+            .cache
+            .entry_by_ref(key)
+            .and_compute_with(|_| async { Op::Remove })
+            .await;
+        matches!(result, CompResult::Removed(_))
+    }
+
+    /// Runs moka's pending maintenance (evictions, expirations) so sizes are exact.
+    pub async fn settle(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+
+    /// Bytes held (exact after [`settle`](Self::settle)).
+    pub fn bytes(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    /// Entries held (exact after [`settle`](Self::settle)).
+    pub fn entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}
+
+/// A shared flag that a writer sets to stop a load in flight from storing its result.
+pub(crate) type CancelFlag = Arc<AtomicBool>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(v: &'static [u8]) -> Cached {
+        Cached {
+            value: Some(Bytes::from_static(v)),
+            expires_at: None,
+        }
+    }
+
+    /// The cache never holds more bytes than its capacity once maintenance ran.
+    #[tokio::test]
+    async fn stays_within_capacity() {
+        let store = Store::new(1000, Eviction::TinyLfu);
+        for i in 0..200 {
+            store.insert(&format!("key-{i:03}"), value(&[7; 50])).await;
+        }
+        store.settle().await;
+        assert!(store.bytes() <= 1000, "holds {} bytes", store.bytes());
+        assert!(store.entries() > 0);
+    }
+
+    /// A value larger than the whole cache is refused instead of flushing everything else.
+    #[tokio::test]
+    async fn refuses_entries_larger_than_capacity() {
+        let store = Store::new(10, Eviction::Lru);
+        assert!(store.insert("small", value(b"v")).await);
+        assert!(!store.insert("big", value(&[0; 64])).await);
+        assert!(store.get("big").await.is_none());
+        assert!(store.get("small").await.is_some());
+    }
+
+    /// Per-entry deadlines expire entries individually.
+    #[tokio::test]
+    async fn entries_expire_at_their_own_deadline() {
+        let store = Store::new(1000, Eviction::TinyLfu);
+        let soon = Cached {
+            value: Some(Bytes::from_static(b"x")),
+            expires_at: Some(Instant::now() + Duration::from_millis(30)),
+        };
+        store.insert("soon", soon).await;
+        store.insert("never", value(b"y")).await;
+        assert!(store.get("soon").await.is_some());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.get("soon").await.is_some() {
+            assert!(Instant::now() < deadline, "entry did not expire");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(store.get("never").await.is_some());
+    }
+
+    /// A replaced entry takes the new entry's deadline, not the old one's.
+    #[tokio::test]
+    async fn update_takes_new_deadline() {
+        let store = Store::new(1000, Eviction::TinyLfu);
+        let soon = Cached {
+            value: Some(Bytes::from_static(b"x")),
+            expires_at: Some(Instant::now() + Duration::from_millis(20)),
+        };
+        let witness = soon.clone();
+        store.insert("k", soon).await;
+        store.insert("k", value(b"y")).await;
+        // The witness shares the old deadline: once it is gone, that deadline has passed.
+        store.insert("witness", witness).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.get("witness").await.is_some() {
+            assert!(Instant::now() < deadline, "witness did not expire");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let got = store.get("k").await.expect("still there");
+        assert_eq!(got.value.as_deref(), Some(&b"y"[..]));
+    }
+
+    /// A cancelled load does not store; an uncancelled one does.
+    #[tokio::test]
+    async fn insert_unless_respects_cancellation() {
+        let store = Store::new(1000, Eviction::TinyLfu);
+        let cancelled = AtomicBool::new(true);
+        assert!(!store.insert_unless("k", value(b"old"), &cancelled).await);
+        assert!(store.get("k").await.is_none());
+        cancelled.store(false, Ordering::Release);
+        assert!(store.insert_unless("k", value(b"new"), &cancelled).await);
+        assert!(store.remove("k").await);
+        assert!(!store.remove("k").await);
+    }
+}
