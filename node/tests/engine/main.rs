@@ -1,0 +1,12 @@
+//! Integration tests of the single-node engine, one module per concern.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod expiry;
+mod keyspaces;
+mod operations;
+mod protection;
+mod single_flight;
+mod stats;

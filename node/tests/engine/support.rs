@@ -1,0 +1,178 @@
+//! Shared fixtures: a scriptable data source with call counters, engines built around it, and
+//! condition waits with deadlines.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use distcache::{
+    DataSource, Engine, EngineConfig, FetchResult, Fetched, KeySpaceSpec, SourceError, SourceSpec,
+    async_trait,
+};
+use tokio::sync::watch;
+
+/// A data source whose behaviour follows the key's prefix:
+/// `missing…` → not found, `fail…` → error, `slow…` → waits for the gate, anything else →
+/// `v:<key>`. Every fetch is counted, per key and in total.
+pub struct TestSource {
+    pub fetches: AtomicUsize,
+    pub batches: AtomicUsize,
+    per_key: Mutex<HashMap<String, usize>>,
+    gate: watch::Sender<bool>,
+    failing: AtomicBool,
+    delay: Mutex<Duration>,
+    ttl: Mutex<Option<Duration>>,
+    batching: bool,
+}
+
+impl TestSource {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::build(false))
+    }
+
+    /// Overrides `fetch_many` with a real batch call (counted in `batches`).
+    pub fn batching() -> Arc<Self> {
+        Arc::new(Self::build(true))
+    }
+
+    fn build(batching: bool) -> Self {
+        TestSource {
+            fetches: AtomicUsize::new(0),
+            batches: AtomicUsize::new(0),
+            per_key: Mutex::new(HashMap::new()),
+            gate: watch::Sender::new(false),
+            failing: AtomicBool::new(false),
+            delay: Mutex::new(Duration::ZERO),
+            ttl: Mutex::new(None),
+            batching,
+        }
+    }
+
+    /// Lets `slow…` keys answer.
+    pub fn open_gate(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// Makes every fetch fail (or succeed again).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Delays every fetch.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
+    }
+
+    /// Gives every fetched value this TTL.
+    pub fn set_ttl(&self, ttl: Option<Duration>) {
+        *self.ttl.lock().unwrap() = ttl;
+    }
+
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    pub fn fetches_of(&self, key: &str) -> usize {
+        self.per_key.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    async fn answer(&self, key: &str) -> FetchResult {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        *self
+            .per_key
+            .lock()
+            .unwrap()
+            .entry(key.to_owned())
+            .or_default() += 1;
+        let delay = *self.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if key.starts_with("slow") {
+            let mut gate = self.gate.subscribe();
+            let _ = gate.wait_for(|open| *open).await;
+        }
+        if self.failing.load(Ordering::SeqCst) || key.starts_with("fail") {
+            return Err(SourceError::new(format!("cannot load {key}")));
+        }
+        if key.starts_with("missing") {
+            return Ok(None);
+        }
+        let value = format!("v:{key}");
+        Ok(Some(match *self.ttl.lock().unwrap() {
+            Some(ttl) => Fetched::with_ttl(value, ttl),
+            None => Fetched::new(value),
+        }))
+    }
+}
+
+#[async_trait]
+impl DataSource for TestSource {
+    async fn fetch(&self, key: &str) -> FetchResult {
+        self.answer(key).await
+    }
+
+    async fn fetch_many(&self, keys: &[String]) -> Vec<FetchResult> {
+        if self.batching {
+            self.batches.fetch_add(1, Ordering::SeqCst);
+        }
+        futures::future::join_all(keys.iter().map(|k| self.answer(k))).await
+    }
+}
+
+/// The spec of keyspace `name` reading from the source registered as `test`.
+pub fn spec(name: &str) -> KeySpaceSpec {
+    KeySpaceSpec::new(
+        name,
+        SourceSpec::Registered {
+            name: "test".into(),
+        },
+    )
+}
+
+/// A started engine with keyspace `ks` (customised by `edit`) over `source`.
+pub async fn engine_with(
+    source: Arc<TestSource>,
+    config: EngineConfig,
+    edit: impl FnOnce(&mut KeySpaceSpec),
+) -> Engine {
+    let mut ks = spec("ks");
+    edit(&mut ks);
+    let engine = Engine::builder(config)
+        .register_source("test", source)
+        .keyspace_spec(ks)
+        .build()
+        .expect("valid engine");
+    engine.start().await.expect("start");
+    engine
+}
+
+/// A started engine with keyspace `ks` over `source` and test defaults.
+pub async fn engine(source: Arc<TestSource>) -> Engine {
+    engine_with(source, EngineConfig::for_test(), |_| {}).await
+}
+
+/// Polls `condition` until it holds, failing the test after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The value of `key` as text, panicking on errors.
+pub async fn text(engine: &Engine, ks: &str, key: &str) -> Option<String> {
+    engine
+        .get(ks, key)
+        .await
+        .expect("get")
+        .map(|b| String::from_utf8(b.to_vec()).expect("utf-8"))
+}
