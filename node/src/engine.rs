@@ -1,9 +1,13 @@
 //! The `Engine`: the read-through cache API of one node.
 //!
-//! Data operations (`get`, `put`, `delete` and their `_many` forms) validate their input, find
-//! the keyspace, and answer from the caches or load through single-flight. Keyspace operations
-//! go through the [`Catalog`](crate::Catalog) and return once this node applied the change (see
-//! `engine/keyspaces.rs`). Which node loads a key is decided in one place, `Inner::route`.
+//! Data operations (`get`, `put`, `delete`; the `_many` forms are in `engine/batch.rs`)
+//! validate their input, find the keyspace, and answer from the caches or load through
+//! single-flight. Which node loads or stores a key is decided in one place, the cluster's ring
+//! (`Inner::route`); without a cluster every key is owned here. Writes reach the owner and
+//! then invalidate copies on every other node (`engine/peer.rs`), so that after a put or a
+//! delete no node serves the old value. Keyspace operations go through the
+//! [`Catalog`](crate::Catalog) and return once this node applied the change
+//! (`engine/keyspaces.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::catalog::Catalog;
+use crate::cluster::{Cluster, Route};
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::flight::Pending;
@@ -25,8 +30,10 @@ use crate::registry::SourceRegistry;
 use crate::space::Space;
 use crate::spec::KeySpaceSpec;
 
+mod batch;
 mod builder;
 mod keyspaces;
+mod peer;
 
 pub use builder::EngineBuilder;
 
@@ -108,6 +115,7 @@ pub(crate) struct Inner {
     applied_tx: watch::Sender<u64>,
     tasks: TaskTracker,
     follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Inner {
@@ -117,6 +125,7 @@ impl Inner {
         registry: SourceRegistry,
         expiries: HashMap<String, Arc<dyn KeySpace>>,
         seeds: Vec<KeySpaceSpec>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         Inner {
             config,
@@ -130,6 +139,7 @@ impl Inner {
             applied_tx: watch::Sender::new(0),
             tasks: TaskTracker::new(),
             follower: std::sync::Mutex::new(None),
+            cluster,
         }
     }
 
@@ -152,11 +162,55 @@ impl Inner {
             .ok_or_else(|| Error::KeySpaceNotFound(name.to_owned()))
     }
 
-    /// Loads keys that missed the caches. The ownership seam: on a single node every key is
-    /// owned here; a cluster asks the ring and sends the rest to their owners.
-    fn route(&self, space: &Arc<Space>, keys: &[&str]) -> Vec<Pending> {
-        space.load_owned(keys)
+    /// Who owns `key` of `space`. The ownership seam: without a cluster, this node.
+    #[inline]
+    fn owner(&self, space: &Space, key: &str) -> Route {
+        match &self.cluster {
+            Some(cluster) => cluster.route(space.name(), key),
+            None => Route::Local,
+        }
     }
+
+    /// Loads keys that missed the caches: this node's own from its data source, the others'
+    /// through their owners, one batch per owner. Answers one pending outcome per key, in
+    /// order.
+    fn route(&self, space: &Arc<Space>, keys: &[&str]) -> Vec<Pending> {
+        let Some(cluster) = &self.cluster else {
+            return space.load_owned(keys);
+        };
+        if let [key] = keys {
+            return match cluster.route(space.name(), key) {
+                Route::Local => space.load_owned(keys),
+                Route::Remote(peer) => space.load_from_peer(cluster, peer, keys),
+            };
+        }
+        let by_owner = cluster.split(space.name(), keys.iter().copied().enumerate(), |(_, k)| k);
+        let mut out: Vec<Option<Pending>> = vec![None; keys.len()];
+        let mut place = |group: &[(usize, &str)], pending: Vec<Pending>| {
+            for ((slot, _), p) in group.iter().zip(pending) {
+                out[*slot] = Some(p);
+            }
+        };
+        if !by_owner.local.is_empty() {
+            let group_keys: Vec<&str> = by_owner.local.iter().map(|(_, k)| *k).collect();
+            place(&by_owner.local, space.load_owned(&group_keys));
+        }
+        for (peer, group) in by_owner.remote {
+            let group_keys: Vec<&str> = group.iter().map(|(_, k)| *k).collect();
+            place(&group, space.load_from_peer(cluster, peer, &group_keys));
+        }
+        out.into_iter()
+            .map(|p| p.unwrap_or_else(|| failed_pending("key was not routed")))
+            .collect()
+    }
+}
+
+/// A pending outcome that is already an internal error (a broken invariant, never expected).
+fn failed_pending(why: &'static str) -> Pending {
+    use futures::FutureExt;
+    futures::future::ready(Err(Error::Internal(why.into())))
+        .boxed()
+        .shared()
 }
 
 impl Engine {
@@ -168,6 +222,11 @@ impl Engine {
     /// The engine's configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The cluster this engine shares keys with, if any.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.as_ref()
     }
 
     /// True between a successful `start` and `stop`.
@@ -237,72 +296,9 @@ impl Engine {
         let span = tracing::debug_span!("distcache.get", distcache.keyspace = keyspace, key);
         let pending = self.inner.route(&space, &[key]);
         match pending.into_iter().next() {
-            Some(p) => p.instrument(span).await,
+            Some(p) => p.instrument(span).await.map(|c| c.value),
             None => Err(Error::Internal("no load was started for the key".into())),
         }
-    }
-
-    /// Reads many keys of one keyspace, answering one result per key in order (a key listed
-    /// twice is loaded once and answered twice). Misses are loaded in one batch per owner.
-    pub async fn get_many<K: AsRef<str>>(
-        &self,
-        keyspace: &str,
-        keys: &[K],
-    ) -> Result<Vec<KeyResult<Option<Bytes>>>> {
-        let space = self.inner.space(keyspace)?;
-        let limits = &self.inner.config.limits;
-        limits.check_batch(keys.len())?;
-        let span = tracing::debug_span!(
-            "distcache.get_many",
-            distcache.keyspace = keyspace,
-            keys = keys.len()
-        );
-        async {
-            let mut results: Vec<Option<Result<Option<Bytes>>>> = Vec::with_capacity(keys.len());
-            let mut misses: Vec<&str> = Vec::new();
-            let mut miss_slots: HashMap<&str, Vec<usize>> = HashMap::new();
-            space.stats.gets.add(keys.len() as u64);
-            for (slot, key) in keys.iter().enumerate() {
-                let key = key.as_ref();
-                if let Err(e) = limits.check_key(key) {
-                    results.push(Some(Err(e)));
-                    continue;
-                }
-                if let Some(hit) = space.cached(key).await {
-                    space.stats.cache_hits.inc();
-                    results.push(Some(Ok(hit.value)));
-                    continue;
-                }
-                results.push(None);
-                space.stats.loads.inc();
-                match miss_slots.get_mut(key) {
-                    // Listed twice: answered by the same load.
-                    Some(waiting) => waiting.push(slot),
-                    None => {
-                        misses.push(key);
-                        miss_slots.insert(key, vec![slot]);
-                    }
-                }
-            }
-            let pending = self.inner.route(&space, &misses);
-            let outcomes = futures::future::join_all(pending).await;
-            for (key, outcome) in misses.iter().zip(outcomes) {
-                for slot in miss_slots.get(key).into_iter().flatten() {
-                    results[*slot] = Some(outcome.clone());
-                }
-            }
-            Ok(keys
-                .iter()
-                .zip(results)
-                .map(|(key, result)| KeyResult {
-                    key: key.as_ref().to_owned(),
-                    result: result
-                        .unwrap_or_else(|| Err(Error::Internal("key was not answered".into()))),
-                })
-                .collect())
-        }
-        .instrument(span)
-        .await
     }
 
     /// Stores `value` under `key` (expiry by the keyspace's rules). Loads of the key in flight
@@ -331,14 +327,28 @@ impl Engine {
     ) -> Result<()> {
         let space = self.inner.space(keyspace)?;
         self.check_entry(key, &value, ttl)?;
-        space
-            .store_put(key, value, ttl)
-            .instrument(tracing::debug_span!(
-                "distcache.put",
-                distcache.keyspace = keyspace,
-                key
-            ))
-            .await
+        let span = tracing::debug_span!("distcache.put", distcache.keyspace = keyspace, key);
+        async {
+            match self.inner.owner(&space, key) {
+                Route::Local => {
+                    space.store_put(key, value, ttl).await?;
+                    self.inner.invalidate_peers(&space, &[key.to_owned()]).await
+                }
+                Route::Remote(peer) => {
+                    let entry = Entry {
+                        key: key.to_owned(),
+                        value,
+                        ttl,
+                    };
+                    let mut results = self.inner.put_remote(&space, &peer, vec![entry]).await;
+                    results.pop().map(|r| r.result).unwrap_or_else(|| {
+                        Err(Error::Internal("the owner answered no result".into()))
+                    })
+                }
+            }
+        }
+        .instrument(span)
+        .await
     }
 
     fn check_entry(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
@@ -353,85 +363,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Stores many entries of one keyspace, answering one result per entry in order. An
-    /// invalid entry fails alone; the others are stored.
-    pub async fn put_many(
-        &self,
-        keyspace: &str,
-        entries: impl IntoIterator<Item = Entry>,
-    ) -> Result<Vec<KeyResult<()>>> {
-        let space = self.inner.space(keyspace)?;
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        self.inner.config.limits.check_batch(entries.len())?;
-        let span = tracing::debug_span!(
-            "distcache.put_many",
-            distcache.keyspace = keyspace,
-            keys = entries.len()
-        );
-        async {
-            let mut results = Vec::with_capacity(entries.len());
-            for entry in entries {
-                let result = match self.check_entry(&entry.key, &entry.value, entry.ttl) {
-                    Ok(()) => space.store_put(&entry.key, entry.value, entry.ttl).await,
-                    Err(e) => Err(e),
-                };
-                results.push(KeyResult {
-                    key: entry.key,
-                    result,
-                });
-            }
-            Ok(results)
-        }
-        .instrument(span)
-        .await
-    }
-
     /// Removes `key` from the caches. A later get loads it again from the source.
     pub async fn delete(&self, keyspace: &str, key: &str) -> Result<()> {
         let space = self.inner.space(keyspace)?;
         self.inner.config.limits.check_key(key)?;
         space.stats.remove_keys_requests.inc();
         let span = tracing::debug_span!("distcache.delete", distcache.keyspace = keyspace, key);
-        if space.remove(key).instrument(span).await {
-            space.stats.removed_keys.inc();
-        }
-        Ok(())
-    }
-
-    /// Removes many keys, answering one result per key in order.
-    pub async fn delete_many<K: AsRef<str>>(
-        &self,
-        keyspace: &str,
-        keys: &[K],
-    ) -> Result<Vec<KeyResult<()>>> {
-        let space = self.inner.space(keyspace)?;
-        let limits = &self.inner.config.limits;
-        limits.check_batch(keys.len())?;
-        let span = tracing::debug_span!(
-            "distcache.delete_many",
-            distcache.keyspace = keyspace,
-            keys = keys.len()
-        );
         async {
-            let mut results = Vec::with_capacity(keys.len());
-            for key in keys {
-                let key = key.as_ref();
-                let result = match limits.check_key(key) {
-                    Ok(()) => {
-                        space.stats.remove_keys_requests.inc();
-                        if space.remove(key).await {
-                            space.stats.removed_keys.inc();
-                        }
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                };
-                results.push(KeyResult {
-                    key: key.to_owned(),
-                    result,
-                });
+            if space.remove(key).await {
+                space.stats.removed_keys.inc();
             }
-            Ok(results)
+            self.inner.invalidate_peers(&space, &[key.to_owned()]).await
         }
         .instrument(span)
         .await

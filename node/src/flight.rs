@@ -12,16 +12,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
-use crate::store::CancelFlag;
+use crate::store::{Cached, CancelFlag};
 
-/// What a load answers: a value, not found, or an error.
-pub(crate) type Outcome = Result<Option<Bytes>>;
+/// What a load answers: a value with its expiry, not found (an entry without a value), or an
+/// error.
+pub(crate) type Outcome = Result<Cached>;
 
 /// A load's outcome, awaitable by any number of callers.
 pub(crate) type Pending = Shared<BoxFuture<'static, Outcome>>;
@@ -113,6 +113,13 @@ impl Flights {
         }
     }
 
+    /// Stops every running load from storing its result (the caches are being emptied).
+    pub fn invalidate_all(&self) {
+        for (_, flight) in self.lock().drain() {
+            flight.cancelled.store(true, Ordering::Release);
+        }
+    }
+
     /// Number of loads running.
     #[cfg(test)]
     pub fn len(&self) -> usize {
@@ -159,6 +166,7 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn leader(claim: Claim) -> (Ticket, Pending) {
         match claim {
@@ -175,9 +183,15 @@ mod tests {
         let Claim::Joined(second) = flights.claim("k") else {
             panic!("expected to join")
         };
-        ticket.resolve(Ok(Some(Bytes::from_static(b"v"))));
-        assert_eq!(first.await.ok().flatten().as_deref(), Some(&b"v"[..]));
-        assert_eq!(second.await.ok().flatten().as_deref(), Some(&b"v"[..]));
+        ticket.resolve(Ok(Cached::found(Bytes::from_static(b"v"), None)));
+        assert_eq!(
+            first.await.ok().and_then(|c| c.value).as_deref(),
+            Some(&b"v"[..])
+        );
+        assert_eq!(
+            second.await.ok().and_then(|c| c.value).as_deref(),
+            Some(&b"v"[..])
+        );
         assert_eq!(flights.len(), 0);
         assert!(matches!(flights.claim("k"), Claim::Leader(..)));
     }
@@ -201,14 +215,14 @@ mod tests {
         flights.invalidate("k");
         assert!(old.cancelled().load(Ordering::Acquire));
         let (new, _) = leader(flights.claim("k"));
-        old.resolve(Ok(None));
+        old.resolve(Ok(Cached::missing()));
         assert_eq!(
             flights.len(),
             1,
             "the new flight survives the old one's end"
         );
         assert!(!new.cancelled().load(Ordering::Acquire));
-        new.resolve(Ok(None));
+        new.resolve(Ok(Cached::missing()));
         assert_eq!(flights.len(), 0);
     }
 }

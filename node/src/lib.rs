@@ -13,10 +13,16 @@
 //! - `flight`: single-flight registry of loads in progress;
 //! - `protection`: rate limiter and circuit breaker around fetches;
 //! - [`catalog`](Catalog): where keyspace definitions come from ([`LocalCatalog`] on one node);
-//! - `registry`: turns a spec's `source` into a live [`DataSource`];
+//! - `registry`, `sources`: turn a spec's `source` into a live [`DataSource`] (http built in);
 //! - [`spec`](KeySpaceSpec), [`config`](EngineConfig): serialisable definitions, defaults,
-//!   validation;
+//!   validation, keyspace files;
 //! - [`source`](DataSource), [`keyspace`](KeySpace): the traits an embedding program implements;
+//! - [`ring`](Ring): which node owns a key (rendezvous hashing);
+//! - [`cluster`](Cluster), [`discovery`](Discovery): membership by probing, topology events;
+//! - [`transport`]: node-to-node calls ([`transport::HttpTransport`]);
+//! - `server`, [`node`](Node): the HTTP API and a whole node (engine + server + membership);
+//! - [`client`]: a typed client of a node's public API;
+//! - [`wire`]: what travels over HTTP (error bodies with stable codes, batch JSON);
 //! - [`stats`](KeySpaceSnapshot): counters and the admin snapshot;
 //! - [`error`](Error): typed errors with stable wire codes.
 //!
@@ -54,29 +60,49 @@
 #![deny(missing_docs)]
 
 mod catalog;
+pub mod client;
+mod cluster;
 mod config;
+mod discovery;
 mod engine;
 mod error;
 mod flight;
 mod keyspace;
+mod net;
+mod node;
 mod protection;
 mod registry;
+mod ring;
+mod server;
 mod source;
+mod sources;
 mod space;
 mod spec;
 mod stats;
 mod store;
+pub mod transport;
 pub mod units;
+pub mod wire;
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
 
 pub use catalog::{Catalog, CatalogChange, CatalogState, LocalCatalog};
+pub use cluster::{
+    Cluster, ClusterConfig, MemberStatus, Peer, TopologyChange, TopologyEvent, TopologyEvents,
+};
 pub use config::{EngineConfig, KeySpaceOverrides, Limits, Settings};
+pub use discovery::{Discovery, StaticDiscovery};
 pub use engine::{Engine, EngineBuilder, Entry, KeyResult};
 pub use error::{Error, ErrorCode, Problem, Problems, Result, SourceError};
 pub use keyspace::KeySpace;
+pub use node::{Node, NodeBuilder, NodeConfig};
 pub use protection::BreakerState;
+pub use ring::{NodeId, Ring, key_hash};
+pub use server::ServerConfig;
 pub use source::{DataSource, FetchResult, Fetched, FnSource, NoSource, source_fn};
-pub use spec::{CircuitBreakerConfig, Eviction, KeySpaceSpec, RateLimitConfig, SourceSpec};
+pub use spec::{
+    CircuitBreakerConfig, Eviction, KeySpaceSpec, RateLimitConfig, SourceSpec, parse_keyspaces,
+    read_keyspace_file,
+};
 pub use stats::{KeySpaceSnapshot, Stats};

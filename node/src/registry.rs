@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Problems, Result, SourceError};
 use crate::source::{DataSource, FetchResult, NoSource};
+use crate::sources::HttpSource;
 use crate::spec::SourceSpec;
 
 /// Data sources registered in code, by name.
@@ -55,7 +56,7 @@ impl SourceRegistry {
                     ),
                 );
             }
-            SourceSpec::Http { .. } | SourceSpec::Sqlite { .. } | SourceSpec::Postgres { .. } => {
+            SourceSpec::Sqlite { .. } | SourceSpec::Postgres { .. } => {
                 problems.push(
                     "source.kind",
                     format!(
@@ -78,6 +79,7 @@ impl SourceRegistry {
                 .get(name)
                 .cloned()
                 .ok_or_else(|| Error::Internal(format!("registered source `{name}` vanished"))),
+            SourceSpec::Http { url } => Ok(Arc::new(HttpSource::open(url)?)),
             _ => Ok(Arc::new(NoSource)),
         }
     }

@@ -5,26 +5,26 @@
 //! carried over), so nothing here is ever reconfigured in place.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, warn};
 
 use crate::config::{EngineConfig, Settings};
 use crate::error::{Error, Result};
-use crate::flight::{Claim, Flights, Outcome, Pending, Ticket};
+use crate::flight::Flights;
 use crate::keyspace::KeySpace;
 use crate::protection::Guard;
-use crate::source::{DataSource, FetchResult, Fetched};
+use crate::source::DataSource;
 use crate::spec::KeySpaceSpec;
 use crate::stats::{Counters, KeySpaceSnapshot};
 use crate::store::{Cached, Store};
 use crate::units::format_duration;
 
+mod load;
+
 /// When an entry expires.
-enum Deadline {
+pub(crate) enum Deadline {
     /// At this instant, or never.
     At(Option<Instant>),
     /// Its time to live is zero or already over: it must not be stored.
@@ -39,13 +39,13 @@ pub(crate) struct Space {
     pub main: Store,
     /// Copies of popular keys owned by other nodes.
     pub hot: Store,
-    source: Arc<dyn DataSource>,
+    pub(crate) source: Arc<dyn DataSource>,
     expiry: Option<Arc<dyn KeySpace>>,
-    guard: Guard,
+    pub(crate) guard: Guard,
     pub flights: Flights,
     pub stats: Arc<Counters>,
     /// Where loads run, so that `stop` can wait for them.
-    tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
 }
 
 impl Space {
@@ -96,7 +96,7 @@ impl Space {
 
     /// When an entry for `key` should expire: its own TTL, else the keyspace's
     /// `expires_at(key)`, else `default_ttl`, else never.
-    fn deadline(&self, key: &str, own_ttl: Option<Duration>, now: Instant) -> Deadline {
+    pub(crate) fn deadline(&self, key: &str, own_ttl: Option<Duration>, now: Instant) -> Deadline {
         let ttl = match own_ttl {
             Some(ttl) => Some(ttl),
             None => match self.expiry.as_ref().and_then(|k| k.expires_at(key)) {
@@ -153,6 +153,13 @@ impl Space {
         Ok(())
     }
 
+    /// Empties both caches and keeps loads in flight from refilling them.
+    pub fn flush(&self) {
+        self.flights.invalidate_all();
+        self.main.clear();
+        self.hot.clear();
+    }
+
     /// Removes `key` from both caches (and stops loads in flight from storing it again);
     /// returns whether anything was removed.
     pub async fn remove(&self, key: &str) -> bool {
@@ -161,142 +168,6 @@ impl Space {
         let hot = self.hot.remove(key).await;
         self.flights.invalidate(key);
         main || hot
-    }
-
-    /// Loads `keys` (owned by this node, not cached) through single-flight: joins loads in
-    /// flight, starts one task for the rest. Returns one pending outcome per key, in order.
-    pub fn load_owned(self: &Arc<Self>, keys: &[&str]) -> Vec<Pending> {
-        let mut pending = Vec::with_capacity(keys.len());
-        let mut tickets = Vec::new();
-        for key in keys {
-            match self.flights.claim(key) {
-                Claim::Joined(p) => pending.push(p),
-                Claim::Leader(ticket, p) => {
-                    tickets.push(ticket);
-                    pending.push(p);
-                }
-            }
-        }
-        if !tickets.is_empty() {
-            let space = Arc::clone(self);
-            let span = tracing::debug_span!("distcache.load", distcache.keyspace = %self.name(), keys = tickets.len());
-            self.tasks.spawn(space.run(tickets).instrument(span));
-        }
-        pending
-    }
-
-    /// The leader's work: re-check the cache (a put may have landed since the miss), fetch
-    /// the rest in one call, store what may be stored, answer every ticket.
-    async fn run(self: Arc<Self>, tickets: Vec<Ticket>) {
-        let mut to_fetch = Vec::with_capacity(tickets.len());
-        for ticket in tickets {
-            match self.main.get(ticket.key()).await {
-                Some(hit) => ticket.resolve(Ok(hit.value)),
-                None => to_fetch.push(ticket),
-            }
-        }
-        self.stats.loads_deduped.add(to_fetch.len() as u64);
-        if to_fetch.len() > 1 {
-            self.fetch_batch(to_fetch).await;
-        } else if let Some(ticket) = to_fetch.pop() {
-            let result = self
-                .guard
-                .call(
-                    self.settings.read_timeout,
-                    self.source.fetch(ticket.key()),
-                    |_| false,
-                )
-                .await;
-            self.settle(ticket, result).await;
-        }
-    }
-
-    /// Fetches several keys in one `fetch_many` call under the guard.
-    async fn fetch_batch(&self, tickets: Vec<Ticket>) {
-        let keys: Vec<String> = tickets.iter().map(|t| t.key().to_owned()).collect();
-        let batch = self
-            .guard
-            .call(
-                self.settings.read_timeout,
-                async { Ok(self.source.fetch_many(&keys).await) },
-                |results: &Vec<FetchResult>| results.iter().all(Result::is_err),
-            )
-            .await;
-        match batch {
-            Ok(results) if results.len() == tickets.len() => {
-                for (ticket, result) in tickets.into_iter().zip(results) {
-                    self.settle(ticket, result.map_err(Error::DataSource)).await;
-                }
-            }
-            Ok(results) => {
-                let err = Error::DataSource(crate::error::SourceError::new(format!(
-                    "fetch_many answered {} results for {} keys",
-                    results.len(),
-                    tickets.len()
-                )));
-                for ticket in tickets {
-                    self.settle(ticket, Err(err.clone())).await;
-                }
-            }
-            Err(err) => {
-                for ticket in tickets {
-                    self.settle(ticket, Err(err.clone())).await;
-                }
-            }
-        }
-    }
-
-    /// Counts, stores (unless cancelled) and answers one fetched key.
-    async fn settle(&self, ticket: Ticket, result: Result<Option<Fetched>>) {
-        let key = ticket.key();
-        let outcome: Outcome = match result {
-            Ok(Some(fetched)) => {
-                self.stats.local_loads.inc();
-                if let Deadline::At(expires_at) = self.deadline(key, fetched.ttl, Instant::now()) {
-                    let entry = Cached {
-                        value: Some(fetched.value.clone()),
-                        expires_at,
-                    };
-                    if !self
-                        .main
-                        .insert_unless(key, entry, ticket.cancelled())
-                        .await
-                        && !ticket.cancelled().load(Ordering::Acquire)
-                    {
-                        debug!(key, bytes = fetched.value.len(), "value too large to cache");
-                    }
-                }
-                Ok(Some(fetched.value))
-            }
-            Ok(None) => {
-                self.stats.local_loads.inc();
-                self.stats.not_found.inc();
-                if let Some(ttl) = self.settings.negative_ttl {
-                    let entry = Cached {
-                        value: None,
-                        expires_at: Instant::now().checked_add(ttl),
-                    };
-                    self.main
-                        .insert_unless(key, entry, ticket.cancelled())
-                        .await;
-                }
-                Ok(None)
-            }
-            Err(err) => {
-                match &err {
-                    Error::DataSourceRateLimited(_) => self.stats.rate_limited.inc(),
-                    Error::DataSourceCircuitOpen(_) => self.stats.circuit_open.inc(),
-                    Error::Timeout { .. } => {
-                        self.stats.timeouts.inc();
-                        self.stats.local_load_errs.inc();
-                    }
-                    _ => self.stats.local_load_errs.inc(),
-                }
-                warn!(keyspace = %self.name(), key, error = %err, "load failed");
-                Err(err)
-            }
-        };
-        ticket.resolve(outcome);
     }
 
     /// Definition, sizes and counters, with cache maintenance run first so sizes are exact.

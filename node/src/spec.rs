@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::Limits;
 use crate::error::{Error, Problems, Result};
 
+mod file;
 pub(crate) mod validate;
+
+pub use file::{parse_keyspaces, read_keyspace_file};
 
 /// The definition of one keyspace, as JSON over HTTP or a `[[keyspace]]` table in TOML.
 ///

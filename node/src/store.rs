@@ -28,6 +28,28 @@ pub(crate) struct Cached {
 }
 
 impl Cached {
+    /// A found value expiring at `expires_at`.
+    pub fn found(value: Bytes, expires_at: Option<Instant>) -> Self {
+        Cached {
+            value: Some(value),
+            expires_at,
+        }
+    }
+
+    /// A not-found answer (not to be stored unless negative caching is on).
+    pub fn missing() -> Self {
+        Cached {
+            value: None,
+            expires_at: None,
+        }
+    }
+
+    /// Time left before the entry expires (`None`: never).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.expires_at
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
     fn weight(key: &str, value: &Cached) -> u32 {
         let len = key.len() + value.value.as_ref().map_or(0, Bytes::len);
         u32::try_from(len).unwrap_or(u32::MAX).max(1)
@@ -146,6 +168,11 @@ impl Store {
             .and_compute_with(|_| async { Op::Remove })
             .await;
         matches!(result, CompResult::Removed(_))
+    }
+
+    /// Drops every entry.
+    pub fn clear(&self) {
+        self.cache.invalidate_all();
     }
 
     /// Runs moka's pending maintenance (evictions, expirations) so sizes are exact.

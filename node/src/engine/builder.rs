@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::{Engine, Inner};
 use crate::catalog::{Catalog, LocalCatalog};
+use crate::cluster::Cluster;
 use crate::config::{EngineConfig, KeySpaceOverrides};
 use crate::error::{Error, Problems, Result};
 use crate::keyspace::KeySpace;
@@ -23,6 +24,7 @@ pub struct EngineBuilder {
     overrides: Vec<(String, KeySpaceOverrides)>,
     sources: Vec<(String, Arc<dyn DataSource>)>,
     catalog: Option<Arc<dyn Catalog>>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl EngineBuilder {
@@ -34,6 +36,7 @@ impl EngineBuilder {
             overrides: Vec::new(),
             sources: Vec::new(),
             catalog: None,
+            cluster: None,
         }
     }
 
@@ -77,6 +80,12 @@ impl EngineBuilder {
     /// control store, for instance).
     pub fn catalog(mut self, catalog: Arc<dyn Catalog>) -> Self {
         self.catalog = Some(catalog);
+        self
+    }
+
+    /// Shares keys with the other members of `cluster`: each key is loaded by its owner.
+    pub(crate) fn cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.cluster = Some(cluster);
         self
     }
 
@@ -140,6 +149,7 @@ impl EngineBuilder {
                 registry,
                 expiries,
                 specs.into_values().collect(),
+                self.cluster,
             )),
         })
     }

@@ -1,0 +1,414 @@
+//! A typed async client for a node's public HTTP API, used by the CLI, the dashboard and
+//! tests, and by any program that talks to a cluster it does not embed.
+//!
+//! Several endpoints may be given: a request goes to the last one that answered and moves on
+//! to the next only when an endpoint cannot be reached (an HTTP error is an answer). Errors come
+//! back as the same typed [`Error`] the node raised, rebuilt from the wire code.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::cluster::MemberStatus;
+use crate::engine::{Entry, KeyResult};
+use crate::error::{Error, Result};
+use crate::net;
+use crate::spec::KeySpaceSpec;
+use crate::stats::KeySpaceSnapshot;
+use crate::wire::{
+    BatchResponse, ChangeResponse, ErrorBody, Health, KeySpaceList, KeysRequest, Owner,
+    PutManyRequest, WireEntry,
+};
+
+/// A client of one cluster (any of its nodes).
+pub struct Client {
+    http: reqwest::Client,
+    endpoints: Vec<String>,
+    current: AtomicUsize,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+/// A request: method, path segments (each percent-encoded), query, body.
+struct Call<'a> {
+    method: Method,
+    path: Vec<&'a str>,
+    query: Vec<(&'a str, String)>,
+    body: Option<(Bytes, &'static str)>,
+}
+
+impl<'a> Call<'a> {
+    fn new(method: Method, path: &[&'a str]) -> Self {
+        Call {
+            method,
+            path: path.to_vec(),
+            query: Vec::new(),
+            body: None,
+        }
+    }
+
+    fn query(mut self, name: &'a str, value: impl ToString) -> Self {
+        self.query.push((name, value.to_string()));
+        self
+    }
+
+    fn json(mut self, value: &impl serde::Serialize) -> Result<Self> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Error::InvalidRequest(format!("cannot encode the request: {e}")))?;
+        self.body = Some((Bytes::from(body), "application/json"));
+        Ok(self)
+    }
+
+    fn bytes(mut self, value: Bytes) -> Self {
+        self.body = Some((value, "application/octet-stream"));
+        self
+    }
+}
+
+impl Client {
+    /// A client of the nodes at `endpoints` (`host:port` or `http://host:port`).
+    pub fn new<I, S>(endpoints: I) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let endpoints: Vec<String> = endpoints
+            .into_iter()
+            .map(|e| {
+                let e: String = e.into();
+                let e = e.trim().trim_end_matches('/').to_owned();
+                if e.contains("://") {
+                    e
+                } else {
+                    format!("http://{e}")
+                }
+            })
+            .filter(|e| e.len() > "http://".len())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(Error::InvalidRequest("no endpoint given".into()));
+        }
+        for e in &endpoints {
+            reqwest::Url::parse(e).map_err(|err| {
+                Error::InvalidRequest(format!("endpoint `{e}` is not a URL: {err}"))
+            })?;
+        }
+        let http = net::client_builder()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            endpoints,
+            current: AtomicUsize::new(0),
+            token: None,
+            timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Deadline of each request (default 30 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The endpoints, in the order they are tried.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    async fn send(&self, call: Call<'_>) -> Result<reqwest::Response> {
+        let n = self.endpoints.len();
+        let start = self.current.load(Ordering::Relaxed) % n;
+        let mut failures = Vec::new();
+        for i in 0..n {
+            let index = (start + i) % n;
+            let base = &self.endpoints[index];
+            let mut url = reqwest::Url::parse(base)
+                .map_err(|e| Error::InvalidRequest(format!("endpoint `{base}`: {e}")))?;
+            url.path_segments_mut()
+                .map_err(|_| {
+                    Error::InvalidRequest(format!("endpoint `{base}` cannot have a path"))
+                })?
+                .pop_if_empty()
+                .extend(&call.path);
+            if !call.query.is_empty() {
+                url.query_pairs_mut()
+                    .extend_pairs(call.query.iter().map(|(k, v)| (*k, v.as_str())));
+            }
+            let mut request = self
+                .http
+                .request(call.method.clone(), url)
+                .timeout(self.timeout);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            if let Some((body, content_type)) = &call.body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, *content_type)
+                    .body(body.clone());
+            }
+            match request.send().await {
+                Ok(response) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(response);
+                }
+                Err(e) if e.is_timeout() => {
+                    return Err(Error::timeout(format!("request to {base}"), self.timeout));
+                }
+                Err(e) => failures.push(format!("{base} ({})", cause_chain(&e))),
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "cannot reach any endpoint: {}",
+            failures.join("; ")
+        )))
+    }
+
+    async fn expect_json<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T> {
+        let response = self.send(call).await?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Error::Unavailable(format!("reading the answer failed: {e}")))?;
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::Internal(format!("the node answered unexpected JSON: {e}")))
+    }
+
+    async fn expect_empty(&self, call: Call<'_>) -> Result<()> {
+        let response = self.send(call).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(error_of(response).await)
+        }
+    }
+
+    /// Reads `key`; `Ok(None)` when the data source does not have it.
+    pub async fn get(&self, keyspace: &str, key: &str) -> Result<Option<Bytes>> {
+        let response = self
+            .send(Call::new(
+                Method::GET,
+                &["v1", "keyspaces", keyspace, "keys", key],
+            ))
+            .await?;
+        match response.status() {
+            StatusCode::OK => response
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| Error::Unavailable(format!("reading the value failed: {e}"))),
+            _ => {
+                let err = body_of(response).await;
+                match err {
+                    Ok(body) if body.is_key_not_found() => Ok(None),
+                    Ok(body) => Err(body.into_error()),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Stores `value` under `key`, optionally for `ttl`.
+    pub async fn put(
+        &self,
+        keyspace: &str,
+        key: &str,
+        value: impl Into<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let mut call =
+            Call::new(Method::PUT, &["v1", "keyspaces", keyspace, "keys", key]).bytes(value.into());
+        if let Some(ttl) = ttl {
+            call = call.query("ttl", humantime::format_duration(ttl));
+        }
+        self.expect_empty(call).await
+    }
+
+    /// Removes `key` on every node.
+    pub async fn delete(&self, keyspace: &str, key: &str) -> Result<()> {
+        self.expect_empty(Call::new(
+            Method::DELETE,
+            &["v1", "keyspaces", keyspace, "keys", key],
+        ))
+        .await
+    }
+
+    /// Reads many keys: one result per key, in order.
+    pub async fn get_many<K: AsRef<str>>(
+        &self,
+        keyspace: &str,
+        keys: &[K],
+    ) -> Result<Vec<KeyResult<Option<Bytes>>>> {
+        let request = KeysRequest {
+            keys: keys.iter().map(|k| k.as_ref().to_owned()).collect(),
+        };
+        let call =
+            Call::new(Method::POST, &["v1", "keyspaces", keyspace, "get-many"]).json(&request)?;
+        let batch: BatchResponse = self.expect_json(call).await?;
+        Ok(batch
+            .results
+            .into_iter()
+            .map(|o| KeyResult {
+                key: o.key.clone(),
+                result: o.into_get().map(|f| f.map(|(v, _)| v)),
+            })
+            .collect())
+    }
+
+    /// Stores many entries: one result per entry, in order.
+    pub async fn put_many(&self, keyspace: &str, entries: &[Entry]) -> Result<Vec<KeyResult<()>>> {
+        let request = PutManyRequest {
+            entries: entries
+                .iter()
+                .map(|e| WireEntry {
+                    key: e.key.clone(),
+                    value: e.value.clone(),
+                    ttl: e.ttl,
+                })
+                .collect(),
+        };
+        let call =
+            Call::new(Method::POST, &["v1", "keyspaces", keyspace, "put-many"]).json(&request)?;
+        self.writes(call).await
+    }
+
+    /// Removes many keys: one result per key, in order.
+    pub async fn delete_many<K: AsRef<str>>(
+        &self,
+        keyspace: &str,
+        keys: &[K],
+    ) -> Result<Vec<KeyResult<()>>> {
+        let request = KeysRequest {
+            keys: keys.iter().map(|k| k.as_ref().to_owned()).collect(),
+        };
+        let call = Call::new(Method::POST, &["v1", "keyspaces", keyspace, "delete-many"])
+            .json(&request)?;
+        self.writes(call).await
+    }
+
+    async fn writes(&self, call: Call<'_>) -> Result<Vec<KeyResult<()>>> {
+        let batch: BatchResponse = self.expect_json(call).await?;
+        Ok(batch
+            .results
+            .into_iter()
+            .map(|o| KeyResult {
+                key: o.key.clone(),
+                result: o.into_write(),
+            })
+            .collect())
+    }
+
+    /// Every keyspace and the revision the answering node applied.
+    pub async fn keyspaces(&self) -> Result<KeySpaceList> {
+        self.expect_json(Call::new(Method::GET, &["v1", "keyspaces"]))
+            .await
+    }
+
+    /// One keyspace's definition.
+    pub async fn keyspace(&self, name: &str) -> Result<KeySpaceSpec> {
+        self.expect_json(Call::new(Method::GET, &["v1", "keyspaces", name]))
+            .await
+    }
+
+    /// Creates a keyspace (fails if it exists).
+    pub async fn create_keyspace(&self, spec: &KeySpaceSpec) -> Result<ChangeResponse> {
+        let call = Call::new(Method::POST, &["v1", "keyspaces"]).json(spec)?;
+        self.expect_json(call).await
+    }
+
+    /// Creates or replaces a keyspace, optionally only at `expected_revision`.
+    pub async fn put_keyspace(
+        &self,
+        spec: &KeySpaceSpec,
+        expected_revision: Option<u64>,
+    ) -> Result<ChangeResponse> {
+        let mut call = Call::new(Method::PUT, &["v1", "keyspaces", &spec.name]).json(spec)?;
+        if let Some(rev) = expected_revision {
+            call = call.query("expected_revision", rev);
+        }
+        self.expect_json(call).await
+    }
+
+    /// Deletes keyspaces, all or none.
+    pub async fn delete_keyspaces<N: AsRef<str>>(&self, names: &[N]) -> Result<ChangeResponse> {
+        let joined = names
+            .iter()
+            .map(|n| n.as_ref())
+            .collect::<Vec<_>>()
+            .join(",");
+        self.expect_json(Call::new(Method::DELETE, &["v1", "keyspaces"]).query("names", joined))
+            .await
+    }
+
+    /// The members as the answering node sees them.
+    pub async fn peers(&self) -> Result<Vec<MemberStatus>> {
+        self.expect_json(Call::new(Method::GET, &["_distcache", "admin", "peers"]))
+            .await
+    }
+
+    /// Definition, sizes and counters of every keyspace on the answering node.
+    pub async fn stats(&self) -> Result<Vec<KeySpaceSnapshot>> {
+        self.expect_json(Call::new(
+            Method::GET,
+            &["_distcache", "admin", "keyspaces"],
+        ))
+        .await
+    }
+
+    /// Which node owns `key` of `keyspace`, as the answering node sees the ring.
+    pub async fn owner(&self, keyspace: &str, key: &str) -> Result<Owner> {
+        self.expect_json(Call::new(
+            Method::GET,
+            &["_distcache", "admin", "owner", keyspace, key],
+        ))
+        .await
+    }
+
+    /// The answering node's identity and readiness.
+    pub async fn health(&self) -> Result<Health> {
+        self.expect_json(Call::new(Method::GET, &["healthz"])).await
+    }
+}
+
+fn cause_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+async fn body_of(response: reqwest::Response) -> Result<ErrorBody> {
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| Error::Unavailable(format!("reading the answer failed: {e}")))?;
+    serde_json::from_slice::<ErrorBody>(&body).map_err(|_| {
+        Error::Internal(format!(
+            "status {status} without an error body: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ))
+    })
+}
+
+async fn error_of(response: reqwest::Response) -> Error {
+    match body_of(response).await {
+        Ok(body) => body.into_error(),
+        Err(e) => e,
+    }
+}

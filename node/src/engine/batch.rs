@@ -1,0 +1,219 @@
+//! Batch operations: one result per key, never stopping half-way.
+//!
+//! `get_many` answers hits at once and loads the misses in one batch per owner, owners in
+//! parallel. `put_many` stores each owner's entries with one call per owner, then invalidates
+//! copies elsewhere. `delete_many` removes the keys here and sends one invalidation per peer.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use tracing::Instrument;
+
+use super::{Engine, Entry, KeyResult};
+use crate::cluster::ByOwner;
+use crate::error::{Error, Result};
+
+impl Engine {
+    /// Reads many keys of one keyspace, answering one result per key in order (a key listed
+    /// twice is loaded once and answered twice). Misses are loaded in one batch per owner.
+    pub async fn get_many<K: AsRef<str>>(
+        &self,
+        keyspace: &str,
+        keys: &[K],
+    ) -> Result<Vec<KeyResult<Option<Bytes>>>> {
+        let space = self.inner.space(keyspace)?;
+        let limits = &self.inner.config.limits;
+        limits.check_batch(keys.len())?;
+        let span = tracing::debug_span!(
+            "distcache.get_many",
+            distcache.keyspace = keyspace,
+            keys = keys.len()
+        );
+        async {
+            let mut results: Vec<Option<Result<Option<Bytes>>>> = Vec::with_capacity(keys.len());
+            let mut misses: Vec<&str> = Vec::new();
+            let mut miss_slots: HashMap<&str, Vec<usize>> = HashMap::new();
+            space.stats.gets.add(keys.len() as u64);
+            for (slot, key) in keys.iter().enumerate() {
+                let key = key.as_ref();
+                if let Err(e) = limits.check_key(key) {
+                    results.push(Some(Err(e)));
+                    continue;
+                }
+                if let Some(hit) = space.cached(key).await {
+                    space.stats.cache_hits.inc();
+                    results.push(Some(Ok(hit.value)));
+                    continue;
+                }
+                results.push(None);
+                space.stats.loads.inc();
+                match miss_slots.get_mut(key) {
+                    // Listed twice: answered by the same load.
+                    Some(waiting) => waiting.push(slot),
+                    None => {
+                        misses.push(key);
+                        miss_slots.insert(key, vec![slot]);
+                    }
+                }
+            }
+            let pending = self.inner.route(&space, &misses);
+            let outcomes = futures::future::join_all(pending).await;
+            for (key, outcome) in misses.iter().zip(outcomes) {
+                let answer = outcome.map(|c| c.value);
+                for slot in miss_slots.get(key).into_iter().flatten() {
+                    results[*slot] = Some(answer.clone());
+                }
+            }
+            Ok(keys
+                .iter()
+                .zip(results)
+                .map(|(key, result)| KeyResult {
+                    key: key.as_ref().to_owned(),
+                    result: result
+                        .unwrap_or_else(|| Err(Error::Internal("key was not answered".into()))),
+                })
+                .collect())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Stores many entries of one keyspace, answering one result per entry in order. An
+    /// invalid entry fails alone; the others are stored, each on its owner.
+    pub async fn put_many(
+        &self,
+        keyspace: &str,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> Result<Vec<KeyResult<()>>> {
+        let space = self.inner.space(keyspace)?;
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        self.inner.config.limits.check_batch(entries.len())?;
+        let span = tracing::debug_span!(
+            "distcache.put_many",
+            distcache.keyspace = keyspace,
+            keys = entries.len()
+        );
+        async {
+            let mut results: Vec<Option<KeyResult<()>>> = vec![None; entries.len()];
+            let mut valid: Vec<(usize, Entry)> = Vec::with_capacity(entries.len());
+            for (slot, entry) in entries.into_iter().enumerate() {
+                match self.check_entry(&entry.key, &entry.value, entry.ttl) {
+                    Ok(()) => valid.push((slot, entry)),
+                    Err(e) => {
+                        results[slot] = Some(KeyResult {
+                            key: entry.key,
+                            result: Err(e),
+                        })
+                    }
+                }
+            }
+            let ByOwner { local, remote } = match self.inner.cluster.as_ref() {
+                Some(cluster) => cluster.split(space.name(), valid, |(_, e)| &e.key),
+                None => ByOwner {
+                    local: valid,
+                    remote: Vec::new(),
+                },
+            };
+
+            let remote_calls = remote.into_iter().map(|(peer, group)| {
+                let space = &space;
+                async move {
+                    let (slots, entries): (Vec<usize>, Vec<Entry>) = group.into_iter().unzip();
+                    let answers = self.inner.put_remote(space, &peer, entries).await;
+                    slots.into_iter().zip(answers).collect::<Vec<_>>()
+                }
+            });
+            let local_call = async {
+                let mut stored = Vec::new();
+                let mut answers = Vec::new();
+                for (slot, entry) in local {
+                    let result = space.store_put(&entry.key, entry.value, entry.ttl).await;
+                    if result.is_ok() {
+                        stored.push(entry.key.clone());
+                    }
+                    answers.push((
+                        slot,
+                        KeyResult {
+                            key: entry.key,
+                            result,
+                        },
+                    ));
+                }
+                if let Err(e) = self.inner.invalidate_peers(&space, &stored).await {
+                    for (_, answer) in answers.iter_mut() {
+                        if answer.result.is_ok() {
+                            answer.result = Err(e.clone());
+                        }
+                    }
+                }
+                answers
+            };
+            let (local_answers, remote_answers) =
+                futures::join!(local_call, futures::future::join_all(remote_calls));
+            for (slot, answer) in local_answers
+                .into_iter()
+                .chain(remote_answers.into_iter().flatten())
+            {
+                results[slot] = Some(answer);
+            }
+            Ok(results
+                .into_iter()
+                .map(|r| {
+                    r.unwrap_or_else(|| KeyResult {
+                        key: String::new(),
+                        result: Err(Error::Internal("entry was not answered".into())),
+                    })
+                })
+                .collect())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Removes many keys, here and on every other node, answering one result per key in
+    /// order.
+    pub async fn delete_many<K: AsRef<str>>(
+        &self,
+        keyspace: &str,
+        keys: &[K],
+    ) -> Result<Vec<KeyResult<()>>> {
+        let space = self.inner.space(keyspace)?;
+        let limits = &self.inner.config.limits;
+        limits.check_batch(keys.len())?;
+        let span = tracing::debug_span!(
+            "distcache.delete_many",
+            distcache.keyspace = keyspace,
+            keys = keys.len()
+        );
+        async {
+            let mut results = Vec::with_capacity(keys.len());
+            let mut valid = Vec::new();
+            for key in keys {
+                let key = key.as_ref();
+                let result = match limits.check_key(key) {
+                    Ok(()) => {
+                        space.stats.remove_keys_requests.inc();
+                        if space.remove(key).await {
+                            space.stats.removed_keys.inc();
+                        }
+                        valid.push(key.to_owned());
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                results.push(KeyResult {
+                    key: key.to_owned(),
+                    result,
+                });
+            }
+            if let Err(e) = self.inner.invalidate_peers(&space, &valid).await {
+                for r in results.iter_mut().filter(|r| r.result.is_ok()) {
+                    r.result = Err(e.clone());
+                }
+            }
+            Ok(results)
+        }
+        .instrument(span)
+        .await
+    }
+}

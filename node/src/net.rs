@@ -1,0 +1,67 @@
+//! Shared HTTP client plumbing: one crypto provider for rustls, and reqwest clients with
+//! pooled keep-alive connections.
+
+use std::sync::Once;
+use std::time::Duration;
+
+/// Installs rustls' ring crypto provider as the process default (once; a provider installed
+/// by the embedding program first is kept).
+pub(crate) fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A reqwest client builder with the settings every distcache client shares: keep-alive pool,
+/// no Nagle delay, a connect timeout.
+pub(crate) fn client_builder() -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .connect_timeout(Duration::from_secs(2))
+        .no_proxy()
+}
+
+/// `http://{addr}` with `segments` appended, each percent-encoded as one path segment.
+pub(crate) fn url(scheme: &str, addr: &str, segments: &[&str]) -> Result<reqwest::Url, String> {
+    let mut url = reqwest::Url::parse(&format!("{scheme}://{addr}/"))
+        .map_err(|e| format!("`{addr}` is not a host:port address ({e})"))?;
+    url.path_segments_mut()
+        .map_err(|_| format!("`{addr}` cannot be a base address"))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
+/// Resolves once `stop` says true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys with slashes, spaces and non-ASCII become single encoded segments.
+    #[test]
+    fn url_encodes_each_segment() {
+        let u = url(
+            "http",
+            "127.0.0.1:3320",
+            &["v1", "keyspaces", "ks", "keys", "a/b c?é"],
+        )
+        .expect("url");
+        assert_eq!(
+            u.as_str(),
+            "http://127.0.0.1:3320/v1/keyspaces/ks/keys/a%2Fb%20c%3F%C3%A9"
+        );
+        assert!(url("http", "not an address", &[]).is_err());
+    }
+}

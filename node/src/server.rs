@@ -1,0 +1,224 @@
+//! The node's HTTP server: the public data and catalog API, the admin API, health, and the
+//! peer routes, on one listener.
+//!
+//! ```text
+//! /v1/keyspaces                       GET list · POST create · DELETE ?names=a,b
+//! /v1/keyspaces/{ks}                  GET · PUT create-or-replace (?expected_revision=) · DELETE
+//! /v1/keyspaces/{ks}/keys/{key}       GET read-through · PUT (?ttl=5m) · DELETE
+//! /v1/keyspaces/{ks}/get-many|put-many|delete-many    POST, JSON (values base64)
+//! /_distcache/admin/peers|keyspaces   GET
+//! /_distcache/admin/owner/{ks}/{key}  GET which node owns a key
+//! /_distcache/peer/…                  node-to-node (hop-marked: always served here)
+//! /healthz  /readyz
+//! ```
+//!
+//! Every request has a body limit and a deadline; every error is JSON with a stable `code`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::engine::Engine;
+use crate::error::{Error, Problems};
+
+mod admin;
+mod catalog;
+mod data;
+mod error;
+mod extract;
+mod peer;
+
+use error::ApiError;
+
+/// Limits and deadlines of the HTTP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Largest request body of batch and catalog routes. Default 32 MiB. (Single-key puts
+    /// are bounded by the engine's `max_value_bytes`.)
+    #[serde(with = "usize_bytes")]
+    pub max_request_bytes: usize,
+    /// Deadline of any request, whatever it waits on. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_request_bytes: 32 << 20,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Every problem, fields named as in the TOML file.
+    pub fn problems(&self) -> Problems {
+        let mut problems = Problems::new();
+        if self.max_request_bytes == 0 {
+            problems.push("max_request_bytes", "must be greater than zero");
+        }
+        if self.request_timeout.is_zero() {
+            problems.push("request_timeout", "must be greater than zero");
+        }
+        problems
+    }
+}
+
+mod usize_bytes {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &usize, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*value as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        let v = crate::units::bytes::deserialize(d)?;
+        usize::try_from(v).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Shared>);
+
+pub(crate) struct Shared {
+    pub engine: Engine,
+    pub node_id: String,
+    pub addr: String,
+    pub ready: Arc<AtomicBool>,
+    pub config: ServerConfig,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl Shared {
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// Builds every route over `engine`.
+pub(crate) fn router(
+    engine: Engine,
+    node_id: &str,
+    addr: &str,
+    ready: Arc<AtomicBool>,
+    config: ServerConfig,
+) -> Router {
+    let value_limit = engine.config().limits.max_value_bytes;
+    let request_limit = config.max_request_bytes;
+    let state = AppState(Arc::new(Shared {
+        engine,
+        node_id: node_id.to_owned(),
+        addr: addr.to_owned(),
+        ready,
+        config,
+    }));
+    Router::new()
+        .route(
+            "/v1/keyspaces",
+            get(catalog::list)
+                .post(catalog::create)
+                .delete(catalog::delete_many),
+        )
+        .route(
+            "/v1/keyspaces/{ks}",
+            get(catalog::get).put(catalog::put).delete(catalog::delete),
+        )
+        .route("/v1/keyspaces/{ks}/keys", any(data::empty_key))
+        .route("/v1/keyspaces/{ks}/keys/", any(data::empty_key))
+        .route(
+            "/v1/keyspaces/{ks}/keys/{*key}",
+            get(data::get)
+                .put(data::put)
+                .delete(data::delete)
+                // One byte over the limit, so the engine names the exact sizes.
+                .layer(DefaultBodyLimit::max(value_limit.saturating_add(1))),
+        )
+        .route("/v1/keyspaces/{ks}/get-many", post(data::get_many))
+        .route("/v1/keyspaces/{ks}/put-many", post(data::put_many))
+        .route("/v1/keyspaces/{ks}/delete-many", post(data::delete_many))
+        .route("/_distcache/admin/peers", get(admin::peers))
+        .route("/_distcache/admin/keyspaces", get(admin::keyspaces))
+        .route("/_distcache/admin/owner/{ks}/{*key}", get(admin::owner))
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .route(
+            "/_distcache/peer/keyspaces/{ks}/keys/{*key}",
+            get(peer::get),
+        )
+        .route(
+            "/_distcache/peer/keyspaces/{ks}/get-many",
+            post(peer::get_many),
+        )
+        .route(
+            "/_distcache/peer/keyspaces/{ks}/put-many",
+            post(peer::put_many),
+        )
+        .route(
+            "/_distcache/peer/keyspaces/{ks}/invalidate",
+            post(peer::invalidate),
+        )
+        .route("/_distcache/peer/flush", post(peer::flush))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(request_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes requests in flight.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.config.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::from(Error::timeout("request", limit)).into_response(),
+    }
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::plain(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}

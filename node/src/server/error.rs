@@ -1,0 +1,89 @@
+//! Every error a route answers: a status code and a JSON body with a stable `code`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{Error, ErrorCode};
+use crate::wire::ErrorBody;
+
+/// An error response.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    body: Box<ErrorBody>,
+}
+
+impl ApiError {
+    /// A response with `status` and `body`.
+    pub fn new(status: StatusCode, body: ErrorBody) -> Self {
+        ApiError {
+            status,
+            body: Box::new(body),
+        }
+    }
+
+    /// 404 for a key the source does not have.
+    pub fn key_not_found(keyspace: &str, key: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorBody::key_not_found(keyspace, key),
+        )
+    }
+
+    /// 400 for a request that could not be read.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::from(Error::InvalidRequest(message.into()))
+    }
+
+    /// The same error with another status.
+    pub fn with_status(self, status: StatusCode) -> Self {
+        ApiError { status, ..self }
+    }
+
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// A wire-only error (`NOT_FOUND`, `METHOD_NOT_ALLOWED`, `UNAUTHORIZED`).
+    pub fn plain(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        let mut body = ErrorBody::invalid_request(String::new());
+        body.code = code.to_owned();
+        body.message = message.into();
+        ApiError::new(status, body)
+    }
+}
+
+/// The HTTP status of each error code.
+pub(crate) fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::KeyspaceNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::KeyspaceExists | ErrorCode::RevisionMismatch => StatusCode::CONFLICT,
+        ErrorCode::EmptyKey
+        | ErrorCode::KeyTooLarge
+        | ErrorCode::InvalidRequest
+        | ErrorCode::InvalidSpec
+        | ErrorCode::InvalidConfig => StatusCode::BAD_REQUEST,
+        ErrorCode::ValueTooLarge | ErrorCode::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::DataSourceRateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::DataSourceCircuitOpen | ErrorCode::NotRunning | ErrorCode::Unavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::DataSourceError => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        ApiError::new(status_of(err.code()), ErrorBody::from(&err))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(*self.body)).into_response()
+    }
+}

@@ -1,0 +1,103 @@
+//! Node-to-node routes. A request here is hop-marked by its path: it is always served by this
+//! node, never forwarded, so two nodes that briefly disagree on ownership cannot bounce a key
+//! between them or wait on each other.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath};
+use crate::engine::Entry;
+use crate::wire::{
+    BatchResponse, HOP_HEADER, KeyOutcome, KeysRequest, PutManyRequest, Status, TTL_HEADER,
+};
+
+fn from(headers: &HeaderMap) -> &str {
+    headers
+        .get(HOP_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown")
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath((ks, key)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    tracing::trace!(from = from(&headers), keyspace = %ks, key = %key, "peer get");
+    match state.engine.serve_get(&ks, &key).await? {
+        Some((value, ttl)) => {
+            let mut response =
+                ([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response();
+            if let Some(ttl) = ttl {
+                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static(TTL_HEADER), ms.into());
+            }
+            Ok(response)
+        }
+        None => Err(ApiError::key_not_found(&ks, &key)),
+    }
+}
+
+pub(super) async fn get_many(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(ks): ApiPath<String>,
+    ApiJson(request): ApiJson<KeysRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    tracing::trace!(from = from(&headers), keyspace = %ks, keys = request.keys.len(), "peer get-many");
+    let results = state.engine.serve_get_many(&ks, &request.keys).await?;
+    Ok(Json(BatchResponse {
+        results: results
+            .into_iter()
+            .map(|r| match r.result {
+                Ok(Some((value, ttl))) => KeyOutcome::value(r.key, value, ttl),
+                Ok(None) => KeyOutcome::bare(r.key, Status::NotFound),
+                Err(e) => KeyOutcome::error(r.key, &e),
+            })
+            .collect(),
+    }))
+}
+
+pub(super) async fn put_many(
+    State(state): State<AppState>,
+    ApiPath(ks): ApiPath<String>,
+    ApiJson(request): ApiJson<PutManyRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let entries = request
+        .entries
+        .into_iter()
+        .map(|e| Entry {
+            key: e.key,
+            value: e.value,
+            ttl: e.ttl,
+        })
+        .collect();
+    let results = state.engine.serve_put_many(&ks, entries).await?;
+    Ok(Json(super::data::writes(results)))
+}
+
+pub(super) async fn invalidate(
+    State(state): State<AppState>,
+    ApiPath(ks): ApiPath<String>,
+    ApiJson(request): ApiJson<KeysRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    state.engine.serve_invalidate(&ks, &request.keys).await?;
+    Ok(Json(BatchResponse {
+        results: request
+            .keys
+            .into_iter()
+            .map(|k| KeyOutcome::bare(k, Status::Ok))
+            .collect(),
+    }))
+}
+
+pub(super) async fn flush(State(state): State<AppState>) -> StatusCode {
+    state.engine.flush();
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,271 @@
+//! Read-through loads of one keyspace: single-flight claims, then one task per batch that
+//! fetches from this node's data source (keys it owns) or from the owning peer (keys it does
+//! not), stores what may be stored, and answers every caller.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tracing::{Instrument, debug, warn};
+
+use super::{Deadline, Space};
+use crate::cluster::{Cluster, Peer};
+use crate::error::{Error, Result, SourceError};
+use crate::flight::{Claim, Outcome, Pending, Ticket};
+use crate::source::{FetchResult, Fetched};
+use crate::store::{Cached, Store};
+use crate::transport::RemoteGet;
+
+/// Which cache a loaded value goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Keys this node owns.
+    Main,
+    /// Copies of keys other nodes own.
+    Hot,
+}
+
+impl Space {
+    fn store(&self, target: Target) -> &Store {
+        match target {
+            Target::Main => &self.main,
+            Target::Hot => &self.hot,
+        }
+    }
+
+    /// Claims a flight for every key; returns the pending outcomes in order and the tickets
+    /// of the keys this caller leads.
+    fn claim(&self, keys: &[&str]) -> (Vec<Pending>, Vec<Ticket>) {
+        let mut pending = Vec::with_capacity(keys.len());
+        let mut tickets = Vec::new();
+        for key in keys {
+            match self.flights.claim(key) {
+                Claim::Joined(p) => pending.push(p),
+                Claim::Leader(ticket, p) => {
+                    tickets.push(ticket);
+                    pending.push(p);
+                }
+            }
+        }
+        (pending, tickets)
+    }
+
+    /// Loads `keys` that this node owns from its data source into the main cache.
+    pub fn load_owned(self: &Arc<Self>, keys: &[&str]) -> Vec<Pending> {
+        let (pending, tickets) = self.claim(keys);
+        if !tickets.is_empty() {
+            let span = tracing::debug_span!("distcache.load", distcache.keyspace = %self.name(), keys = tickets.len());
+            let space = Arc::clone(self);
+            self.tasks.spawn(
+                async move {
+                    let tickets = space.drop_hits(tickets).await;
+                    space.stats.loads_deduped.add(tickets.len() as u64);
+                    space.fetch_local(tickets, Target::Main).await;
+                }
+                .instrument(span),
+            );
+        }
+        pending
+    }
+
+    /// Loads `keys` owned by `peer` through it, keeping copies in the hot cache. When the
+    /// peer cannot serve them at all, loads them here instead (counted in `peer_errors`).
+    pub fn load_from_peer(
+        self: &Arc<Self>,
+        cluster: &Arc<Cluster>,
+        peer: Arc<Peer>,
+        keys: &[&str],
+    ) -> Vec<Pending> {
+        let (pending, tickets) = self.claim(keys);
+        if !tickets.is_empty() {
+            let span = tracing::debug_span!("distcache.peer_load", distcache.keyspace = %self.name(), peer = %peer.id, keys = tickets.len());
+            let space = Arc::clone(self);
+            let cluster = Arc::clone(cluster);
+            self.tasks.spawn(
+                async move {
+                    let tickets = space.drop_hits(tickets).await;
+                    space.stats.loads_deduped.add(tickets.len() as u64);
+                    space.fetch_remote(&cluster, &peer, tickets).await;
+                }
+                .instrument(span),
+            );
+        }
+        pending
+    }
+
+    /// Answers tickets whose key is cached by now (a put landed since the miss); returns the
+    /// rest.
+    async fn drop_hits(&self, tickets: Vec<Ticket>) -> Vec<Ticket> {
+        let mut rest = Vec::with_capacity(tickets.len());
+        for ticket in tickets {
+            match self.cached(ticket.key()).await {
+                Some(hit) => ticket.resolve(Ok(hit)),
+                None => rest.push(ticket),
+            }
+        }
+        rest
+    }
+
+    async fn fetch_remote(&self, cluster: &Cluster, peer: &Peer, tickets: Vec<Ticket>) {
+        if tickets.is_empty() {
+            return;
+        }
+        let transport = cluster.transport();
+        let timeout = self.settings.read_timeout;
+        let answers: Result<Vec<RemoteGet>, _> = if let [ticket] = tickets.as_slice() {
+            transport
+                .get(&peer.addr, self.name(), ticket.key(), timeout)
+                .await
+                .map(|v| vec![Ok(v)])
+        } else {
+            let keys: Vec<String> = tickets.iter().map(|t| t.key().to_owned()).collect();
+            transport
+                .get_many(&peer.addr, self.name(), &keys, timeout)
+                .await
+        };
+        match answers {
+            Ok(answers) => {
+                self.stats.peer_loads.add(tickets.len() as u64);
+                for (ticket, answer) in tickets.into_iter().zip(answers) {
+                    let outcome = match answer {
+                        Ok(Some(remote)) => {
+                            let expires_at = remote.ttl.and_then(|t| Instant::now().checked_add(t));
+                            let entry = Cached::found(remote.value, expires_at);
+                            if remote.ttl.is_none_or(|t| !t.is_zero()) {
+                                self.hot
+                                    .insert_unless(ticket.key(), entry.clone(), ticket.cancelled())
+                                    .await;
+                            }
+                            Ok(entry)
+                        }
+                        Ok(None) => Ok(Cached::missing()),
+                        Err(e) => Err(e),
+                    };
+                    ticket.resolve(outcome);
+                }
+            }
+            Err(e) if e.calls_for_fallback() => {
+                self.stats.peer_errors.add(tickets.len() as u64);
+                warn!(keyspace = %self.name(), peer = %peer.id, error = %e, keys = tickets.len(), "owner cannot serve; loading here");
+                self.fetch_local(tickets, Target::Hot).await;
+            }
+            Err(e) => {
+                self.stats.peer_errors.add(tickets.len() as u64);
+                warn!(keyspace = %self.name(), peer = %peer.id, error = %e, "peer load failed");
+                let err = e.into_error();
+                for ticket in tickets {
+                    ticket.resolve(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    /// Fetches from this node's data source: one `fetch` for one key, one `fetch_many` for
+    /// several.
+    async fn fetch_local(&self, mut tickets: Vec<Ticket>, target: Target) {
+        if tickets.len() > 1 {
+            self.fetch_batch(tickets, target).await;
+        } else if let Some(ticket) = tickets.pop() {
+            let result = self
+                .guard
+                .call(
+                    self.settings.read_timeout,
+                    self.source.fetch(ticket.key()),
+                    |_| false,
+                )
+                .await;
+            self.settle(ticket, result, target).await;
+        }
+    }
+
+    async fn fetch_batch(&self, tickets: Vec<Ticket>, target: Target) {
+        let keys: Vec<String> = tickets.iter().map(|t| t.key().to_owned()).collect();
+        let batch = self
+            .guard
+            .call(
+                self.settings.read_timeout,
+                async { Ok(self.source.fetch_many(&keys).await) },
+                |results: &Vec<FetchResult>| results.iter().all(Result::is_err),
+            )
+            .await;
+        match batch {
+            Ok(results) if results.len() == tickets.len() => {
+                for (ticket, result) in tickets.into_iter().zip(results) {
+                    self.settle(ticket, result.map_err(Error::DataSource), target)
+                        .await;
+                }
+            }
+            Ok(results) => {
+                let err = Error::DataSource(SourceError::new(format!(
+                    "fetch_many answered {} results for {} keys",
+                    results.len(),
+                    tickets.len()
+                )));
+                for ticket in tickets {
+                    self.settle(ticket, Err(err.clone()), target).await;
+                }
+            }
+            Err(err) => {
+                for ticket in tickets {
+                    self.settle(ticket, Err(err.clone()), target).await;
+                }
+            }
+        }
+    }
+
+    /// Counts, stores (unless cancelled) and answers one fetched key.
+    async fn settle(&self, ticket: Ticket, result: Result<Option<Fetched>>, target: Target) {
+        let key = ticket.key();
+        let store = self.store(target);
+        let outcome: Outcome = match result {
+            Ok(Some(fetched)) => {
+                self.stats.local_loads.inc();
+                match self.deadline(key, fetched.ttl, Instant::now()) {
+                    Deadline::At(expires_at) => {
+                        let entry = Cached::found(fetched.value, expires_at);
+                        if !store
+                            .insert_unless(key, entry.clone(), ticket.cancelled())
+                            .await
+                            && !ticket.cancelled().load(Ordering::Acquire)
+                        {
+                            debug!(
+                                key,
+                                bytes = entry.weight_with(key),
+                                "value too large to cache"
+                            );
+                        }
+                        Ok(entry)
+                    }
+                    // Expired on arrival: answer it, keep nothing (and tell peers so).
+                    Deadline::AlreadyPast => Ok(Cached::found(fetched.value, Some(Instant::now()))),
+                }
+            }
+            Ok(None) => {
+                self.stats.local_loads.inc();
+                self.stats.not_found.inc();
+                if let Some(ttl) = self.settings.negative_ttl {
+                    let entry = Cached {
+                        value: None,
+                        expires_at: Instant::now().checked_add(ttl),
+                    };
+                    store.insert_unless(key, entry, ticket.cancelled()).await;
+                }
+                Ok(Cached::missing())
+            }
+            Err(err) => {
+                match &err {
+                    Error::DataSourceRateLimited(_) => self.stats.rate_limited.inc(),
+                    Error::DataSourceCircuitOpen(_) => self.stats.circuit_open.inc(),
+                    Error::Timeout { .. } => {
+                        self.stats.timeouts.inc();
+                        self.stats.local_load_errs.inc();
+                    }
+                    _ => self.stats.local_load_errs.inc(),
+                }
+                warn!(keyspace = %self.name(), key, error = %err, "load failed");
+                Err(err)
+            }
+        };
+        ticket.resolve(outcome);
+    }
+}

@@ -1,0 +1,135 @@
+//! Node-to-node calls: the [`PeerTransport`] trait and its HTTP implementation.
+//!
+//! A transport separates three kinds of failure, because the caller reacts differently:
+//! **unreachable** (nothing answered: load the key here instead, suspect the peer),
+//! **network** (it answered badly or too late), and **remote** (the peer answered with a typed
+//! error, which is passed on as it is).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::engine::Entry;
+use crate::error::Error;
+use crate::wire::Health;
+
+mod http;
+
+pub use http::HttpTransport;
+
+/// A value read from a peer, with its remaining time to live there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteValue {
+    /// The value.
+    pub value: Bytes,
+    /// How long the owner keeps it; a copy must not outlive that.
+    pub ttl: Option<Duration>,
+}
+
+/// What a peer answered for one key of a batch.
+pub type RemoteGet = Result<Option<RemoteValue>, Error>;
+
+/// Why a peer call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    /// Nothing answered (connection refused or reset, name not resolved).
+    #[error("peer {peer} is unreachable: {reason}")]
+    Unreachable {
+        /// The peer's address.
+        peer: String,
+        /// What the connection attempt said.
+        reason: String,
+    },
+    /// The call took longer than its deadline.
+    #[error("call to peer {peer} timed out after {}", humantime::format_duration(*.after))]
+    Timeout {
+        /// The peer's address.
+        peer: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The peer answered something that is not the protocol.
+    #[error("peer {peer} answered badly: {reason}")]
+    Protocol {
+        /// The peer's address.
+        peer: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The peer answered with a typed error.
+    #[error(transparent)]
+    Remote(Error),
+}
+
+impl PeerError {
+    /// True when the peer could not serve the call at all, so the caller should do the work
+    /// itself: nothing answered, it answered garbage, or it is not running yet.
+    pub fn calls_for_fallback(&self) -> bool {
+        matches!(
+            self,
+            PeerError::Unreachable { .. }
+                | PeerError::Protocol { .. }
+                | PeerError::Remote(Error::NotRunning)
+        )
+    }
+
+    /// The error a client of this node should see.
+    pub fn into_error(self) -> Error {
+        match self {
+            PeerError::Remote(e) => e,
+            PeerError::Timeout { after, peer } => {
+                Error::timeout(format!("call to peer {peer}"), after)
+            }
+            other => Error::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// How one node calls another. Implementations must pool connections: a remote get should
+/// cost one round trip.
+#[async_trait]
+pub trait PeerTransport: Send + Sync + 'static {
+    /// Reads `key` from the owner at `peer` (served there, never forwarded).
+    async fn get(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Option<RemoteValue>, PeerError>;
+
+    /// Reads `keys` from the owner at `peer`, one result per key in order.
+    async fn get_many(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<RemoteGet>, PeerError>;
+
+    /// Stores `entries` on the owner at `peer`, one result per entry in order.
+    async fn put_many(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        entries: &[Entry],
+        timeout: Duration,
+    ) -> Result<Vec<Result<(), Error>>, PeerError>;
+
+    /// Removes `keys` from every cache of the node at `peer`.
+    async fn invalidate(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<(), PeerError>;
+
+    /// Empties every cache of the node at `peer` (it missed changes while unreachable).
+    async fn flush(&self, peer: &str, timeout: Duration) -> Result<(), PeerError>;
+
+    /// Asks the node at `peer` who it is and whether it serves.
+    async fn probe(&self, peer: &str, timeout: Duration) -> Result<Health, PeerError>;
+}

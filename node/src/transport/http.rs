@@ -1,0 +1,309 @@
+//! The HTTP peer transport: reqwest with a keep-alive pool against the peer routes of
+//! `server` (`/_distcache/peer/…`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use reqwest::StatusCode;
+
+use super::{PeerError, PeerTransport, RemoteGet, RemoteValue};
+use crate::engine::Entry;
+use crate::error::Error;
+use crate::net;
+use crate::wire::{
+    BatchResponse, ErrorBody, HOP_HEADER, Health, KeysRequest, PutManyRequest, TTL_HEADER,
+    WireEntry,
+};
+
+/// Peer calls over HTTP/1.1 with pooled connections.
+#[derive(Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    /// Sent as the hop marker, so the receiver knows who asks.
+    from: String,
+}
+
+impl HttpTransport {
+    /// A transport for the node named `from`.
+    pub fn new(from: &str) -> Result<Self, Error> {
+        let client = net::client_builder()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+        Ok(HttpTransport {
+            client,
+            from: from.to_owned(),
+        })
+    }
+
+    fn url(&self, peer: &str, segments: &[&str]) -> Result<reqwest::Url, PeerError> {
+        net::url("http", peer, segments).map_err(|reason| PeerError::Protocol {
+            peer: peer.to_owned(),
+            reason,
+        })
+    }
+
+    async fn send(
+        &self,
+        peer: &str,
+        request: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, PeerError> {
+        request
+            .header(HOP_HEADER, &self.from)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| classify(peer, timeout, e))
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        peer: &str,
+        response: reqwest::Response,
+        timeout: Duration,
+    ) -> Result<T, PeerError> {
+        if !response.status().is_success() {
+            return Err(remote_error(peer, response, timeout).await);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| classify(peer, timeout, e))?;
+        serde_json::from_slice(&body).map_err(|e| PeerError::Protocol {
+            peer: peer.to_owned(),
+            reason: format!("bad JSON: {e}"),
+        })
+    }
+
+    async fn batch(
+        &self,
+        peer: &str,
+        segments: &[&str],
+        body: Vec<u8>,
+        timeout: Duration,
+        expected: usize,
+    ) -> Result<BatchResponse, PeerError> {
+        let url = self.url(peer, segments)?;
+        let request = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let response = self.send(peer, request, timeout).await?;
+        let batch: BatchResponse = self.json(peer, response, timeout).await?;
+        if batch.results.len() != expected {
+            return Err(PeerError::Protocol {
+                peer: peer.to_owned(),
+                reason: format!("{} results for {expected} keys", batch.results.len()),
+            });
+        }
+        Ok(batch)
+    }
+}
+
+fn classify(peer: &str, timeout: Duration, e: reqwest::Error) -> PeerError {
+    if e.is_timeout() {
+        PeerError::Timeout {
+            peer: peer.to_owned(),
+            after: timeout,
+        }
+    } else if e.is_decode() || e.is_builder() {
+        PeerError::Protocol {
+            peer: peer.to_owned(),
+            reason: e.to_string(),
+        }
+    } else {
+        // Connect failures and connections that died before an answer.
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            reason = format!("{reason}: {cause}");
+            source = cause.source();
+        }
+        PeerError::Unreachable {
+            peer: peer.to_owned(),
+            reason,
+        }
+    }
+}
+
+async fn remote_error(peer: &str, response: reqwest::Response, timeout: Duration) -> PeerError {
+    let status = response.status();
+    match response.bytes().await {
+        Ok(body) => match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(err) => PeerError::Remote(err.into_error()),
+            Err(_) => PeerError::Protocol {
+                peer: peer.to_owned(),
+                reason: format!(
+                    "status {status} without an error body: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ),
+            },
+        },
+        Err(e) => classify(peer, timeout, e),
+    }
+}
+
+fn ttl_of(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(TTL_HEADER)?
+        .to_str()
+        .ok()?
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_millis)
+}
+
+fn encode(peer: &str, value: &impl serde::Serialize) -> Result<Vec<u8>, PeerError> {
+    serde_json::to_vec(value).map_err(|e| PeerError::Protocol {
+        peer: peer.to_owned(),
+        reason: format!("cannot encode the request: {e}"),
+    })
+}
+
+#[async_trait]
+impl PeerTransport for HttpTransport {
+    async fn get(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Option<RemoteValue>, PeerError> {
+        let url = self.url(
+            peer,
+            &["_distcache", "peer", "keyspaces", keyspace, "keys", key],
+        )?;
+        let response = self.send(peer, self.client.get(url), timeout).await?;
+        match response.status() {
+            StatusCode::OK => {
+                let ttl = ttl_of(&response);
+                let value: Bytes = response
+                    .bytes()
+                    .await
+                    .map_err(|e| classify(peer, timeout, e))?;
+                Ok(Some(RemoteValue { value, ttl }))
+            }
+            StatusCode::NOT_FOUND => {
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| classify(peer, timeout, e))?;
+                match serde_json::from_slice::<ErrorBody>(&body) {
+                    Ok(err) if err.is_key_not_found() => Ok(None),
+                    Ok(err) => Err(PeerError::Remote(err.into_error())),
+                    Err(e) => Err(PeerError::Protocol {
+                        peer: peer.to_owned(),
+                        reason: format!("404 without an error body: {e}"),
+                    }),
+                }
+            }
+            _ => Err(remote_error(peer, response, timeout).await),
+        }
+    }
+
+    async fn get_many(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<RemoteGet>, PeerError> {
+        let body = encode(
+            peer,
+            &KeysRequest {
+                keys: keys.to_vec(),
+            },
+        )?;
+        let batch = self
+            .batch(
+                peer,
+                &["_distcache", "peer", "keyspaces", keyspace, "get-many"],
+                body,
+                timeout,
+                keys.len(),
+            )
+            .await?;
+        Ok(batch
+            .results
+            .into_iter()
+            .map(|outcome| {
+                outcome
+                    .into_get()
+                    .map(|found| found.map(|(value, ttl)| RemoteValue { value, ttl }))
+            })
+            .collect())
+    }
+
+    async fn put_many(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        entries: &[Entry],
+        timeout: Duration,
+    ) -> Result<Vec<Result<(), Error>>, PeerError> {
+        let request = PutManyRequest {
+            entries: entries
+                .iter()
+                .map(|e| WireEntry {
+                    key: e.key.clone(),
+                    value: e.value.clone(),
+                    ttl: e.ttl,
+                })
+                .collect(),
+        };
+        let body = encode(peer, &request)?;
+        let batch = self
+            .batch(
+                peer,
+                &["_distcache", "peer", "keyspaces", keyspace, "put-many"],
+                body,
+                timeout,
+                entries.len(),
+            )
+            .await?;
+        Ok(batch.results.into_iter().map(|o| o.into_write()).collect())
+    }
+
+    async fn invalidate(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
+        let body = encode(
+            peer,
+            &KeysRequest {
+                keys: keys.to_vec(),
+            },
+        )?;
+        self.batch(
+            peer,
+            &["_distcache", "peer", "keyspaces", keyspace, "invalidate"],
+            body,
+            timeout,
+            keys.len(),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn flush(&self, peer: &str, timeout: Duration) -> Result<(), PeerError> {
+        let url = self.url(peer, &["_distcache", "peer", "flush"])?;
+        let response = self.send(peer, self.client.post(url), timeout).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(remote_error(peer, response, timeout).await)
+        }
+    }
+
+    async fn probe(&self, peer: &str, timeout: Duration) -> Result<Health, PeerError> {
+        let url = self.url(peer, &["healthz"])?;
+        let response = self.send(peer, self.client.get(url), timeout).await?;
+        self.json(peer, response, timeout).await
+    }
+}

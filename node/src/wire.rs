@@ -1,0 +1,492 @@
+//! What travels over HTTP: error bodies with stable codes, and the JSON of batch calls.
+//!
+//! Single-key calls carry raw bytes in their bodies. Batch calls (`get-many`, `put-many`,
+//! `delete-many`) use JSON in which values are standard base64 (RFC 4648, with padding), so any
+//! byte string survives. Every error is `{"code": "...", "message": "..."}` plus the fields its
+//! code needs to be rebuilt as the same typed [`Error`] on the other side.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorCode, Problems, SourceError};
+use crate::spec::KeySpaceSpec;
+
+/// Header naming the node that sent a peer request (the hop marker): such requests are always
+/// served by the receiving node, never forwarded again.
+pub const HOP_HEADER: &str = "x-distcache-hop";
+/// Header with a value's remaining time to live in milliseconds (absent: no expiry).
+pub const TTL_HEADER: &str = "x-distcache-ttl-ms";
+/// Header naming the node that answered a data request.
+pub const NODE_HEADER: &str = "x-distcache-node";
+/// Wire code of a key that is not found (a `get` answering `None`, not an [`Error`]).
+pub const KEY_NOT_FOUND: &str = "KEY_NOT_FOUND";
+
+/// An error as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable machine code, e.g. `KEYSPACE_NOT_FOUND`.
+    pub code: String,
+    /// Human message.
+    pub message: String,
+    /// Keyspace the error is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyspace: Option<String>,
+    /// Size of the offending key, value or batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub len: Option<usize>,
+    /// The limit it exceeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<usize>,
+    /// What timed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// After how long (humantime).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub after: Option<Duration>,
+    /// Revision a compare-and-set expected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<u64>,
+    /// Revision the catalog was at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<u64>,
+    /// Every problem of an invalid spec or configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Problems>,
+}
+
+impl ErrorBody {
+    fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code: code.into(),
+            message: message.into(),
+            keyspace: None,
+            len: None,
+            max: None,
+            operation: None,
+            after: None,
+            expected: None,
+            actual: None,
+            problems: None,
+        }
+    }
+
+    /// The body of a key that is not found.
+    pub fn key_not_found(keyspace: &str, key: &str) -> Self {
+        ErrorBody {
+            keyspace: Some(keyspace.to_owned()),
+            ..ErrorBody::new(
+                KEY_NOT_FOUND,
+                format!("key `{key}` not found in keyspace `{keyspace}`"),
+            )
+        }
+    }
+
+    /// The body of a request the server could not read (bad JSON, body too large, bad query).
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        ErrorBody::from(&Error::InvalidRequest(message.into()))
+    }
+
+    /// True for [`KEY_NOT_FOUND`].
+    pub fn is_key_not_found(&self) -> bool {
+        self.code == KEY_NOT_FOUND
+    }
+
+    /// Rebuilds the typed error this body describes. Unknown codes (from a newer node) become
+    /// `Internal` errors that keep the code in their message.
+    pub fn into_error(self) -> Error {
+        let code: Option<ErrorCode> =
+            serde_json::from_value(serde_json::Value::String(self.code.clone())).ok();
+        let keyspace = || self.keyspace.clone().unwrap_or_default();
+        match code {
+            Some(ErrorCode::KeyspaceNotFound) => Error::KeySpaceNotFound(keyspace()),
+            Some(ErrorCode::KeyspaceExists) => Error::KeySpaceExists(keyspace()),
+            Some(ErrorCode::RevisionMismatch) => Error::RevisionMismatch {
+                expected: self.expected.unwrap_or_default(),
+                actual: self.actual.unwrap_or_default(),
+            },
+            Some(ErrorCode::EmptyKey) => Error::EmptyKey,
+            Some(ErrorCode::KeyTooLarge) => Error::KeyTooLarge {
+                len: self.len.unwrap_or_default(),
+                max: self.max.unwrap_or_default(),
+            },
+            Some(ErrorCode::ValueTooLarge) => Error::ValueTooLarge {
+                len: self.len.unwrap_or_default(),
+                max: self.max.unwrap_or_default(),
+            },
+            Some(ErrorCode::InvalidRequest) => {
+                Error::InvalidRequest(strip(&self.message, "invalid request: "))
+            }
+            Some(ErrorCode::BatchTooLarge) => Error::BatchTooLarge {
+                len: self.len.unwrap_or_default(),
+                max: self.max.unwrap_or_default(),
+            },
+            Some(ErrorCode::DataSourceRateLimited) => Error::DataSourceRateLimited(keyspace()),
+            Some(ErrorCode::DataSourceCircuitOpen) => Error::DataSourceCircuitOpen(keyspace()),
+            Some(ErrorCode::Timeout) => Error::Timeout {
+                operation: self.operation.unwrap_or_else(|| "remote call".into()),
+                after: self.after.unwrap_or_default(),
+            },
+            Some(ErrorCode::DataSourceError) => Error::DataSource(SourceError::new(strip(
+                &self.message,
+                "data source failed: ",
+            ))),
+            Some(ErrorCode::InvalidSpec) => {
+                Error::InvalidSpec(self.problems.unwrap_or_else(|| single(&self.message)))
+            }
+            Some(ErrorCode::InvalidConfig) => {
+                Error::InvalidConfig(self.problems.unwrap_or_else(|| single(&self.message)))
+            }
+            Some(ErrorCode::NotRunning) => Error::NotRunning,
+            Some(ErrorCode::Unavailable) => {
+                Error::Unavailable(strip(&self.message, "unavailable: "))
+            }
+            Some(ErrorCode::Internal) => Error::Internal(strip(&self.message, "internal error: ")),
+            None => Error::Internal(format!("{} ({})", self.message, self.code)),
+        }
+    }
+}
+
+fn strip(message: &str, prefix: &str) -> String {
+    message.strip_prefix(prefix).unwrap_or(message).to_owned()
+}
+
+fn single(message: &str) -> Problems {
+    let mut p = Problems::new();
+    p.push("spec", message);
+    p
+}
+
+impl From<&Error> for ErrorBody {
+    fn from(err: &Error) -> Self {
+        let mut body = ErrorBody::new(err.code().as_str(), err.to_string());
+        match err {
+            Error::KeySpaceNotFound(ks)
+            | Error::KeySpaceExists(ks)
+            | Error::DataSourceRateLimited(ks)
+            | Error::DataSourceCircuitOpen(ks) => body.keyspace = Some(ks.clone()),
+            Error::RevisionMismatch { expected, actual } => {
+                body.expected = Some(*expected);
+                body.actual = Some(*actual);
+            }
+            Error::KeyTooLarge { len, max }
+            | Error::ValueTooLarge { len, max }
+            | Error::BatchTooLarge { len, max } => {
+                body.len = Some(*len);
+                body.max = Some(*max);
+            }
+            Error::Timeout { operation, after } => {
+                body.operation = Some(operation.clone());
+                body.after = Some(*after);
+            }
+            Error::InvalidSpec(p) | Error::InvalidConfig(p) => body.problems = Some(p.clone()),
+            _ => {}
+        }
+        body
+    }
+}
+
+/// Keys of a `get-many` or `delete-many`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysRequest {
+    /// The keys, in the order results are wanted.
+    pub keys: Vec<String>,
+}
+
+/// Entries of a `put-many`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutManyRequest {
+    /// The entries.
+    pub entries: Vec<WireEntry>,
+}
+
+/// One entry of a `put-many`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireEntry {
+    /// The key.
+    pub key: String,
+    /// The value, base64.
+    #[serde(with = "b64")]
+    pub value: Bytes,
+    /// Optional time to live (humantime, e.g. "5m").
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ttl: Option<Duration>,
+}
+
+/// How one key of a batch went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A value was found (get) or the operation succeeded (put, delete).
+    Ok,
+    /// The key does not exist (get).
+    NotFound,
+    /// The key failed; see `error`.
+    Error,
+}
+
+/// One key's result in a batch response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyOutcome {
+    /// The key, as asked.
+    pub key: String,
+    /// How it went.
+    pub status: Status,
+    /// The value (get, status ok), base64.
+    #[serde(default, with = "opt_b64", skip_serializing_if = "Option::is_none")]
+    pub value: Option<Bytes>,
+    /// Remaining time to live of the value in milliseconds (peer responses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// The error (status error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl KeyOutcome {
+    /// A found value.
+    pub fn value(key: String, value: Bytes, ttl: Option<Duration>) -> Self {
+        KeyOutcome {
+            key,
+            status: Status::Ok,
+            value: Some(value),
+            ttl_ms: ttl.map(|t| t.as_millis().try_into().unwrap_or(u64::MAX)),
+            error: None,
+        }
+    }
+
+    /// A successful write, or a get that found nothing (`status` says which).
+    pub fn bare(key: String, status: Status) -> Self {
+        KeyOutcome {
+            key,
+            status,
+            value: None,
+            ttl_ms: None,
+            error: None,
+        }
+    }
+
+    /// A failed key.
+    pub fn error(key: String, err: &Error) -> Self {
+        KeyOutcome {
+            error: Some(ErrorBody::from(err)),
+            ..KeyOutcome::bare(key, Status::Error)
+        }
+    }
+
+    /// The get result this outcome describes.
+    pub fn into_get(self) -> Result<Option<(Bytes, Option<Duration>)>, Error> {
+        match self.status {
+            Status::Ok => match self.value {
+                Some(v) => Ok(Some((v, self.ttl_ms.map(Duration::from_millis)))),
+                None => Err(Error::Internal(format!(
+                    "a found key `{}` came without a value",
+                    self.key
+                ))),
+            },
+            Status::NotFound => Ok(None),
+            Status::Error => Err(self.error_or_internal()),
+        }
+    }
+
+    /// The write result this outcome describes.
+    pub fn into_write(self) -> Result<(), Error> {
+        match self.status {
+            Status::Ok => Ok(()),
+            Status::NotFound => Err(Error::Internal(format!(
+                "a write of `{}` answered not found",
+                self.key
+            ))),
+            Status::Error => Err(self.error_or_internal()),
+        }
+    }
+
+    fn error_or_internal(self) -> Error {
+        self.error.map(ErrorBody::into_error).unwrap_or_else(|| {
+            Error::Internal(format!("key `{}` failed without an error", self.key))
+        })
+    }
+}
+
+/// Results of a batch call, one per key in request order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    /// The results.
+    pub results: Vec<KeyOutcome>,
+}
+
+/// Identity a node reports on `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` while the process serves HTTP.
+    pub status: String,
+    /// The node's `--id`.
+    pub node_id: String,
+    /// The address peers reach it at.
+    pub addr: String,
+    /// Whether it serves data (start finished and not stopping).
+    pub ready: bool,
+}
+
+/// `GET /v1/keyspaces`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeySpaceList {
+    /// The catalog revision this node applied.
+    pub revision: u64,
+    /// Every keyspace, by name.
+    pub keyspaces: Vec<KeySpaceSpec>,
+}
+
+/// The answer to a catalog change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeResponse {
+    /// The committed revision that contains the change.
+    pub revision: u64,
+    /// The keyspace as stored (creates and updates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyspace: Option<KeySpaceSpec>,
+}
+
+/// Which node owns a key, as the answering node sees the ring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// The keyspace.
+    pub keyspace: String,
+    /// The key.
+    pub key: String,
+    /// The owner's node id.
+    pub owner: String,
+    /// The owner's address.
+    pub addr: String,
+}
+
+/// Standard base64 for `Bytes`.
+pub mod b64 {
+    use super::*;
+
+    /// Writes base64.
+    pub fn serialize<S: serde::Serializer>(v: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(v))
+    }
+
+    /// Reads base64, naming the problem when it is not.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map(Bytes::from)
+            .map_err(|e| serde::de::Error::custom(format!("value is not valid base64: {e}")))
+    }
+}
+
+/// Standard base64 for `Option<Bytes>`.
+pub mod opt_b64 {
+    use super::*;
+
+    /// Writes base64 (or nothing).
+    pub fn serialize<S: serde::Serializer>(v: &Option<Bytes>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(&STANDARD.encode(v)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads base64 (or nothing).
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| {
+            STANDARD
+                .decode(t.as_bytes())
+                .map(Bytes::from)
+                .map_err(|e| serde::de::Error::custom(format!("value is not valid base64: {e}")))
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every typed error survives the trip through its JSON body.
+    #[test]
+    fn errors_round_trip_through_the_wire() {
+        let mut problems = Problems::new();
+        problems.push("name", "must not be empty");
+        let errors = vec![
+            Error::KeySpaceNotFound("users".into()),
+            Error::KeySpaceExists("users".into()),
+            Error::RevisionMismatch {
+                expected: 3,
+                actual: 5,
+            },
+            Error::EmptyKey,
+            Error::KeyTooLarge { len: 9, max: 8 },
+            Error::ValueTooLarge { len: 9, max: 8 },
+            Error::InvalidRequest("ttl must be greater than zero".into()),
+            Error::BatchTooLarge { len: 9, max: 8 },
+            Error::DataSourceRateLimited("users".into()),
+            Error::DataSourceCircuitOpen("users".into()),
+            Error::Timeout {
+                operation: "fetch".into(),
+                after: Duration::from_millis(250),
+            },
+            Error::DataSource(SourceError::new("db down")),
+            Error::InvalidSpec(problems.clone()),
+            Error::InvalidConfig(problems),
+            Error::NotRunning,
+            Error::Unavailable("no leader".into()),
+            Error::Internal("bug".into()),
+        ];
+        for err in errors {
+            let json = serde_json::to_string(&ErrorBody::from(&err)).expect("serialize");
+            let body: ErrorBody = serde_json::from_str(&json).expect("parse");
+            assert_eq!(body.code, err.code().as_str());
+            let back = body.into_error();
+            assert_eq!(back.code(), err.code(), "{json}");
+            assert_eq!(back.to_string(), err.to_string(), "{json}");
+        }
+    }
+
+    /// An unknown code from a newer node keeps its code in the message.
+    #[test]
+    fn unknown_codes_are_kept() {
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"code":"SHINY_NEW","message":"what"}"#).expect("parse");
+        let err = body.into_error();
+        assert!(err.to_string().contains("SHINY_NEW"));
+    }
+
+    /// Values are base64 and any bytes survive; bad base64 is named.
+    #[test]
+    fn values_are_base64() {
+        let entry = WireEntry {
+            key: "k".into(),
+            value: Bytes::from_static(&[0, 159, 255, b'\n']),
+            ttl: Some(Duration::from_secs(300)),
+        };
+        let json = serde_json::to_string(&entry).expect("serialize");
+        assert_eq!(json, r#"{"key":"k","value":"AJ//Cg==","ttl":"5m"}"#);
+        assert_eq!(
+            serde_json::from_str::<WireEntry>(&json).expect("parse"),
+            entry
+        );
+        let err =
+            serde_json::from_str::<WireEntry>(r#"{"key":"k","value":"@@"}"#).expect_err("bad");
+        assert!(err.to_string().contains("base64"), "{err}");
+    }
+}
