@@ -1,5 +1,7 @@
-//! Shared fixtures: a scriptable data source with call counters, engines built around it, and
+//! Fixtures shared by every test binary: a scriptable data source with call counters, and
 //! condition waits with deadlines.
+
+#![allow(dead_code)] // Shared by several test binaries; each uses a part.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,8 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use distcache::{
-    DataSource, Engine, EngineConfig, FetchResult, Fetched, KeySpaceSpec, SourceError, SourceSpec,
-    async_trait,
+    DataSource, FetchResult, Fetched, KeySpaceSpec, SourceError, SourceSpec, async_trait,
 };
 use tokio::sync::watch;
 
@@ -75,6 +76,10 @@ impl TestSource {
         self.fetches.load(Ordering::SeqCst)
     }
 
+    pub fn batches(&self) -> usize {
+        self.batches.load(Ordering::SeqCst)
+    }
+
     pub fn fetches_of(&self, key: &str) -> usize {
         self.per_key.lock().unwrap().get(key).copied().unwrap_or(0)
     }
@@ -123,38 +128,6 @@ impl DataSource for TestSource {
     }
 }
 
-/// The spec of keyspace `name` reading from the source registered as `test`.
-pub fn spec(name: &str) -> KeySpaceSpec {
-    KeySpaceSpec::new(
-        name,
-        SourceSpec::Registered {
-            name: "test".into(),
-        },
-    )
-}
-
-/// A started engine with keyspace `ks` (customised by `edit`) over `source`.
-pub async fn engine_with(
-    source: Arc<TestSource>,
-    config: EngineConfig,
-    edit: impl FnOnce(&mut KeySpaceSpec),
-) -> Engine {
-    let mut ks = spec("ks");
-    edit(&mut ks);
-    let engine = Engine::builder(config)
-        .register_source("test", source)
-        .keyspace_spec(ks)
-        .build()
-        .expect("valid engine");
-    engine.start().await.expect("start");
-    engine
-}
-
-/// A started engine with keyspace `ks` over `source` and test defaults.
-pub async fn engine(source: Arc<TestSource>) -> Engine {
-    engine_with(source, EngineConfig::for_test(), |_| {}).await
-}
-
 /// Polls `condition` until it holds, failing the test after `limit`.
 pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut condition: F)
 where
@@ -168,11 +141,12 @@ where
     }
 }
 
-/// The value of `key` as text, panicking on errors.
-pub async fn text(engine: &Engine, ks: &str, key: &str) -> Option<String> {
-    engine
-        .get(ks, key)
-        .await
-        .expect("get")
-        .map(|b| String::from_utf8(b.to_vec()).expect("utf-8"))
+/// The spec of keyspace `name` reading from the source registered as `test`.
+pub fn spec(name: &str) -> KeySpaceSpec {
+    KeySpaceSpec::new(
+        name,
+        SourceSpec::Registered {
+            name: "test".into(),
+        },
+    )
 }

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../common/source.rs"]
+mod source;
 mod support;
 
 mod expiry;
@@ -9,4 +11,5 @@ mod keyspaces;
 mod operations;
 mod protection;
 mod single_flight;
+mod sources;
 mod stats;

@@ -1,0 +1,15 @@
+//! Multi-node tests: real nodes over real loopback sockets, one module per scenario, all on
+//! the one `TestCluster` harness.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../common/source.rs"]
+mod source;
+
+mod harness;
+
+mod errors;
+mod http_api;
+mod membership;
+mod routing;
+mod single_flight;
