@@ -1,0 +1,138 @@
+//! `distcache node start`: runs a node until SIGINT or SIGTERM.
+//!
+//! Settings come from, in order of precedence: flags, `DISTCACHE_*` variables, the `--config`
+//! TOML file, defaults.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use distcache::{Node, NodeConfig};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Start a node and serve until interrupted.
+    ///
+    /// Examples:
+    ///   distcache node start --id n1 --listen 127.0.0.1:3320 --peers 127.0.0.1:3320,127.0.0.1:3321
+    ///   distcache node start --config node.toml --keyspace-file keyspaces.toml
+    #[command(verbatim_doc_comment)]
+    Start(StartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// TOML file with every node setting (flags and variables override it).
+    #[arg(long, env = "DISTCACHE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The node's name, unique in the cluster and stable across restarts.
+    #[arg(long, env = "DISTCACHE_ID")]
+    pub id: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:3320].
+    #[arg(long, env = "DISTCACHE_LISTEN")]
+    pub listen: Option<String>,
+    /// Address peers and clients reach this node at [default: --listen].
+    #[arg(long, env = "DISTCACHE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Directory for durable state [default: ./distcache-data].
+    #[arg(long, env = "DISTCACHE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Comma-separated addresses of the cluster's nodes (this node's may be included).
+    #[arg(long, env = "DISTCACHE_PEERS", value_delimiter = ',')]
+    pub peers: Option<Vec<String>>,
+    /// TOML or JSON file of keyspace specs.
+    #[arg(long, env = "DISTCACHE_KEYSPACE_FILE")]
+    pub keyspace_file: Option<PathBuf>,
+    /// Members (this node included) that must answer before the node serves [default: 1].
+    #[arg(long, env = "DISTCACHE_MINIMUM_PEERS_QUORUM")]
+    pub minimum_peers_quorum: Option<usize>,
+}
+
+/// Runs a `node` subcommand.
+pub async fn run(cmd: NodeCommand, log: &str) -> anyhow::Result<()> {
+    match cmd {
+        NodeCommand::Start(args) => start(args, log).await,
+    }
+}
+
+/// The node configuration the flags, variables and config file describe.
+pub fn config(args: StartArgs) -> anyhow::Result<NodeConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --config {}", path.display()))?;
+            toml::from_str::<NodeConfig>(&text).with_context(|| {
+                format!(
+                    "--config {} is not a valid node configuration",
+                    path.display()
+                )
+            })?
+        }
+        None => NodeConfig::default(),
+    };
+    if let Some(id) = args.id {
+        config.id = id;
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(advertise) = args.advertise {
+        config.advertise = Some(advertise);
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(peers) = args.peers {
+        config.peers = peers.into_iter().filter(|p| !p.trim().is_empty()).collect();
+    }
+    if let Some(file) = args.keyspace_file {
+        config.keyspace_file = Some(file);
+    }
+    if let Some(q) = args.minimum_peers_quorum {
+        config.cluster.minimum_peers_quorum = q;
+    }
+    if config.id.is_empty() {
+        anyhow::bail!("a node needs a name: pass --id, set DISTCACHE_ID, or put `id` in --config");
+    }
+    config
+        .problems()
+        .into_result(distcache::Error::InvalidConfig)?;
+    Ok(config)
+}
+
+async fn start(args: StartArgs, log: &str) -> anyhow::Result<()> {
+    super::init_logging(log)?;
+    let config = config(args)?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let node = Node::builder(config).start(listener).await?;
+    tracing::info!(id = %node.id(), addr = %node.addr(), "serving; stop with Ctrl-C or SIGTERM");
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    node.shutdown().await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

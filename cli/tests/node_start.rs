@@ -1,0 +1,182 @@
+//! `distcache node start` as a real process: flags, variables and config file, readiness, a
+//! clean stop on SIGTERM, and clear errors for bad settings.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use distcache::client::Client;
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+fn distcache() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_distcache"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::null());
+    cmd
+}
+
+async fn wait_ready(addr: &str, child: &mut Child) -> distcache::wire::Health {
+    let client = Client::new([addr])
+        .unwrap()
+        .with_timeout(Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(h) = client.health().await
+            && h.ready
+        {
+            return h;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the node exited early");
+        assert!(
+            Instant::now() < deadline,
+            "node at {addr} never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn stop(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the node ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Flags beat variables, variables beat the config file; the node serves its keyspace file and
+/// stops cleanly (exit 0) on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_serves_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "id = \"from-file\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\n[cluster]\nprobe_interval = \"100ms\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let keyspaces = dir.path().join("ks.toml");
+    std::fs::write(&keyspaces, "[[keyspace]]\nname = \"scratch\"\n").unwrap();
+    let mut child = distcache()
+        .args(["node", "start", "--config"])
+        .arg(&config)
+        .args(["--id", "from-flag"])
+        .env("DISTCACHE_ID", "from-env")
+        .env("DISTCACHE_KEYSPACE_FILE", &keyspaces)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = wait_ready(&addr, &mut child).await;
+    assert_eq!(health.node_id, "from-flag");
+    let client = Client::new([addr.as_str()]).unwrap();
+    client.put("scratch", "k", "v", None).await.unwrap();
+    assert_eq!(
+        client.get("scratch", "k").await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    let status = stop(&mut child);
+    assert!(status.success(), "exit status {status}");
+}
+
+/// The variable is used when no flag is given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_configure_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut child = distcache()
+        .args(["node", "start"])
+        .env("DISTCACHE_ID", "from-env")
+        .env("DISTCACHE_LISTEN", &addr)
+        .env("DISTCACHE_DATA_DIR", dir.path())
+        .env("DISTCACHE_PEERS", &addr)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert_eq!(wait_ready(&addr, &mut child).await.node_id, "from-env");
+    assert!(stop(&mut child).success());
+}
+
+/// Bad settings fail at once with a message naming the problem: usage errors exit 2, bad
+/// values exit 1.
+#[test]
+fn bad_settings_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = distcache()
+        .args(["node", "start", "--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus"));
+
+    let out = distcache().args(["node", "start"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--id"));
+
+    let out = distcache()
+        .args([
+            "node", "start", "--id", "bad id", "--listen", "nowhere", "--peers", "x:1,y",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in ["id:", "listen:", "peers[1]:"] {
+        assert!(err.contains(field), "{field} missing from: {err}");
+    }
+
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "id = \"n\"\nlisten = 5\n").unwrap();
+    let out = distcache()
+        .args(["node", "start", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("listen"), "{err}");
+
+    let ks = dir.path().join("ks.toml");
+    std::fs::write(&ks, "[[keyspace]]\nname = \"a\"\nmax_bytes = 0\n").unwrap();
+    let out = distcache()
+        .args([
+            "node",
+            "start",
+            "--id",
+            "n",
+            "--listen",
+            "127.0.0.1:0",
+            "--keyspace-file",
+        ])
+        .arg(&ks)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("keyspaces[a].max_bytes"), "{err}");
+}

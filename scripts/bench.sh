@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# HTTP benchmarks on loopback, measured against redis-server in the same run.
+#
+# Measures GET-hit throughput and p50/p99 latency of
+#   1. one distcache node (the key's owner, main cache),
+#   2. a non-owner of a 3-node cluster (its hot copy), and the owner of the same cluster,
+#   3. redis-server GET with redis-benchmark at the same concurrency (the reference),
+# then prints each distcache figure as a ratio of redis'. This machine is shared and noisy:
+# only ratios measured side by side mean anything. Installs wrk and redis through apt when
+# missing.
+#
+# Environment: CONNECTIONS (50), DURATION (10s), THREADS (2), VALUE_BYTES (128).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+connections="${CONNECTIONS:-50}"
+duration="${DURATION:-10s}"
+threads="${THREADS:-2}"
+value_bytes="${VALUE_BYTES:-128}"
+work="$(mktemp -d)"
+redis_port=""
+
+cleanup() {
+  CLUSTER_DIR="$work/one" ./scripts/cluster.sh down >/dev/null 2>&1 || true
+  CLUSTER_DIR="$work/three" ./scripts/cluster.sh down >/dev/null 2>&1 || true
+  if [[ -n "$redis_port" ]]; then redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+need() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v redis-benchmark >/dev/null || missing+=(redis-tools)
+  if ((${#missing[@]})); then
+    echo "installing ${missing[*]} …" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
+  fi
+}
+
+# A base port with `n` consecutive free ports.
+free_base() {
+  python3 - "$1" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+for _ in range(200):
+    base = random.randrange(20000, 60000 - n)
+    try:
+        socks = []
+        for p in range(base, base + n):
+            s = socket.socket(); s.bind(("127.0.0.1", p)); socks.append(s)
+        for s in socks: s.close()
+        print(base); break
+    except OSError:
+        for s in socks: s.close()
+PY
+}
+
+to_ms() { # wrk latency like 312.00us, 1.20ms, 2.00s
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+    else { printf "%s", v } }'
+}
+
+# Runs wrk against a URL; prints "rps p50_ms p99_ms".
+wrk_run() {
+  local out
+  out="$(wrk -t"$threads" -c"$connections" -d"$duration" --latency "$1")"
+  local rps p50 p99
+  rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
+  p50="$(awk '$1 == "50%" {print $2}' <<<"$out")"
+  p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
+  if [[ -z "$rps" ]] || grep -q "Non-2xx" <<<"$out"; then
+    echo "wrk run failed or saw errors:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+}
+
+need
+bin="$(cargo build --quiet --release -p distcache-cli >&2 && echo "${CARGO_TARGET_DIR:-$root/target}/release/distcache")"
+value="$(head -c "$value_bytes" /dev/zero | tr '\0' 'x')"
+
+echo "== one node"
+base="$(free_base 1)"
+DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/one" ./scripts/cluster.sh up 1 >/dev/null
+curl -fsS -X PUT --data-binary "$value" "http://127.0.0.1:$base/v1/keyspaces/scratch/keys/bench" >/dev/null
+read -r one_rps one_p50 one_p99 < <(wrk_run "http://127.0.0.1:$base/v1/keyspaces/scratch/keys/bench")
+CLUSTER_DIR="$work/one" ./scripts/cluster.sh down >/dev/null
+
+echo "== three nodes"
+base="$(free_base 3)"
+DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/three" ./scripts/cluster.sh up 3 >/dev/null
+curl -fsS -X PUT --data-binary "$value" "http://127.0.0.1:$base/v1/keyspaces/scratch/keys/bench" >/dev/null
+owner="$(curl -fsS "http://127.0.0.1:$base/_distcache/admin/owner/scratch/bench" | python3 -c 'import json,sys; print(json.load(sys.stdin)["addr"])')"
+other=""
+for ((i = 0; i < 3; i++)); do
+  if [[ "127.0.0.1:$((base + i))" != "$owner" ]]; then other="127.0.0.1:$((base + i))"; break; fi
+done
+read -r own_rps own_p50 own_p99 < <(wrk_run "http://$owner/v1/keyspaces/scratch/keys/bench")
+read -r non_rps non_p50 non_p99 < <(wrk_run "http://$other/v1/keyspaces/scratch/keys/bench")
+CLUSTER_DIR="$work/three" ./scripts/cluster.sh down >/dev/null
+
+echo "== redis-server (reference)"
+redis_port="$(free_base 1)"
+redis-server --port "$redis_port" --save '' --appendonly no --daemonize yes --logfile "$work/redis.log" >/dev/null
+until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
+secs="${duration%s}"
+requests=$((secs * 60000))
+csv="$(redis-benchmark -p "$redis_port" -t get -c "$connections" -n "$requests" -d "$value_bytes" --threads "$threads" --csv 2>/dev/null | tail -1)"
+redis_rps="$(cut -d, -f2 <<<"$csv" | tr -d '"')"
+redis_p50="$(cut -d, -f5 <<<"$csv" | tr -d '"')"
+redis_p99="$(cut -d, -f7 <<<"$csv" | tr -d '"')"
+
+echo
+printf '%-28s %12s %10s %10s %12s %10s %10s\n' "GET hit, c=$connections" "req/s" "p50 ms" "p99 ms" "rps/redis" "p50/redis" "p99/redis"
+row() {
+  awk -v n="$1" -v r="$2" -v a="$3" -v b="$4" -v rr="$redis_rps" -v ra="$redis_p50" -v rb="$redis_p99" \
+    'BEGIN { printf "%-28s %12.0f %10.3f %10.3f %12.2f %10.2f %10.2f\n", n, r, a, b, r / rr, a / ra, b / rb }'
+}
+row "distcache, one node" "$one_rps" "$one_p50" "$one_p99"
+row "distcache, 3 nodes, owner" "$own_rps" "$own_p50" "$own_p99"
+row "distcache, 3 nodes, non-owner" "$non_rps" "$non_p50" "$non_p99"
+row "redis-server (reference)" "$redis_rps" "$redis_p50" "$redis_p99"
