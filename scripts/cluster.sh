@@ -56,12 +56,19 @@ up() {
     local id="node-$((i + 1))" addr="${peers[$i]}"
     # shellcheck disable=SC2086
     "$bin" node start --id "$id" --listen "$addr" --data-dir "$dir/$id" \
-      --peers "$peer_list" --keyspace-file "$keyspace_file" ${NODE_ARGS:-} \
+      --peers "$peer_list" --keyspace-file "$keyspace_file" --minimum-peers-quorum "$n" ${NODE_ARGS:-} \
       >"$dir/$id.log" 2>&1 &
     echo $! >"$dir/$id.pid"
     echo "$addr" >"$dir/$id.addr"
   done
   for addr in "${peers[@]}"; do wait_ready "$addr"; done
+  # Every node follows one leader before the cluster is called ready.
+  local deadline=$((SECONDS + 30))
+  until [[ "$(for a in "${peers[@]}"; do curl -fsS "http://$a/_distcache/admin/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])'; done | sort -u | wc -l)" == 1 ]] \
+    && ! curl -fsS "http://${peers[0]}/_distcache/admin/cluster" | grep -q '"leader":null'; do
+    if ((SECONDS > deadline)); then echo "the control plane elected no leader; see $dir" >&2; return 1; fi
+    sleep 0.2
+  done
   echo "cluster of $n node(s) ready: $peer_list (logs in $dir)"
 }
 

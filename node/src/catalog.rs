@@ -6,24 +6,25 @@
 //! in a cluster it is the raft-replicated control store, so every node follows the same
 //! sequence of states.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 
+use distcache_control::{CatalogError, Change, Command};
+
 use crate::error::{Error, Result};
 use crate::spec::KeySpaceSpec;
 
-/// The committed catalog at one revision.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CatalogState {
-    /// Increases by one with every committed change; 0 is the empty, never-changed catalog.
-    pub revision: u64,
-    /// Every keyspace, by name.
-    pub keyspaces: BTreeMap<String, KeySpaceSpec>,
-}
+mod raft;
+
+pub use raft::RaftCatalog;
+
+/// The committed catalog at one revision: every keyspace by name (`entries`) and the revision
+/// (raised by one with every committed change; 0 is the empty, never-changed catalog). The
+/// rules are the control store's, shared by every catalog.
+pub type CatalogState = distcache_control::Catalog<KeySpaceSpec>;
 
 /// One change to the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,39 +49,35 @@ pub enum CatalogChange {
     },
 }
 
-impl CatalogState {
-    /// Applies `change` if it is allowed, and when `expected_revision` (compare-and-set) is
-    /// given, only at that revision. Returns the new revision; on error nothing changed.
-    pub fn apply(&mut self, change: &CatalogChange, expected_revision: Option<u64>) -> Result<u64> {
-        if let Some(expected) = expected_revision
-            && expected != self.revision
-        {
-            return Err(Error::RevisionMismatch {
-                expected,
-                actual: self.revision,
-            });
+impl CatalogChange {
+    /// The control store's command for this change.
+    pub fn into_command(self, expected_revision: Option<u64>) -> Command<KeySpaceSpec> {
+        let change = match self {
+            CatalogChange::Create { spec } => Change::Create {
+                name: spec.name.clone(),
+                spec,
+            },
+            CatalogChange::Put { spec } => Change::Put {
+                name: spec.name.clone(),
+                spec,
+            },
+            CatalogChange::Delete { names } => Change::Delete { names },
+        };
+        Command {
+            change,
+            expected_revision,
         }
-        match change {
-            CatalogChange::Create { spec } => {
-                if self.keyspaces.contains_key(&spec.name) {
-                    return Err(Error::KeySpaceExists(spec.name.clone()));
-                }
-                self.keyspaces.insert(spec.name.clone(), spec.clone());
-            }
-            CatalogChange::Put { spec } => {
-                self.keyspaces.insert(spec.name.clone(), spec.clone());
-            }
-            CatalogChange::Delete { names } => {
-                if let Some(missing) = names.iter().find(|n| !self.keyspaces.contains_key(*n)) {
-                    return Err(Error::KeySpaceNotFound(missing.clone()));
-                }
-                for name in names {
-                    self.keyspaces.remove(name);
-                }
-            }
+    }
+}
+
+/// The engine's error for a change the catalog's rules refused.
+pub(crate) fn refused(err: CatalogError) -> Error {
+    match err {
+        CatalogError::Exists { name } => Error::KeySpaceExists(name),
+        CatalogError::NotFound { name } => Error::KeySpaceNotFound(name),
+        CatalogError::RevisionMismatch { expected, actual } => {
+            Error::RevisionMismatch { expected, actual }
         }
-        self.revision += 1;
-        Ok(self.revision)
     }
 }
 
@@ -98,7 +95,7 @@ pub trait Catalog: Send + Sync + 'static {
     /// keyspace file). An existing keyspace keeps its committed definition: the catalog rules.
     async fn seed(&self, specs: Vec<KeySpaceSpec>) -> Result<()> {
         for spec in specs {
-            let current = self.subscribe().borrow().keyspaces.get(&spec.name).cloned();
+            let current = self.subscribe().borrow().entries.get(&spec.name).cloned();
             match current {
                 None => match self.change(CatalogChange::Create { spec }, None).await {
                     Ok(_) | Err(Error::KeySpaceExists(_)) => {}
@@ -142,7 +139,9 @@ impl Catalog for LocalCatalog {
     async fn change(&self, change: CatalogChange, expected_revision: Option<u64>) -> Result<u64> {
         let _writer = self.writer.lock().await;
         let mut next = CatalogState::clone(&self.state.borrow());
-        let revision = next.apply(&change, expected_revision)?;
+        let revision = next
+            .apply(&change.into_command(expected_revision))
+            .map_err(refused)?;
         self.state.send_replace(Arc::new(next));
         Ok(revision)
     }
@@ -161,52 +160,34 @@ mod tests {
         KeySpaceSpec::new(name, SourceSpec::None)
     }
 
-    /// Every committed change raises the revision by one; refused changes change nothing.
-    #[test]
-    fn revisions_count_committed_changes() {
-        let mut state = CatalogState::default();
-        assert_eq!(
-            state
-                .apply(&CatalogChange::Create { spec: spec("a") }, None)
-                .ok(),
-            Some(1)
-        );
+    /// Refused changes become the engine's typed errors.
+    #[tokio::test]
+    async fn refusals_are_typed() {
+        let catalog = LocalCatalog::new();
+        let create = CatalogChange::Create { spec: spec("a") };
+        assert_eq!(catalog.change(create.clone(), None).await.ok(), Some(1));
         assert!(matches!(
-            state.apply(&CatalogChange::Create { spec: spec("a") }, None),
-            Err(Error::KeySpaceExists(_))
+            catalog.change(create, None).await,
+            Err(Error::KeySpaceExists(ref n)) if n == "a"
         ));
-        assert_eq!(
-            state
-                .apply(&CatalogChange::Put { spec: spec("b") }, None)
-                .ok(),
-            Some(2)
-        );
         assert!(matches!(
-            state.apply(
-                &CatalogChange::Delete {
-                    names: vec!["a".into(), "zz".into()]
-                },
-                None
-            ),
+            catalog
+                .change(CatalogChange::Delete { names: vec!["a".into(), "zz".into()] }, None)
+                .await,
             Err(Error::KeySpaceNotFound(ref n)) if n == "zz"
         ));
-        assert_eq!(state.keyspaces.len(), 2, "a failed delete removes nothing");
-        assert_eq!(state.revision, 2);
-    }
-
-    /// Compare-and-set applies only at the expected revision.
-    #[test]
-    fn compare_and_set() {
-        let mut state = CatalogState::default();
-        let put = CatalogChange::Put { spec: spec("a") };
         assert!(matches!(
-            state.apply(&put, Some(3)),
+            catalog
+                .change(CatalogChange::Put { spec: spec("b") }, Some(7))
+                .await,
             Err(Error::RevisionMismatch {
-                expected: 3,
-                actual: 0
+                expected: 7,
+                actual: 1
             })
         ));
-        assert_eq!(state.apply(&put, Some(0)).ok(), Some(1));
+        let state = catalog.subscribe().borrow().clone();
+        assert_eq!(state.revision, 1);
+        assert_eq!(state.entries.len(), 1, "refused changes change nothing");
     }
 
     /// Subscribers see committed states; seeding keeps what the catalog already has.
@@ -232,7 +213,7 @@ mod tests {
             .expect("seed");
         let state = rx.borrow().clone();
         assert_eq!(state.revision, 2);
-        assert_eq!(state.keyspaces["a"], original, "the catalog rules");
-        assert!(state.keyspaces.contains_key("b"));
+        assert_eq!(state.entries["a"], original, "the catalog rules");
+        assert!(state.entries.contains_key("b"));
     }
 }

@@ -19,8 +19,8 @@ use crate::net;
 use crate::spec::KeySpaceSpec;
 use crate::stats::KeySpaceSnapshot;
 use crate::wire::{
-    BatchResponse, ChangeResponse, ErrorBody, Health, KeySpaceList, KeysRequest, Owner,
-    PutManyRequest, WireEntry,
+    BatchResponse, ChangeResponse, ClusterInfo, ErrorBody, Health, KeySpaceList, KeysRequest,
+    Owner, PutManyRequest, WireEntry,
 };
 
 /// A client of one cluster (any of its nodes).
@@ -365,6 +365,12 @@ impl Client {
             &["_distcache", "admin", "keyspaces"],
         ))
         .await
+    }
+
+    /// The control plane as the answering node sees it.
+    pub async fn cluster(&self) -> Result<ClusterInfo> {
+        self.expect_json(Call::new(Method::GET, &["_distcache", "admin", "cluster"]))
+            .await
     }
 
     /// Which node owns `key` of `keyspace`, as the answering node sees the ring.

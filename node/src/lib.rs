@@ -87,12 +87,13 @@ pub mod wire;
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
 
-pub use catalog::{Catalog, CatalogChange, CatalogState, LocalCatalog};
+pub use catalog::{Catalog, CatalogChange, CatalogState, LocalCatalog, RaftCatalog};
 pub use cluster::{
     Cluster, ClusterConfig, MemberStatus, Peer, TopologyChange, TopologyEvent, TopologyEvents,
 };
 pub use config::{EngineConfig, KeySpaceOverrides, Limits, Settings};
 pub use discovery::{Discovery, StaticDiscovery};
+pub use distcache_control::{ControlConfig, ControlPlane, ControlStatus, Role};
 pub use engine::{Engine, EngineBuilder, Entry, KeyResult};
 pub use error::{Error, ErrorCode, Problem, Problems, Result, SourceError};
 pub use keyspace::KeySpace;

@@ -16,7 +16,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::catalog::Catalog;
+use distcache_control::{ControlConfig, ControlError, ControlPlane};
+
+use crate::catalog::{Catalog, RaftCatalog};
 use crate::cluster::{Cluster, ClusterConfig, TopologyEvents};
 use crate::config::{EngineConfig, KeySpaceOverrides};
 use crate::discovery::{Discovery, StaticDiscovery, check_addr};
@@ -54,6 +56,8 @@ pub struct NodeConfig {
     pub cluster: ClusterConfig,
     /// HTTP limits and deadlines.
     pub server: ServerConfig,
+    /// Raft timings and membership targets of the control plane.
+    pub control: ControlConfig,
 }
 
 impl Default for NodeConfig {
@@ -68,6 +72,7 @@ impl Default for NodeConfig {
             engine: EngineConfig::default(),
             cluster: ClusterConfig::default(),
             server: ServerConfig::default(),
+            control: ControlConfig::default(),
         }
     }
 }
@@ -80,6 +85,7 @@ impl NodeConfig {
             listen: "127.0.0.1:0".into(),
             engine: EngineConfig::for_test(),
             cluster: ClusterConfig::for_test(),
+            control: ControlConfig::for_test(),
             ..NodeConfig::default()
         }
     }
@@ -112,6 +118,9 @@ impl NodeConfig {
         problems.extend_prefixed("engine", self.engine.problems());
         problems.extend_prefixed("cluster", self.cluster.problems());
         problems.extend_prefixed("server", self.server.problems());
+        for (field, message) in self.control.problems() {
+            problems.push(format!("control.{field}"), message);
+        }
         problems
     }
 
@@ -137,6 +146,8 @@ pub struct NodeBuilder {
     config: NodeConfig,
     engine: EngineBuilder,
     discovery: Option<Arc<dyn Discovery>>,
+    /// A catalog given by the program replaces the control plane.
+    custom_catalog: bool,
 }
 
 impl NodeBuilder {
@@ -164,9 +175,11 @@ impl NodeBuilder {
         self
     }
 
-    /// Uses `catalog` for keyspace definitions.
+    /// Uses `catalog` for keyspace definitions instead of the raft control plane (a
+    /// [`LocalCatalog`](crate::LocalCatalog) makes each node follow only its own definitions).
     pub fn catalog(mut self, catalog: Arc<dyn Catalog>) -> Self {
         self.engine = self.engine.catalog(catalog);
+        self.custom_catalog = true;
         self
     }
 
@@ -182,6 +195,7 @@ impl NodeBuilder {
             config,
             mut engine,
             discovery,
+            custom_catalog,
         } = self;
         let mut problems = config.problems();
         let bound = listener
@@ -218,6 +232,28 @@ impl NodeBuilder {
             })
         })?;
 
+        let control = if custom_catalog {
+            None
+        } else {
+            let plane = ControlPlane::open(
+                &config.data_dir.join("control"),
+                &config.id,
+                &addr,
+                config.control.clone(),
+            )
+            .await
+            .map_err(|e| match e {
+                ControlError::Config(m) => Error::InvalidConfig({
+                    let mut p = Problems::new();
+                    p.push("data_dir", m);
+                    p
+                }),
+                other => Error::Unavailable(other.to_string()),
+            })?;
+            engine = engine.catalog(Arc::new(RaftCatalog::new(plane.clone())));
+            Some(plane)
+        };
+
         let me = NodeId::new(&config.id);
         let transport = Arc::new(HttpTransport::new(&config.id)?);
         let cluster = Arc::new(Cluster::new(
@@ -239,6 +275,7 @@ impl NodeBuilder {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let router = server::router(
             engine.clone(),
+            control.clone(),
             &config.id,
             &addr,
             Arc::clone(&ready),
@@ -255,6 +292,8 @@ impl NodeBuilder {
             bound,
             engine,
             cluster,
+            control,
+            quorum: config.cluster.minimum_peers_quorum,
             discovery,
             ready,
             shutdown,
@@ -277,6 +316,8 @@ pub struct Node {
     bound: SocketAddr,
     engine: Engine,
     cluster: Arc<Cluster>,
+    control: Option<ControlPlane>,
+    quorum: usize,
     discovery: Arc<dyn Discovery>,
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
@@ -292,13 +333,36 @@ impl Node {
             config,
             engine,
             discovery: None,
+            custom_catalog: false,
         }
     }
 
     async fn join(&self, shutdown: watch::Receiver<bool>) -> Result<()> {
         self.discovery.start().await?;
-        self.cluster.set_addresses(&self.discovery.peers().await?);
-        self.cluster.wait_for_quorum().await?;
+        let addrs = self.discovery.peers().await?;
+        self.cluster.set_addresses(&addrs);
+        // A node that already belongs to a control plane restarts from its stored catalog:
+        // the start-up quorum is for forming (or first joining) a cluster.
+        let resuming = self.control.as_ref().is_some_and(ControlPlane::resumed);
+        if resuming {
+            self.cluster.probe_round().await;
+        } else {
+            self.cluster.wait_for_quorum().await?;
+        }
+        if let Some(plane) = &self.control {
+            plane.set_peers(&addrs);
+            let config = self.cluster.config();
+            plane
+                .bootstrap(
+                    self.quorum,
+                    config.bootstrap_timeout,
+                    config.join_retry_interval,
+                    self.engine.seed_entries()?,
+                )
+                .await
+                .map_err(|e| Error::Unavailable(e.to_string()))?;
+            plane.start();
+        }
         self.engine.start().await?;
         self.ready.store(true, Ordering::Release);
 
@@ -309,6 +373,7 @@ impl Node {
             cluster.run_prober(prober_stop).await;
         }));
         let cluster = Arc::clone(&self.cluster);
+        let plane = self.control.clone();
         let mut changes = self.discovery.changes();
         let mut stop = shutdown;
         tasks.push(tokio::spawn(async move {
@@ -318,6 +383,9 @@ impl Node {
                         if changed.is_err() { return; }
                         let addrs = changes.borrow_and_update().clone();
                         cluster.set_addresses(&addrs);
+                        if let Some(plane) = &plane {
+                            plane.set_peers(&addrs);
+                        }
                     }
                     _ = crate::net::stopped(&mut stop) => return,
                 }
@@ -353,6 +421,11 @@ impl Node {
         &self.cluster
     }
 
+    /// The control plane (absent when the program supplied its own catalog).
+    pub fn control(&self) -> Option<&ControlPlane> {
+        self.control.as_ref()
+    }
+
     /// Follows peers joining and leaving.
     pub fn subscribe_topology(&self) -> TopologyEvents {
         self.cluster.subscribe()
@@ -367,6 +440,9 @@ impl Node {
     pub async fn shutdown(&self) -> Result<()> {
         self.ready.store(false, Ordering::Release);
         let stopped = self.engine.stop().await;
+        if let Some(plane) = &self.control {
+            plane.shutdown().await;
+        }
         self.shutdown.send_replace(true);
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for task in tasks {

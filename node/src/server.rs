@@ -6,9 +6,10 @@
 //! /v1/keyspaces/{ks}                  GET · PUT create-or-replace (?expected_revision=) · DELETE
 //! /v1/keyspaces/{ks}/keys/{key}       GET read-through · PUT (?ttl=5m) · DELETE
 //! /v1/keyspaces/{ks}/get-many|put-many|delete-many    POST, JSON (values base64)
-//! /_distcache/admin/peers|keyspaces   GET
+//! /_distcache/admin/peers|keyspaces|cluster   GET
 //! /_distcache/admin/owner/{ks}/{key}  GET which node owns a key
 //! /_distcache/peer/…                  node-to-node (hop-marked: always served here)
+//! /_distcache/raft/…                  control plane (raft RPC, forwarded writes, joins)
 //! /healthz  /readyz
 //! ```
 //!
@@ -26,6 +27,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+
+use distcache_control::ControlPlane;
 
 use crate::engine::Engine;
 use crate::error::{Error, Problems};
@@ -94,6 +97,7 @@ pub(crate) struct AppState(Arc<Shared>);
 
 pub(crate) struct Shared {
     pub engine: Engine,
+    pub control: Option<ControlPlane>,
     pub node_id: String,
     pub addr: String,
     pub ready: Arc<AtomicBool>,
@@ -117,6 +121,7 @@ impl Shared {
 /// Builds every route over `engine`.
 pub(crate) fn router(
     engine: Engine,
+    control: Option<ControlPlane>,
     node_id: &str,
     addr: &str,
     ready: Arc<AtomicBool>,
@@ -124,14 +129,16 @@ pub(crate) fn router(
 ) -> Router {
     let value_limit = engine.config().limits.max_value_bytes;
     let request_limit = config.max_request_bytes;
+    let raft_routes = control.as_ref().map(ControlPlane::router);
     let state = AppState(Arc::new(Shared {
         engine,
+        control,
         node_id: node_id.to_owned(),
         addr: addr.to_owned(),
         ready,
         config,
     }));
-    Router::new()
+    let mut router = Router::new()
         .route(
             "/v1/keyspaces",
             get(catalog::list)
@@ -157,6 +164,7 @@ pub(crate) fn router(
         .route("/v1/keyspaces/{ks}/delete-many", post(data::delete_many))
         .route("/_distcache/admin/peers", get(admin::peers))
         .route("/_distcache/admin/keyspaces", get(admin::keyspaces))
+        .route("/_distcache/admin/cluster", get(admin::cluster))
         .route("/_distcache/admin/owner/{ks}/{*key}", get(admin::owner))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
@@ -177,11 +185,15 @@ pub(crate) fn router(
             post(peer::invalidate),
         )
         .route("/_distcache/peer/flush", post(peer::flush))
+        .with_state(state.clone());
+    if let Some(raft) = raft_routes {
+        router = router.merge(raft);
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(request_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), deadline))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state, deadline))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes requests in flight.

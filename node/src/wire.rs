@@ -361,6 +361,36 @@ pub struct ChangeResponse {
     pub keyspace: Option<KeySpaceSpec>,
 }
 
+/// The control plane as one node sees it (`GET /_distcache/admin/cluster`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// The answering node's `--id`.
+    pub node_id: String,
+    /// Its raft role (`shutdown` when it runs without a control plane).
+    pub role: distcache_control::Role,
+    /// The leader's `--id`, when known.
+    pub leader: Option<String>,
+    /// The current raft term.
+    pub term: u64,
+    /// The catalog revision this node applied.
+    pub applied_revision: u64,
+    /// The raft members.
+    pub members: Vec<ClusterMember>,
+}
+
+/// One raft member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMember {
+    /// Its `--id`.
+    pub id: String,
+    /// Its address.
+    pub addr: String,
+    /// Whether the answering node's probes reach it and it serves.
+    pub healthy: bool,
+    /// Voter or learner.
+    pub voter: bool,
+}
+
 /// Which node owns a key, as the answering node sees the ring.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {

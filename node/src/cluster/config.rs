@@ -24,7 +24,9 @@ pub struct ClusterConfig {
     /// Pause between start-up probe rounds. Default 1 s.
     #[serde(with = "humantime_serde")]
     pub join_retry_interval: Duration,
-    /// Members (this node included) that must answer before the node serves. Default 1.
+    /// Members (this node included) that must answer before the node serves for the first
+    /// time; nodes started together to form a cluster should all set the cluster's size. A
+    /// node restarting with its stored control-plane state does not wait. Default 1.
     pub minimum_peers_quorum: usize,
     /// Topology events a slow subscriber may fall behind by before it loses the oldest.
     /// Default 256.

@@ -77,6 +77,19 @@ impl Engine {
         problems.into_result(Error::InvalidSpec)
     }
 
+    /// The keyspaces given at build (code and files), as catalog entries for seeding.
+    pub(crate) fn seed_entries(&self) -> Result<Vec<(String, serde_json::Value)>> {
+        self.inner
+            .seeds
+            .iter()
+            .map(|spec| {
+                serde_json::to_value(spec)
+                    .map(|v| (spec.name.clone(), v))
+                    .map_err(|e| Error::Internal(format!("cannot encode spec: {e}")))
+            })
+            .collect()
+    }
+
     /// The definitions of every keyspace this node serves, by name.
     pub fn keyspaces(&self) -> Vec<KeySpaceSpec> {
         let spaces = self.inner.spaces.load();
@@ -181,8 +194,8 @@ async fn sync(inner: &Inner) {
         return;
     }
     let current = inner.spaces.load_full();
-    let mut next: HashMap<String, Arc<Space>> = HashMap::with_capacity(state.keyspaces.len());
-    for (name, spec) in &state.keyspaces {
+    let mut next: HashMap<String, Arc<Space>> = HashMap::with_capacity(state.entries.len());
+    for (name, spec) in &state.entries {
         let existing = current.get(name);
         if let Some(space) = existing
             && space.spec == *spec

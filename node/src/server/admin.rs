@@ -10,7 +10,8 @@ use super::extract::ApiPath;
 use crate::cluster::MemberStatus;
 use crate::error::Error;
 use crate::stats::KeySpaceSnapshot;
-use crate::wire::{Health, Owner};
+use crate::wire::{ClusterInfo, ClusterMember, Health, Owner};
+use distcache_control::Role;
 
 pub(super) async fn peers(State(state): State<AppState>) -> Json<Vec<MemberStatus>> {
     Json(match state.engine.cluster() {
@@ -25,6 +26,56 @@ pub(super) async fn peers(State(state): State<AppState>) -> Json<Vec<MemberStatu
             last_seen_ms: Some(0),
         }],
     })
+}
+
+pub(super) async fn cluster(State(state): State<AppState>) -> Json<ClusterInfo> {
+    let probed = state
+        .engine
+        .cluster()
+        .map(|c| c.members())
+        .unwrap_or_default();
+    let healthy = |name: &str, addr: &str| {
+        name == state.node_id
+            || probed
+                .iter()
+                .any(|m| m.healthy && (m.id.as_deref() == Some(name) || m.addr == addr))
+    };
+    let info = match &state.control {
+        Some(control) => {
+            let status = control.status();
+            ClusterInfo {
+                node_id: state.node_id.clone(),
+                role: status.role,
+                leader: status.leader,
+                term: status.term,
+                applied_revision: state.engine.revision(),
+                members: status
+                    .members
+                    .into_iter()
+                    .map(|m| ClusterMember {
+                        healthy: healthy(&m.name, &m.addr),
+                        id: m.name,
+                        addr: m.addr,
+                        voter: m.voter,
+                    })
+                    .collect(),
+            }
+        }
+        None => ClusterInfo {
+            node_id: state.node_id.clone(),
+            role: Role::Shutdown,
+            leader: None,
+            term: 0,
+            applied_revision: state.engine.revision(),
+            members: vec![ClusterMember {
+                id: state.node_id.clone(),
+                addr: state.addr.clone(),
+                healthy: true,
+                voter: false,
+            }],
+        },
+    };
+    Json(info)
 }
 
 pub(super) async fn keyspaces(State(state): State<AppState>) -> Json<Vec<KeySpaceSnapshot>> {

@@ -28,6 +28,11 @@ async fn cluster() -> TestCluster {
         .await
 }
 
+/// Two nodes, each following its own catalog, so that one can lack a keyspace the other has.
+async fn split_catalogs() -> TestCluster {
+    TestCluster::builder(2).local_catalogs().build().await
+}
+
 /// Rate-limited and circuit-open errors from the owner arrive typed, by engine and by HTTP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protection_errors_cross_nodes() {
@@ -94,7 +99,7 @@ async fn timeouts_and_not_found_cross_nodes() {
 /// A keyspace the owner does not serve is reported as KeySpaceNotFound by the asking node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyspace_not_found_on_the_owner_crosses_nodes() {
-    let cluster = cluster().await;
+    let cluster = split_catalogs().await;
     // Only node 0 serves "solo" (each node follows its own catalog in this setup).
     cluster
         .node(0)

@@ -26,11 +26,15 @@ pub struct TestCluster {
     specs: Vec<KeySpaceSpec>,
     edit: EditConfig,
     data_dirs: Vec<tempfile::TempDir>,
+    /// Nodes started together at build: they form the control plane together.
+    initial: usize,
+    local_catalogs: bool,
 }
 
 pub struct Builder {
     nodes: usize,
     started: usize,
+    local_catalogs: bool,
     specs: Vec<KeySpaceSpec>,
     edit: EditConfig,
 }
@@ -39,6 +43,12 @@ impl Builder {
     /// Nodes started by `build` (the rest are bound but not started).
     pub fn started(mut self, n: usize) -> Self {
         self.started = n;
+        self
+    }
+
+    /// Each node follows its own in-memory catalog instead of the raft control plane.
+    pub fn local_catalogs(mut self) -> Self {
+        self.local_catalogs = true;
         self
     }
 
@@ -73,6 +83,8 @@ impl Builder {
             data_dirs: (0..self.nodes)
                 .map(|_| tempfile::tempdir().expect("temp dir"))
                 .collect(),
+            initial: self.started,
+            local_catalogs: self.local_catalogs,
         };
         let starts = (0..self.started).map(|i| cluster.prepare(i));
         let prepared: Vec<_> = starts.collect();
@@ -90,6 +102,7 @@ impl TestCluster {
         Builder {
             nodes,
             started: nodes,
+            local_catalogs: false,
             specs: vec![spec("ks")],
             edit: Arc::new(|_, _| {}),
         }
@@ -104,6 +117,12 @@ impl TestCluster {
         let mut config = NodeConfig::for_test(&self.ids[i]);
         config.peers = self.addrs.clone();
         config.data_dir = self.data_dirs[i].path().to_path_buf();
+        // The nodes started together form the control plane together; later ones join it.
+        config.cluster.minimum_peers_quorum = if i < self.initial {
+            self.initial.max(1)
+        } else {
+            1
+        };
         (self.edit)(i, &mut config);
         config
     }
@@ -111,6 +130,9 @@ impl TestCluster {
     fn prepare(&mut self, i: usize) -> (distcache::NodeBuilder, TcpListener) {
         let mut builder =
             Node::builder(self.config(i)).register_source("test", self.sources[i].clone());
+        if self.local_catalogs {
+            builder = builder.catalog(Arc::new(distcache::LocalCatalog::new()));
+        }
         for s in &self.specs {
             builder = builder.keyspace_spec(s.clone());
         }
@@ -203,6 +225,40 @@ impl TestCluster {
                 async move { all }
             },
         )
+        .await;
+    }
+
+    /// The index of the node that leads the control plane, once every running node agrees.
+    pub async fn wait_leader(&self) -> usize {
+        let mut leader = None;
+        wait_until(CONVERGE, "every running node follows one leader", || {
+            let names: Vec<Option<String>> = self
+                .running()
+                .into_iter()
+                .map(|i| self.node(i).control().and_then(|c| c.status().leader))
+                .collect();
+            let agreed = names
+                .first()
+                .cloned()
+                .flatten()
+                .filter(|first| names.iter().all(|n| n.as_deref() == Some(first.as_str())));
+            leader = agreed.and_then(|name| self.ids.iter().position(|id| *id == name));
+            let found = leader.is_some_and(|l| self.is_running(l));
+            async move { found }
+        })
+        .await;
+        leader.expect("a leader")
+    }
+
+    /// Waits until every running node applied catalog revision `revision`.
+    pub async fn wait_revision(&self, revision: u64) {
+        wait_until(CONVERGE, "every running node applied the revision", || {
+            let all = self
+                .running()
+                .into_iter()
+                .all(|i| self.node(i).engine().revision() >= revision);
+            async move { all }
+        })
         .await;
     }
 

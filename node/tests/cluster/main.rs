@@ -8,6 +8,7 @@ mod source;
 
 mod harness;
 
+mod control;
 mod errors;
 mod http_api;
 mod membership;
