@@ -1,21 +1,83 @@
-//! The command tree. Each subcommand is a small function in `cmd/<name>.rs` over library APIs.
+//! The command tree. Each subcommand is a small function in `cmd/<name>.rs` over library APIs;
+//! this file holds the global options and the dispatch.
 
-use clap::{Parser, Subcommand};
+use std::time::Duration;
 
+use clap::{Args, Parser, Subcommand};
+use distcache::client::Client;
+
+use crate::output::Format;
+
+mod admin;
+mod completions;
+mod data;
+mod keyspace;
 mod node;
 
 /// distcache: a distributed read-through cache.
 ///
+/// Client commands talk to any node of a cluster over HTTP (--endpoint); `node start` runs a
+/// node. Data goes to stdout, diagnostics to stderr.
+///
 /// Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 unavailable or timed out.
 #[derive(Debug, Parser)]
-#[command(name = "distcache", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "distcache",
+    version,
+    propagate_version = true,
+    verbatim_doc_comment
+)]
 pub struct Cli {
-    /// Log filter for stderr (tracing-subscriber syntax, e.g. `info` or `distcache=debug`).
-    #[arg(long, global = true, env = "DISTCACHE_LOG", default_value = "info")]
-    pub log: String,
+    #[command(flatten)]
+    pub global: Global,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Node(s) to talk to, `host:port`, comma-separated: tried in turn until one answers.
+    #[arg(
+        long,
+        global = true,
+        env = "DISTCACHE_ENDPOINT",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:3320"
+    )]
+    pub endpoint: Vec<String>,
+
+    /// Output format: `table` for people, `json` for scripts (a stable schema, see README).
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+
+    /// The cluster's bearer token (nodes started with one require it).
+    #[arg(long, global = true, env = "DISTCACHE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Deadline of each request to a node.
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "30s")]
+    pub request_timeout: Duration,
+
+    /// Log filter for stderr (tracing-subscriber syntax, e.g. `info` or `distcache=debug`)
+    /// [default: `info` for `node start`, `warn` for the rest].
+    #[arg(long, global = true, env = "DISTCACHE_LOG")]
+    pub log: Option<String>,
+}
+
+impl Global {
+    /// A client of the endpoints.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(self.endpoint.iter().cloned())?
+            .with_token(self.token.clone())
+            .with_timeout(self.request_timeout))
+    }
+}
+
+/// Parses a humantime duration for clap.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    distcache::units::parse_duration(text)
 }
 
 #[derive(Debug, Subcommand)]
@@ -23,12 +85,66 @@ pub enum Command {
     /// Run a cache node.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// List, inspect, create, update, delete keyspaces, or apply a file of them.
+    #[command(subcommand)]
+    Keyspace(keyspace::KeyspaceCommand),
+    /// Read keys (through the cache: a miss loads from the data source).
+    Get(data::GetArgs),
+    /// Write a key.
+    Put(data::PutArgs),
+    /// Remove keys from every node's cache.
+    Delete(data::DeleteArgs),
+    /// Show the members as the answering node sees them.
+    Peers,
+    /// Show per-keyspace counters of every node.
+    Stats(admin::StatsArgs),
+    /// Inspect the cluster's control plane.
+    #[command(subcommand)]
+    Cluster(admin::ClusterCommand),
+    /// Wait until the cluster is ready (for scripts and CI).
+    Wait(admin::WaitArgs),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
 }
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Node(cmd) => node::run(cmd, &cli.log).await,
+    let Cli { global, command } = cli;
+    match command {
+        Command::Node(cmd) => node::run(cmd, &global).await,
+        Command::Keyspace(cmd) => {
+            init_logging(global.log.as_deref().unwrap_or("warn"))?;
+            keyspace::run(cmd, &global).await
+        }
+        Command::Get(args) => {
+            init_logging(global.log.as_deref().unwrap_or("warn"))?;
+            data::get(args, &global).await
+        }
+        Command::Put(args) => {
+            init_logging(global.log.as_deref().unwrap_or("warn"))?;
+            data::put(args, &global).await
+        }
+        Command::Delete(args) => {
+            init_logging(global.log.as_deref().unwrap_or("warn"))?;
+            data::delete(args, &global).await
+        }
+        Command::Peers => {
+            init_logging(global.log.as_deref().unwrap_or("warn"))?;
+            admin::peers(&global).await
+        }
+        Command::Stats(args) => {
+            init_logging(global.log.as_deref().unwrap_or("warn"))?;
+            admin::stats(args, &global).await
+        }
+        Command::Cluster(cmd) => {
+            init_logging(global.log.as_deref().unwrap_or("warn"))?;
+            admin::cluster(cmd, &global).await
+        }
+        Command::Wait(args) => {
+            init_logging(global.log.as_deref().unwrap_or("warn"))?;
+            admin::wait(args, &global).await
+        }
+        Command::Completions(args) => completions::run(args),
     }
 }
 

@@ -12,6 +12,8 @@ use clap::Parser;
 
 mod cmd;
 mod exit;
+mod output;
+mod spec_flags;
 
 use cmd::Cli;
 

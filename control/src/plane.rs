@@ -105,12 +105,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl ControlPlane {
     /// Opens the store in `dir` for the node `name` reachable at `addr`, and starts raft. The
-    /// applied catalog is back from disk before this returns.
+    /// applied catalog is back from disk before this returns. With a `token`, every call to
+    /// another node carries it as a bearer token.
     pub async fn open(
         dir: &Path,
         name: &str,
         addr: &str,
         config: ControlConfig,
+        token: Option<&str>,
     ) -> Result<Self, ControlError> {
         let problems = config.problems();
         if !problems.is_empty() {
@@ -127,7 +129,15 @@ impl ControlPlane {
         // reqwest is built without a default crypto provider: use ring unless the program
         // installed another one first.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| ControlError::Config("the token must be printable ASCII".into()))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(1))
             .pool_max_idle_per_host(16)

@@ -91,6 +91,9 @@ pub enum Error {
     /// The engine has not been started, or has been stopped.
     #[error("engine is not running")]
     NotRunning,
+    /// The request lacked the cluster's bearer token, or carried another one.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     /// A dependency the operation needs (the catalog, a peer) cannot be reached.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -118,6 +121,7 @@ impl Error {
             Error::InvalidSpec(_) => ErrorCode::InvalidSpec,
             Error::InvalidConfig(_) => ErrorCode::InvalidConfig,
             Error::NotRunning => ErrorCode::NotRunning,
+            Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
         }
@@ -167,6 +171,8 @@ pub enum ErrorCode {
     InvalidConfig,
     /// [`Error::NotRunning`].
     NotRunning,
+    /// [`Error::Unauthorized`].
+    Unauthorized,
     /// [`Error::Unavailable`].
     Unavailable,
     /// [`Error::Internal`].
@@ -192,6 +198,7 @@ impl ErrorCode {
             ErrorCode::InvalidSpec => "INVALID_SPEC",
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
             ErrorCode::NotRunning => "NOT_RUNNING",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
         }
@@ -360,6 +367,7 @@ mod tests {
             ErrorCode::InvalidSpec,
             ErrorCode::InvalidConfig,
             ErrorCode::NotRunning,
+            ErrorCode::Unauthorized,
             ErrorCode::Unavailable,
             ErrorCode::Internal,
         ];

@@ -25,6 +25,22 @@ pub(crate) fn client_builder() -> reqwest::ClientBuilder {
         .no_proxy()
 }
 
+/// Adds `Authorization: Bearer <token>` to every request of the client being built.
+pub(crate) fn with_token(
+    builder: reqwest::ClientBuilder,
+    token: Option<&str>,
+) -> Result<reqwest::ClientBuilder, String> {
+    let Some(token) = token else {
+        return Ok(builder);
+    };
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| "the token must be printable ASCII".to_owned())?;
+    value.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Ok(builder.default_headers(headers))
+}
+
 /// `http://{addr}` with `segments` appended, each percent-encoded as one path segment.
 pub(crate) fn url(scheme: &str, addr: &str, segments: &[&str]) -> Result<reqwest::Url, String> {
     let mut url = reqwest::Url::parse(&format!("{scheme}://{addr}/"))

@@ -240,6 +240,7 @@ impl NodeBuilder {
                 &config.id,
                 &addr,
                 config.control.clone(),
+                config.server.token.as_deref(),
             )
             .await
             .map_err(|e| match e {
@@ -255,7 +256,10 @@ impl NodeBuilder {
         };
 
         let me = NodeId::new(&config.id);
-        let transport = Arc::new(HttpTransport::new(&config.id)?);
+        let transport = Arc::new(HttpTransport::new(
+            &config.id,
+            config.server.token.as_deref(),
+        )?);
         let cluster = Arc::new(Cluster::new(
             me.clone(),
             addr.clone(),

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Problems, Result, SourceError};
 use crate::source::{DataSource, FetchResult, NoSource};
-use crate::sources::HttpSource;
+use crate::sources::{HttpSource, PostgresSource, SqliteSource};
 use crate::spec::SourceSpec;
 
 /// Data sources registered in code, by name.
@@ -56,15 +56,6 @@ impl SourceRegistry {
                     ),
                 );
             }
-            SourceSpec::Sqlite { .. } | SourceSpec::Postgres { .. } => {
-                problems.push(
-                    "source.kind",
-                    format!(
-                        "source kind `{}` is not built into this engine; register a DataSource and use kind `registered`",
-                        source.kind()
-                    ),
-                );
-            }
             _ => {}
         }
         problems
@@ -80,6 +71,10 @@ impl SourceRegistry {
                 .cloned()
                 .ok_or_else(|| Error::Internal(format!("registered source `{name}` vanished"))),
             SourceSpec::Http { url } => Ok(Arc::new(HttpSource::open(url)?)),
+            SourceSpec::Sqlite { path, query } => Ok(Arc::new(SqliteSource::open(path, query)?)),
+            SourceSpec::Postgres { url, query } => {
+                Ok(Arc::new(PostgresSource::open(url, query).await?))
+            }
             _ => Ok(Arc::new(NoSource)),
         }
     }

@@ -53,6 +53,10 @@ pub struct ServerConfig {
     /// Deadline of any request, whatever it waits on. Default 30 s.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Bearer token every request must carry (`Authorization: Bearer …`), nodes' requests to
+    /// each other included; `/healthz` and `/readyz` stay open for probes. Default: none.
+    #[serde(skip_serializing)]
+    pub token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +64,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_request_bytes: 32 << 20,
             request_timeout: Duration::from_secs(30),
+            token: None,
         }
     }
 }
@@ -73,6 +78,9 @@ impl ServerConfig {
         }
         if self.request_timeout.is_zero() {
             problems.push("request_timeout", "must be greater than zero");
+        }
+        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            problems.push("token", "must not be empty (leave it out to disable)");
         }
         problems
     }
@@ -193,7 +201,38 @@ pub(crate) fn router(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(request_limit))
-        .layer(middleware::from_fn_with_state(state, deadline))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
+        .layer(middleware::from_fn_with_state(state, authorize))
+}
+
+async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(token) = state.config.token.as_deref() else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    if path == "/healthz" || path == "/readyz" {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => next.run(request).await,
+        Some(_) => {
+            ApiError::from(Error::Unauthorized("the bearer token is wrong".into())).into_response()
+        }
+        None => ApiError::from(Error::Unauthorized(
+            "this cluster requires a bearer token (--token or DISTCACHE_TOKEN)".into(),
+        ))
+        .into_response(),
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes requests in flight.

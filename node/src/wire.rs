@@ -145,6 +145,9 @@ impl ErrorBody {
                 Error::InvalidConfig(self.problems.unwrap_or_else(|| single(&self.message)))
             }
             Some(ErrorCode::NotRunning) => Error::NotRunning,
+            Some(ErrorCode::Unauthorized) => {
+                Error::Unauthorized(strip(&self.message, "unauthorized: "))
+            }
             Some(ErrorCode::Unavailable) => {
                 Error::Unavailable(strip(&self.message, "unavailable: "))
             }
@@ -479,6 +482,7 @@ mod tests {
             Error::InvalidSpec(problems.clone()),
             Error::InvalidConfig(problems),
             Error::NotRunning,
+            Error::Unauthorized("wrong token".into()),
             Error::Unavailable("no leader".into()),
             Error::Internal("bug".into()),
         ];

@@ -50,14 +50,15 @@ pub struct StartArgs {
 }
 
 /// Runs a `node` subcommand.
-pub async fn run(cmd: NodeCommand, log: &str) -> anyhow::Result<()> {
+pub async fn run(cmd: NodeCommand, global: &super::Global) -> anyhow::Result<()> {
     match cmd {
-        NodeCommand::Start(args) => start(args, log).await,
+        NodeCommand::Start(args) => start(args, global).await,
     }
 }
 
-/// The node configuration the flags, variables and config file describe.
-pub fn config(args: StartArgs) -> anyhow::Result<NodeConfig> {
+/// The node configuration the flags, variables and config file describe; `token` is the
+/// global `--token` (`DISTCACHE_TOKEN`), which the node then requires.
+pub fn config(args: StartArgs, token: Option<String>) -> anyhow::Result<NodeConfig> {
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -92,6 +93,9 @@ pub fn config(args: StartArgs) -> anyhow::Result<NodeConfig> {
     if let Some(q) = args.minimum_peers_quorum {
         config.cluster.minimum_peers_quorum = q;
     }
+    if token.is_some() {
+        config.server.token = token;
+    }
     if config.id.is_empty() {
         anyhow::bail!("a node needs a name: pass --id, set DISTCACHE_ID, or put `id` in --config");
     }
@@ -101,9 +105,9 @@ pub fn config(args: StartArgs) -> anyhow::Result<NodeConfig> {
     Ok(config)
 }
 
-async fn start(args: StartArgs, log: &str) -> anyhow::Result<()> {
-    super::init_logging(log)?;
-    let config = config(args)?;
+async fn start(args: StartArgs, global: &super::Global) -> anyhow::Result<()> {
+    super::init_logging(global.log.as_deref().unwrap_or("info"))?;
+    let config = config(args, global.token.clone())?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

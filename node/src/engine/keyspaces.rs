@@ -71,8 +71,12 @@ impl Engine {
         let source_problems = self.inner.registry.problems(&spec.source);
         let source_ok = source_problems.is_empty();
         problems.0.extend(source_problems.0);
-        if source_ok && let Err(e) = self.inner.registry.open(&spec.source).await {
-            problems.push("source", format!("cannot be opened: {e}"));
+        if source_ok {
+            match self.inner.registry.open(&spec.source).await {
+                Ok(_) => {}
+                Err(Error::InvalidSpec(p)) => problems.0.extend(p.0),
+                Err(e) => problems.push("source", format!("cannot be opened: {e}")),
+            }
         }
         problems.into_result(Error::InvalidSpec)
     }

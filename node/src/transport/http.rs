@@ -25,9 +25,16 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    /// A transport for the node named `from`.
-    pub fn new(from: &str) -> Result<Self, Error> {
-        let client = net::client_builder()
+    /// A transport for the node named `from`, sending the cluster's `token` when it has one.
+    pub fn new(from: &str, token: Option<&str>) -> Result<Self, Error> {
+        let client = net::with_token(net::client_builder(), token)
+            .map_err(|e| {
+                Error::InvalidConfig({
+                    let mut p = crate::error::Problems::new();
+                    p.push("server.token", e);
+                    p
+                })
+            })?
             .build()
             .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpTransport {

@@ -8,6 +8,7 @@ mod source;
 
 mod harness;
 
+mod auth;
 mod control;
 mod errors;
 mod http_api;

@@ -9,6 +9,7 @@ mod support;
 mod expiry;
 mod keyspaces;
 mod operations;
+mod postgres;
 mod protection;
 mod single_flight;
 mod sources;

@@ -1,0 +1,384 @@
+//! `distcache peers | stats | cluster status | wait`: looking at a running cluster.
+
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use distcache::client::Client;
+use distcache::wire::{ClusterInfo, ErrorBody};
+use distcache::{Error, KeySpaceSnapshot};
+use serde::Serialize;
+
+use super::{Global, parse_duration};
+use crate::output::{self, Format, Table};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  distcache stats\n  distcache stats users -o json")]
+pub struct StatsArgs {
+    /// Only this keyspace.
+    pub keyspace: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Leader, term, applied revision and members, as every reachable member sees them.
+    ///
+    /// Example: distcache cluster status -o json
+    Status,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  distcache wait --nodes 3 --healthy --timeout 60s\n  distcache wait && distcache keyspace apply -f keyspaces.toml\n\nExit code 4 when the cluster is not ready in time."
+)]
+pub struct WaitArgs {
+    /// Wait until at least this many members are in the cluster.
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Also wait until every member is healthy and a leader is known.
+    #[arg(long)]
+    pub healthy: bool,
+    /// Give up after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub timeout: Duration,
+}
+
+pub async fn peers(global: &Global) -> anyhow::Result<()> {
+    let members = global.client()?.peers().await?;
+    if global.output == Format::Json {
+        return output::json(&members);
+    }
+    let mut table = Table::new(["ID", "ADDRESS", "STATE", "FAILURES", "LAST SEEN"]);
+    for m in &members {
+        let state = match (m.is_self, m.healthy, m.reachable) {
+            (true, _, _) => "self",
+            (false, true, _) => "healthy",
+            (false, false, true) => "reachable, not serving",
+            (false, false, false) => "unreachable",
+        };
+        table.row([
+            m.id.clone().unwrap_or_else(|| "?".into()),
+            m.addr.clone(),
+            state.into(),
+            m.consecutive_failures.to_string(),
+            m.last_seen_ms
+                .map_or("never".into(), |ms| format!("{ms} ms ago")),
+        ]);
+    }
+    table.print()
+}
+
+/// One node's answer to `stats`.
+#[derive(Serialize)]
+struct NodeStats {
+    node: String,
+    addr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+    keyspaces: Vec<KeySpaceSnapshot>,
+}
+
+/// The addresses of every member the endpoint knows, itself first.
+async fn member_addrs(client: &Client) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(client
+        .peers()
+        .await?
+        .into_iter()
+        .map(|m| (m.id.unwrap_or_else(|| m.addr.clone()), m.addr))
+        .collect())
+}
+
+fn node_client(global: &Global, addr: &str) -> anyhow::Result<Client> {
+    Ok(Client::new([addr])?
+        .with_token(global.token.clone())
+        .with_timeout(global.request_timeout.min(Duration::from_secs(5))))
+}
+
+pub async fn stats(args: StatsArgs, global: &Global) -> anyhow::Result<()> {
+    let client = global.client()?;
+    let members = member_addrs(&client).await?;
+    let only = args.keyspace.as_deref();
+    let asks = members.iter().map(|(node, addr)| async move {
+        let answer = match node_client(global, addr) {
+            Ok(c) => c.stats().await.map_err(|e| ErrorBody::from(&e)),
+            Err(e) => Err(ErrorBody::from(&Error::InvalidRequest(e.to_string()))),
+        };
+        let (keyspaces, error) = match answer {
+            Ok(k) => (k, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        NodeStats {
+            node: node.clone(),
+            addr: addr.clone(),
+            error,
+            keyspaces: keyspaces
+                .into_iter()
+                .filter(|k| only.is_none_or(|only| only == k.name))
+                .collect(),
+        }
+    });
+    let nodes: Vec<NodeStats> = futures::future::join_all(asks).await;
+    if let Some(only) = &args.keyspace
+        && nodes
+            .iter()
+            .all(|n| n.error.is_some() || n.keyspaces.is_empty())
+        && nodes.iter().any(|n| n.error.is_none())
+    {
+        return Err(Error::KeySpaceNotFound(only.clone()).into());
+    }
+    if global.output == Format::Json {
+        #[derive(Serialize)]
+        struct Out {
+            nodes: Vec<NodeStats>,
+        }
+        return output::json(&Out { nodes });
+    }
+    let mut table = Table::new([
+        "NODE",
+        "KEYSPACE",
+        "GETS",
+        "HIT %",
+        "LOADS",
+        "PEER LOADS",
+        "ERRORS",
+        "ENTRIES",
+        "BYTES",
+        "BREAKER",
+    ]);
+    for n in &nodes {
+        if let Some(e) = &n.error {
+            table.row([
+                n.node.clone(),
+                "-".into(),
+                format!("unreachable: {}", e.message),
+            ]);
+            continue;
+        }
+        for k in &n.keyspaces {
+            let s = &k.stats;
+            let hit = if s.gets == 0 {
+                "-".to_owned()
+            } else {
+                format!("{:.1}", 100.0 * s.cache_hits as f64 / s.gets as f64)
+            };
+            table.row([
+                n.node.clone(),
+                k.name.clone(),
+                s.gets.to_string(),
+                hit,
+                s.loads.to_string(),
+                s.peer_loads.to_string(),
+                (s.local_load_errs + s.peer_errors + s.rate_limited + s.circuit_open).to_string(),
+                (k.main_cache_entries + k.hot_cache_entries).to_string(),
+                format!(
+                    "{} / {}",
+                    output::bytes(k.main_cache_bytes + k.hot_cache_bytes),
+                    output::bytes(k.max_bytes)
+                ),
+                k.circuit_breaker
+                    .map_or("-".to_owned(), |b| format!("{b:?}").to_lowercase()),
+            ]);
+        }
+    }
+    table.print()
+}
+
+/// One member's view for `cluster status`.
+#[derive(Serialize)]
+struct MemberView {
+    node: String,
+    addr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    view: Option<ClusterInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
+
+pub async fn cluster(cmd: ClusterCommand, global: &Global) -> anyhow::Result<()> {
+    let ClusterCommand::Status = cmd;
+    let client = global.client()?;
+    let info = client.cluster().await?;
+    let mut targets: Vec<(String, String)> = info
+        .members
+        .iter()
+        .map(|m| (m.id.clone(), m.addr.clone()))
+        .collect();
+    if targets.is_empty() {
+        targets.push((
+            info.node_id.clone(),
+            global.endpoint.first().cloned().unwrap_or_default(),
+        ));
+    }
+    let asks = targets.iter().map(|(node, addr)| async move {
+        let answer = match node_client(global, addr) {
+            Ok(c) => c.cluster().await.map_err(|e| ErrorBody::from(&e)),
+            Err(e) => Err(ErrorBody::from(&Error::InvalidRequest(e.to_string()))),
+        };
+        match answer {
+            Ok(view) => MemberView {
+                node: node.clone(),
+                addr: addr.clone(),
+                view: Some(view),
+                error: None,
+            },
+            Err(e) => MemberView {
+                node: node.clone(),
+                addr: addr.clone(),
+                view: None,
+                error: Some(e),
+            },
+        }
+    });
+    let views: Vec<MemberView> = futures::future::join_all(asks).await;
+    if global.output == Format::Json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            answering: &'a ClusterInfo,
+            views: Vec<MemberView>,
+        }
+        return output::json(&Out {
+            answering: &info,
+            views,
+        });
+    }
+    println!(
+        "leader {}   term {}   answered by {}",
+        info.leader
+            .as_deref()
+            .unwrap_or("(none: election or no control plane)"),
+        info.term,
+        info.node_id
+    );
+    let mut table = Table::new([
+        "MEMBER",
+        "ADDRESS",
+        "ROLE",
+        "VOTER",
+        "HEALTHY",
+        "APPLIED REVISION",
+    ]);
+    for (m, v) in info.members.iter().zip(&views) {
+        let (role, revision) = match &v.view {
+            Some(view) => (
+                format!("{:?}", view.role).to_lowercase(),
+                view.applied_revision.to_string(),
+            ),
+            None => ("unreachable".into(), "-".into()),
+        };
+        table.row([
+            m.id.clone(),
+            m.addr.clone(),
+            role,
+            if m.voter { "yes" } else { "no" }.into(),
+            if m.healthy { "yes" } else { "no" }.into(),
+            revision,
+        ]);
+    }
+    table.print()
+}
+
+pub async fn wait(args: WaitArgs, global: &Global) -> anyhow::Result<()> {
+    let client = global.client()?.with_timeout(Duration::from_secs(2));
+    let started = Instant::now();
+    let deadline = started + args.timeout;
+    let show = output::interactive() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last = String::new();
+    loop {
+        let (ready, why, info) = readiness(&client, &args).await;
+        if ready {
+            if show {
+                eprintln!();
+            }
+            let info = info.unwrap_or_else(unreachable_info);
+            #[derive(Serialize)]
+            struct Ready {
+                ready: bool,
+                nodes: usize,
+                leader: Option<String>,
+                waited_ms: u128,
+            }
+            let summary = Ready {
+                ready: true,
+                nodes: info.members.len().max(1),
+                leader: info.leader.clone(),
+                waited_ms: started.elapsed().as_millis(),
+            };
+            return match global.output {
+                Format::Json => output::json(&summary),
+                Format::Table => {
+                    println!(
+                        "ready: {} node(s), leader {} (waited {:.1}s)",
+                        summary.nodes,
+                        summary.leader.as_deref().unwrap_or("-"),
+                        started.elapsed().as_secs_f64()
+                    );
+                    Ok(())
+                }
+            };
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                operation: format!("waiting for the cluster ({why})"),
+                after: args.timeout,
+            }
+            .into());
+        }
+        if show && why != last {
+            eprint!("\rwaiting: {why}\x1b[K");
+            last = why;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn unreachable_info() -> ClusterInfo {
+    ClusterInfo {
+        node_id: String::new(),
+        role: distcache::Role::Shutdown,
+        leader: None,
+        term: 0,
+        applied_revision: 0,
+        members: Vec::new(),
+    }
+}
+
+/// Whether the cluster is ready by the wait's terms, and if not, why.
+async fn readiness(client: &Client, args: &WaitArgs) -> (bool, String, Option<ClusterInfo>) {
+    match client.health().await {
+        Ok(h) if h.ready => {}
+        Ok(h) => return (false, format!("{} is starting", h.node_id), None),
+        Err(e) => return (false, format!("no answer ({e})"), None),
+    }
+    if args.nodes.is_none() && !args.healthy {
+        return (true, String::new(), client.cluster().await.ok());
+    }
+    let info = match client.cluster().await {
+        Ok(info) => info,
+        Err(e) => return (false, format!("no cluster view ({e})"), None),
+    };
+    if let Some(n) = args.nodes
+        && info.members.len() < n
+    {
+        let why = format!("{} of {n} members", info.members.len());
+        return (false, why, Some(info));
+    }
+    if args.healthy {
+        if info.leader.is_none() {
+            return (false, "no leader yet".into(), Some(info));
+        }
+        let unhealthy: Vec<&str> = info
+            .members
+            .iter()
+            .filter(|m| !m.healthy)
+            .map(|m| m.id.as_str())
+            .collect();
+        if !unhealthy.is_empty() {
+            return (
+                false,
+                format!("not healthy: {}", unhealthy.join(", ")),
+                Some(info),
+            );
+        }
+    }
+    (true, String::new(), Some(info))
+}
