@@ -89,15 +89,15 @@ value="$(head -c "$value_bytes" /dev/zero | tr '\0' 'x')"
 echo "== one node"
 base="$(free_base 1)"
 DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/one" ./scripts/cluster.sh up 1 >/dev/null
-curl -fsS -X PUT --data-binary "$value" "http://127.0.0.1:$base/v1/keyspaces/scratch/keys/bench" >/dev/null
+"$bin" --endpoint "127.0.0.1:$base" put scratch bench "$value" >/dev/null
 read -r one_rps one_p50 one_p99 < <(wrk_run "http://127.0.0.1:$base/v1/keyspaces/scratch/keys/bench")
 CLUSTER_DIR="$work/one" ./scripts/cluster.sh down >/dev/null
 
 echo "== three nodes"
 base="$(free_base 3)"
 DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/three" ./scripts/cluster.sh up 3 >/dev/null
-curl -fsS -X PUT --data-binary "$value" "http://127.0.0.1:$base/v1/keyspaces/scratch/keys/bench" >/dev/null
-owner="$(curl -fsS "http://127.0.0.1:$base/_distcache/admin/owner/scratch/bench" | python3 -c 'import json,sys; print(json.load(sys.stdin)["addr"])')"
+"$bin" --endpoint "127.0.0.1:$base" put scratch bench "$value" >/dev/null
+owner="$("$bin" --endpoint "127.0.0.1:$base" owner scratch bench -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["addr"])')"
 other=""
 for ((i = 0; i < 3; i++)); do
   if [[ "127.0.0.1:$((base + i))" != "$owner" ]]; then other="127.0.0.1:$((base + i))"; break; fi

@@ -29,14 +29,11 @@ binary() {
 }
 
 wait_ready() {
-  local addr="$1" deadline=$((SECONDS + 60))
-  until curl -fsS "http://$addr/readyz" >/dev/null 2>&1; do
-    if ((SECONDS > deadline)); then
-      echo "node at $addr did not become ready; see its log in $dir" >&2
-      return 1
-    fi
-    sleep 0.2
-  done
+  local bin="$1" addr="$2"
+  if ! "$bin" --endpoint "$addr" wait --timeout 60s >/dev/null; then
+    echo "node at $addr did not become ready; see its log in $dir" >&2
+    return 1
+  fi
 }
 
 up() {
@@ -61,14 +58,9 @@ up() {
     echo $! >"$dir/$id.pid"
     echo "$addr" >"$dir/$id.addr"
   done
-  for addr in "${peers[@]}"; do wait_ready "$addr"; done
-  # Every node follows one leader before the cluster is called ready.
-  local deadline=$((SECONDS + 30))
-  until [[ "$(for a in "${peers[@]}"; do curl -fsS "http://$a/_distcache/admin/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])'; done | sort -u | wc -l)" == 1 ]] \
-    && ! curl -fsS "http://${peers[0]}/_distcache/admin/cluster" | grep -q '"leader":null'; do
-    if ((SECONDS > deadline)); then echo "the control plane elected no leader; see $dir" >&2; return 1; fi
-    sleep 0.2
-  done
+  for addr in "${peers[@]}"; do wait_ready "$bin" "$addr"; done
+  # Every member healthy and one leader elected before the cluster is called ready.
+  "$bin" --endpoint "${peers[0]}" wait --nodes "$n" --healthy --timeout 60s >/dev/null
   echo "cluster of $n node(s) ready: $peer_list (logs in $dir)"
 }
 
@@ -93,12 +85,13 @@ down() {
 
 status() {
   shopt -s nullglob
+  local bin
+  bin="$(binary)"
   for f in "$dir"/*.addr; do
     local addr
     addr="$(cat "$f")"
     printf '%-22s ' "$addr"
-    curl -fsS --max-time 2 "http://$addr/healthz" || printf 'down'
-    echo
+    "$bin" --endpoint "$addr" --request-timeout 2s cluster status 2>/dev/null | head -1 || printf 'down\n'
   done
 }
 

@@ -1,6 +1,93 @@
 #!/usr/bin/env bash
-# Shows distcache at work: for now, the engine embedded in a Rust program with its own data
-# source (a miss, a hit, single-flight, per-key results, put/delete, stats).
+# The demo: a local 3-node cluster on the embedded SQLite default.
+#
+#   ./scripts/demo.sh        build, start a cluster on 127.0.0.1:3320-3322, walk through it,
+#                            and leave it running
+#   ./scripts/demo.sh stop   stop the cluster
+#
+# It builds the binary, creates .demo/shop.db from examples/demo/shop.sql, starts three nodes,
+# creates a keyspace backed by the database, shows a miss then a hit, updates the keyspace and
+# shows every node applied it, prints the stats, and finally runs the embedded-engine example.
+# Needs only cargo and python3 (for the SQLite file). Set BASE_PORT to use other ports.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+demo="$root/.demo"
+export CLUSTER_DIR="$demo/cluster"
+export BASE_PORT="${BASE_PORT:-3320}"
+
+if [[ "${1:-}" == "stop" ]]; then
+  ./scripts/cluster.sh down
+  exit 0
+fi
+
+if [[ -t 1 ]]; then
+  say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  say() { printf '\n== %s\n' "$*"; }
+fi
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+say "building distcache (release)"
+cargo build --quiet --release -p distcache-cli
+bin="${CARGO_TARGET_DIR:-$root/target}/release/distcache"
+export DISTCACHE_BIN="$bin"
+distcache() { "$bin" "$@"; }
+
+say "creating the sample database $demo/shop.db"
+mkdir -p "$demo"
+rm -f "$demo/shop.db"
+python3 - "$demo/shop.db" "$root/examples/demo/shop.sql" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.executescript(open(sys.argv[2]).read())
+db.commit()
+print(db.execute("SELECT count(*) FROM products").fetchone()[0], "products")
+PY
+
+say "starting 3 nodes"
+./scripts/cluster.sh down >/dev/null 2>&1 || true
+rm -rf "$CLUSTER_DIR" # a fresh cluster every time
+./scripts/cluster.sh up 3
+export DISTCACHE_ENDPOINT="127.0.0.1:$BASE_PORT,127.0.0.1:$((BASE_PORT + 1)),127.0.0.1:$((BASE_PORT + 2))"
+run distcache wait --nodes 3 --healthy --timeout 60s
+run distcache cluster status
+
+say "a keyspace backed by SQLite (a change of the raft-replicated catalog)"
+run distcache keyspace create products --max-bytes 64MiB --ttl 5m \
+  --source "sqlite:$demo/shop.db" --query "SELECT body FROM products WHERE id = ?"
+
+say "a miss, then a hit"
+run distcache owner products p1
+run distcache get products p1
+echo
+run distcache stats products
+echo "(a miss: p1 was loaded from SQLite by its owner, once)"
+run distcache get products p1
+echo
+run distcache stats products
+echo "(a hit: served from memory, SQLite was not asked again)"
+run distcache get products p1 p2 p9 || echo "(exit code $?: p9 is not in the database)"
+
+say "updating the keyspace: every node applies the same revision (and starts with fresh caches)"
+run distcache keyspace update products --ttl 10m --rate-limit 500/s,burst=100
+run distcache cluster status
+for i in 0 1 2; do
+  printf 'node at 127.0.0.1:%s serves ttl = ' "$((BASE_PORT + i))"
+  "$bin" --endpoint "127.0.0.1:$((BASE_PORT + i))" keyspace get products -o json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["default_ttl"])'
+done
+
+say "stats across the cluster"
+run distcache stats
+
+say "the engine embedded in a Rust program (node/examples/embedded.rs)"
 cargo run --quiet --release -p distcache --example embedded
+
+cat <<EOF
+
+The cluster is still running (logs in $CLUSTER_DIR).
+  try:   export DISTCACHE_ENDPOINT=$DISTCACHE_ENDPOINT; $bin dashboard
+  stop:  ./scripts/demo.sh stop
+EOF

@@ -94,6 +94,8 @@ pub enum Command {
     Put(data::PutArgs),
     /// Remove keys from every node's cache.
     Delete(data::DeleteArgs),
+    /// Show which node owns a key.
+    Owner(data::OwnerArgs),
     /// Show the members as the answering node sees them.
     Peers,
     /// Show per-keyspace counters of every node.
@@ -127,6 +129,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delete(args) => {
             init_logging(global.log.as_deref().unwrap_or("warn"))?;
             data::delete(args, &global).await
+        }
+        Command::Owner(args) => {
+            init_logging(global.log.as_deref().unwrap_or("warn"))?;
+            data::owner(args, &global).await
         }
         Command::Peers => {
             init_logging(global.log.as_deref().unwrap_or("warn"))?;

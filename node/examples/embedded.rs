@@ -118,7 +118,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         db.queries.load(Ordering::Relaxed) - before
     );
 
-    let keys = ["user:1", "user:2", "user:404", "user:broken"];
+    let keys = ["user:1", "user:2", "user:4040", "user:broken"];
     for result in engine.get_many("users", &keys).await? {
         match result.result {
             Ok(Some(v)) => println!("get_many {}: {}", result.key, String::from_utf8_lossy(&v)),
@@ -140,8 +140,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         show(&engine.get("users", "user:42").await?)
     );
 
-    let stats = engine.stats().await;
-    println!("{}", serde_json::to_string_pretty(&stats)?);
+    let stats = engine.keyspace_stats("users").await?;
+    println!("stats: {}", serde_json::to_string(&stats.stats)?);
     engine.stop().await?;
     Ok(())
 }

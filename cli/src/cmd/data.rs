@@ -57,6 +57,26 @@ pub struct DeleteArgs {
     pub keys: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  distcache owner users user:1")]
+pub struct OwnerArgs {
+    /// The keyspace.
+    pub keyspace: String,
+    /// The key.
+    pub key: String,
+}
+
+pub async fn owner(args: OwnerArgs, global: &Global) -> anyhow::Result<()> {
+    let owner = global.client()?.owner(&args.keyspace, &args.key).await?;
+    match global.output {
+        Format::Json => output::json(&owner),
+        Format::Table => {
+            println!("{} at {}", owner.owner, owner.addr);
+            Ok(())
+        }
+    }
+}
+
 /// One key of `get -o json`.
 #[derive(Serialize)]
 struct GetResult {
