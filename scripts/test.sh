@@ -3,7 +3,7 @@
 #
 # Tests that need PostgreSQL are marked ignored for plain `cargo test`; this script installs
 # PostgreSQL when it is missing, starts a throw-away server on a free loopback port, and runs
-# them with everything else.
+# them with everything else. It also installs tmux, which the dashboard test drives.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,7 +67,11 @@ cargo fmt --all --check
 step "cargo clippy (all targets, warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "PostgreSQL for the postgres source tests"
+step "tools the tests use: tmux (dashboard), PostgreSQL (postgres source)"
+if ! command -v tmux >/dev/null 2>&1; then
+  echo "installing tmux …"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux) >/dev/null
+fi
 start_postgres
 
 step "tests"

@@ -10,6 +10,7 @@ use crate::output::Format;
 
 mod admin;
 mod completions;
+mod dashboard;
 mod data;
 mod keyspace;
 mod node;
@@ -105,6 +106,8 @@ pub enum Command {
     Cluster(admin::ClusterCommand),
     /// Wait until the cluster is ready (for scripts and CI).
     Wait(admin::WaitArgs),
+    /// Open the live terminal dashboard of the cluster.
+    Dashboard(dashboard::DashboardArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
 }
@@ -150,6 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(global.log.as_deref().unwrap_or("warn"))?;
             admin::wait(args, &global).await
         }
+        Command::Dashboard(args) => dashboard::run(args, &global).await,
         Command::Completions(args) => completions::run(args),
     }
 }

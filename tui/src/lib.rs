@@ -1,6 +1,171 @@
 //! distcache-tui: the live terminal dashboard of a distcache cluster.
 //!
-//! It polls every node's public HTTP API and draws the cluster, its keyspaces and their
-//! counters with ratatui; the `distcache dashboard` command runs it.
+//! It polls every node's public HTTP API (through `distcache::client`) and draws the cluster,
+//! its keyspaces and their counters with ratatui; `distcache dashboard` runs it.
+//!
+//! # Layout
+//! - [`model`]: snapshots of the cluster, per-keyspace rows, rates and history (pure data);
+//! - [`app`]: the state, the key → command mapping and `App::apply` (no terminal);
+//! - `ui`: `impl Widget for &App`, one file per panel;
+//! - [`poller`]: polls every node concurrently, once per interval;
+//! - `terminal`: raw mode and the alternate screen, restored on every way out;
+//! - [`run`]: the event loop tying them together.
 
 #![deny(missing_docs)]
+
+use std::time::Duration;
+
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+pub mod app;
+pub mod model;
+pub mod poller;
+mod terminal;
+mod ui;
+
+pub use app::{App, Command, Effect, LookupResult, View, command_for};
+pub use model::{KeyspaceRow, NodeView, Snapshot};
+pub use poller::PollConfig;
+
+/// Why the dashboard stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TuiError {
+    /// The terminal could not be set up or drawn to.
+    #[error("terminal: {0}")]
+    Terminal(#[from] std::io::Error),
+    /// Standard output is not a terminal.
+    #[error("the dashboard needs a terminal (stdout is not one); use `distcache stats` in scripts")]
+    NotATerminal,
+}
+
+/// Runs the dashboard until the user quits (q, Ctrl-C) or the process is told to stop.
+pub async fn run(config: PollConfig) -> Result<(), TuiError> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err(TuiError::NotATerminal);
+    }
+    let mut app = App::new(config.endpoints.join(","), config.interval);
+    let (snapshots_tx, mut snapshots) = mpsc::channel(4);
+    let (lookups_tx, mut lookups) = mpsc::channel::<LookupResult>(4);
+    let poller = tokio::spawn(poller::run(config.clone(), snapshots_tx));
+    let mut guard = terminal::TerminalGuard::enter()?;
+    let mut keys = EventStream::new();
+    let mut frames = tokio::time::interval(Duration::from_millis(250));
+    frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut stop = Box::pin(stop_signal());
+    let mut dirty = true;
+    let result = loop {
+        if dirty {
+            if let Err(e) = guard
+                .terminal
+                .draw(|frame| frame.render_widget(&app, frame.area()))
+            {
+                break Err(TuiError::Terminal(e));
+            }
+            dirty = false;
+        }
+        tokio::select! {
+            _ = frames.tick() => {}
+            _ = &mut stop => break Ok(()),
+            Some(snapshot) = snapshots.recv() => {
+                app.on_snapshot(snapshot);
+                dirty = true;
+            }
+            Some(found) = lookups.recv() => {
+                app.on_lookup(found);
+                dirty = true;
+            }
+            event = keys.next() => match event {
+                Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
+                    if let Some(command) = command_for(&app, key) {
+                        if let Some(effect) = app.apply(command) {
+                            perform(effect, &config, lookups_tx.clone());
+                        }
+                        dirty = true;
+                    }
+                    if app.quit {
+                        break Ok(());
+                    }
+                }
+                Some(Ok(TermEvent::Resize(_, _))) => {
+                    let _ = guard.terminal.autoresize();
+                    dirty = true;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break Err(TuiError::Terminal(e)),
+                None => break Ok(()),
+            },
+        }
+    };
+    poller.abort();
+    drop(guard);
+    result
+}
+
+/// Runs a side effect in the background; its answer comes back as an event.
+fn perform(effect: Effect, config: &PollConfig, answers: mpsc::Sender<LookupResult>) {
+    match effect {
+        Effect::Lookup { keyspace, key } => {
+            let client = distcache::client::Client::new(config.endpoints.clone()).map(|c| {
+                c.with_token(config.token.clone())
+                    .with_timeout(Duration::from_secs(10))
+            });
+            tokio::spawn(async move {
+                let result = match client {
+                    Ok(client) => {
+                        let (value, owner) = tokio::join!(
+                            client.get(&keyspace, &key),
+                            client.owner(&keyspace, &key)
+                        );
+                        let owner = owner.ok().map(|o| (o.owner, o.addr));
+                        match value {
+                            Ok(v) => LookupResult {
+                                keyspace,
+                                key,
+                                value: v.map(|b| b.to_vec()),
+                                owner,
+                                error: None,
+                            },
+                            Err(e) => LookupResult {
+                                keyspace,
+                                key,
+                                value: None,
+                                owner,
+                                error: Some(e.to_string()),
+                            },
+                        }
+                    }
+                    Err(e) => LookupResult {
+                        keyspace,
+                        key,
+                        value: None,
+                        owner: None,
+                        error: Some(e.to_string()),
+                    },
+                };
+                let _ = answers.send(result).await;
+            });
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM sent to the process (Ctrl-C in raw mode arrives as a key).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

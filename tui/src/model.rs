@@ -1,0 +1,264 @@
+//! What the dashboard knows about the cluster: one snapshot per poll, per-keyspace rows
+//! aggregated over nodes, rates from the previous snapshot, and a short history for the
+//! sparklines. Pure data: no clock, no I/O, so every view renders the same from a fixture.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use distcache::KeySpaceSnapshot;
+use distcache::wire::ClusterInfo;
+
+/// Samples kept per keyspace (5 minutes at a 1 s refresh).
+pub const HISTORY: usize = 300;
+
+/// One node as the last poll saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    /// Its `--id` (its address until it answered once).
+    pub id: String,
+    /// Its address.
+    pub addr: String,
+    /// Answered this poll.
+    pub up: bool,
+    /// Serves data (start finished, not stopping).
+    pub ready: bool,
+    /// Why it did not answer.
+    pub error: Option<String>,
+    /// Its view of the control plane.
+    pub cluster: Option<ClusterInfo>,
+    /// Its keyspaces.
+    pub keyspaces: Vec<KeySpaceSnapshot>,
+}
+
+/// Everything one poll saw.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Seconds on the poller's monotonic clock when the poll finished.
+    pub at: f64,
+    /// Every node known so far (nodes that stopped answering stay, marked down).
+    pub nodes: Vec<NodeView>,
+}
+
+impl Snapshot {
+    /// The control-plane view of the first node that has one (leader, term, revision).
+    pub fn cluster(&self) -> Option<&ClusterInfo> {
+        self.nodes
+            .iter()
+            .filter(|n| n.up)
+            .find_map(|n| n.cluster.as_ref())
+    }
+}
+
+/// One keyspace summed over the nodes that answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyspaceRow {
+    /// Name.
+    pub name: String,
+    /// Entries in main and hot caches.
+    pub entries: u64,
+    /// Bytes in main and hot caches.
+    pub bytes: u64,
+    /// Sum of `max_bytes` over the nodes serving it.
+    pub capacity: u64,
+    /// Hits over gets since the previous poll (`None` without gets).
+    pub hit_ratio: Option<f64>,
+    /// Gets per second since the previous poll.
+    pub gets_per_s: f64,
+    /// Loads (misses) per second since the previous poll.
+    pub loads_per_s: f64,
+    /// Peer errors, all time.
+    pub peer_errors: u64,
+    /// Data-source failures (errors and timeouts), all time.
+    pub source_errors: u64,
+    /// Loads refused by the rate limiter, all time.
+    pub rate_limited: u64,
+    /// Worst breaker state over the nodes (`open` > `half_open` > `closed`), or `-`.
+    pub breaker: String,
+    /// Nodes serving it.
+    pub nodes: usize,
+}
+
+/// Cumulative counters of one keyspace over all nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Totals {
+    gets: u64,
+    hits: u64,
+    loads: u64,
+}
+
+fn totals(snapshot: &Snapshot) -> HashMap<String, Totals> {
+    let mut out: HashMap<String, Totals> = HashMap::new();
+    for node in snapshot.nodes.iter().filter(|n| n.up) {
+        for k in &node.keyspaces {
+            let t = out.entry(k.name.clone()).or_default();
+            t.gets += k.stats.gets;
+            t.hits += k.stats.cache_hits;
+            t.loads += k.stats.loads;
+        }
+    }
+    out
+}
+
+fn breaker_rank(state: &str) -> u8 {
+    match state {
+        "open" => 3,
+        "half_open" => 2,
+        "closed" => 1,
+        _ => 0,
+    }
+}
+
+/// The rows of `current`, with rates against `previous`.
+pub fn keyspace_rows(current: &Snapshot, previous: Option<&Snapshot>) -> Vec<KeyspaceRow> {
+    let now = totals(current);
+    let before = previous.map(totals).unwrap_or_default();
+    let elapsed = previous.map_or(0.0, |p| current.at - p.at);
+    let mut rows: BTreeMap<String, KeyspaceRow> = BTreeMap::new();
+    for node in current.nodes.iter().filter(|n| n.up) {
+        for k in &node.keyspaces {
+            let row = rows.entry(k.name.clone()).or_insert_with(|| KeyspaceRow {
+                name: k.name.clone(),
+                entries: 0,
+                bytes: 0,
+                capacity: 0,
+                hit_ratio: None,
+                gets_per_s: 0.0,
+                loads_per_s: 0.0,
+                peer_errors: 0,
+                source_errors: 0,
+                rate_limited: 0,
+                breaker: "-".into(),
+                nodes: 0,
+            });
+            row.entries += k.main_cache_entries + k.hot_cache_entries;
+            row.bytes += k.main_cache_bytes + k.hot_cache_bytes;
+            row.capacity += k.max_bytes;
+            row.peer_errors += k.stats.peer_errors;
+            row.source_errors += k.stats.local_load_errs;
+            row.rate_limited += k.stats.rate_limited;
+            row.nodes += 1;
+            if let Some(state) = k.circuit_breaker {
+                let state = format!("{state:?}");
+                let state = match state.as_str() {
+                    "HalfOpen" => "half_open".to_owned(),
+                    other => other.to_lowercase(),
+                };
+                if breaker_rank(&state) > breaker_rank(&row.breaker) {
+                    row.breaker = state;
+                }
+            }
+        }
+    }
+    for row in rows.values_mut() {
+        let t = now.get(&row.name).copied().unwrap_or_default();
+        let b = before.get(&row.name).copied().unwrap_or(t);
+        // Counters restart with a node: never report a negative rate.
+        let gets = t.gets.saturating_sub(b.gets);
+        let hits = t.hits.saturating_sub(b.hits);
+        let loads = t.loads.saturating_sub(b.loads);
+        if elapsed > 0.0 {
+            row.gets_per_s = gets as f64 / elapsed;
+            row.loads_per_s = loads as f64 / elapsed;
+        }
+        row.hit_ratio = (gets > 0).then(|| hits as f64 / gets as f64);
+    }
+    rows.into_values().collect()
+}
+
+/// Recent gets/s and hit ratio of one keyspace, oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// Gets per second.
+    pub gets_per_s: VecDeque<f64>,
+    /// Hit ratio in percent (0 when there were no gets).
+    pub hit_percent: VecDeque<f64>,
+}
+
+impl History {
+    /// Adds one sample, dropping the oldest past [`HISTORY`].
+    pub fn push(&mut self, row: &KeyspaceRow) {
+        self.gets_per_s.push_back(row.gets_per_s);
+        self.hit_percent
+            .push_back(row.hit_ratio.map_or(0.0, |r| r * 100.0));
+        while self.gets_per_s.len() > HISTORY {
+            self.gets_per_s.pop_front();
+        }
+        while self.hit_percent.len() > HISTORY {
+            self.hit_percent.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn node(id: &str, gets: u64, hits: u64) -> NodeView {
+        let snap: KeySpaceSnapshot = serde_json::from_value(serde_json::json!({
+            "name": "users", "max_bytes": 1000, "default_ttl": null, "read_timeout": "5s",
+            "write_timeout": "5s", "warm_keys": [], "main_cache_bytes": 100, "hot_cache_bytes": 20,
+            "stats": {"gets": gets, "cache_hits": hits, "peer_loads": 0, "peer_errors": 1,
+                      "loads": gets - hits, "loads_deduped": 0, "local_loads": 0,
+                      "local_load_errs": 2, "remove_keys_requests": 0, "removed_keys": 0},
+            "main_cache_entries": 4, "hot_cache_entries": 1, "circuit_breaker": "closed"
+        }))
+        .expect("fixture");
+        NodeView {
+            id: id.into(),
+            addr: format!("{id}:1"),
+            up: true,
+            ready: true,
+            error: None,
+            cluster: None,
+            keyspaces: vec![snap],
+        }
+    }
+
+    /// Rows sum the nodes; rates and the recent hit ratio come from the previous poll.
+    #[test]
+    fn rows_aggregate_and_rate() {
+        let before = Snapshot {
+            at: 10.0,
+            nodes: vec![node("a", 100, 50), node("b", 100, 50)],
+        };
+        let after = Snapshot {
+            at: 12.0,
+            nodes: vec![node("a", 140, 80), node("b", 120, 60)],
+        };
+        let rows = keyspace_rows(&after, Some(&before));
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(
+            (r.entries, r.bytes, r.capacity, r.nodes),
+            (10, 240, 2000, 2)
+        );
+        assert_eq!(r.gets_per_s, 30.0);
+        assert_eq!(r.loads_per_s, 10.0);
+        assert_eq!(r.hit_ratio, Some(40.0 / 60.0));
+        assert_eq!((r.peer_errors, r.source_errors), (2, 4));
+        assert_eq!(r.breaker, "closed");
+        // A node that restarted (counters back to 0) gives no negative rate.
+        let restarted = Snapshot {
+            at: 14.0,
+            nodes: vec![node("a", 5, 0), node("b", 120, 60)],
+        };
+        let r = &keyspace_rows(&restarted, Some(&after))[0];
+        assert_eq!(r.gets_per_s, 0.0);
+    }
+
+    /// Down nodes are not counted; history keeps at most HISTORY samples.
+    #[test]
+    fn down_nodes_and_history() {
+        let mut down = node("b", 10, 5);
+        down.up = false;
+        let snap = Snapshot {
+            at: 1.0,
+            nodes: vec![node("a", 10, 5), down],
+        };
+        assert_eq!(keyspace_rows(&snap, None)[0].nodes, 1);
+        let mut h = History::default();
+        for _ in 0..HISTORY + 10 {
+            h.push(&keyspace_rows(&snap, None)[0]);
+        }
+        assert_eq!(h.gets_per_s.len(), HISTORY);
+    }
+}
