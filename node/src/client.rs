@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::net;
 use crate::spec::KeySpaceSpec;
 use crate::stats::KeySpaceSnapshot;
+use crate::warmup::WarmupRun;
 use crate::wire::{
     BatchResponse, ChangeResponse, ClusterInfo, ErrorBody, Health, KeySpaceList, KeysRequest,
     Owner, PutManyRequest, WireEntry,
@@ -380,6 +381,45 @@ impl Client {
             &["_distcache", "admin", "owner", keyspace, key],
         ))
         .await
+    }
+
+    /// Starts a cluster-wide warmup of `keyspace` (of `keys`, or else of its warm and hot
+    /// keys); returns the run at once. Follow it with [`warmup_run`](Self::warmup_run) on the
+    /// same node.
+    pub async fn warmup(&self, keyspace: &str, keys: Option<&[String]>) -> Result<WarmupRun> {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            keys: Option<&'a [String]>,
+        }
+        let call = Call::new(
+            Method::POST,
+            &["_distcache", "admin", "keyspaces", keyspace, "warmup"],
+        )
+        .json(&Body { keys })?;
+        self.expect_json(call).await
+    }
+
+    /// Warmup run `id` of the node that answers (use a client of that one node).
+    pub async fn warmup_run(&self, id: u64) -> Result<WarmupRun> {
+        let id = id.to_string();
+        self.expect_json(Call::new(
+            Method::GET,
+            &["_distcache", "admin", "warmups", &id],
+        ))
+        .await
+    }
+
+    /// The warmup runs of the node that answers.
+    pub async fn warmup_runs(&self) -> Result<Vec<WarmupRun>> {
+        self.expect_json(Call::new(Method::GET, &["_distcache", "admin", "warmups"]))
+            .await
+    }
+
+    /// The endpoint that answered last (where a warmup started by [`warmup`](Self::warmup)
+    /// runs).
+    pub fn current_endpoint(&self) -> &str {
+        &self.endpoints[self.current.load(Ordering::Relaxed) % self.endpoints.len()]
     }
 
     /// The answering node's identity and readiness.

@@ -136,6 +136,9 @@ struct Tracked {
 pub(crate) struct View {
     pub ring: Ring,
     pub peers: HashMap<NodeId, Arc<Peer>>,
+    /// The ring once every reachable member serves (starting ones included): who will own a
+    /// key, which is what warmups go by, so nodes starting together warm each key once.
+    pub settled: Ring,
 }
 
 /// Membership, probing and ownership for one node.
@@ -161,6 +164,7 @@ impl Cluster {
         let view = View {
             ring: Ring::new([me.clone()]),
             peers: HashMap::new(),
+            settled: Ring::new([me.clone()]),
         };
         Cluster {
             me,
@@ -217,6 +221,15 @@ impl Cluster {
         }
         drop(tracked);
         self.rebuild(Vec::new());
+    }
+
+    /// Whether this node will own `(keyspace, key)` once every reachable member serves.
+    pub(crate) fn will_own(&self, keyspace: &str, key: &str) -> bool {
+        self.view
+            .load()
+            .settled
+            .owner(keyspace, key)
+            .is_none_or(|owner| *owner == self.me)
     }
 
     /// Where `(keyspace, key)` is loaded.
@@ -429,6 +442,12 @@ impl Cluster {
     /// Rebuilds the ring from the healthy peers and publishes `events`.
     fn rebuild(&self, mut events: Vec<TopologyEvent>) {
         let tracked = self.lock();
+        let mut reachable: Vec<NodeId> = tracked
+            .values()
+            .filter(|t| t.reachable && !t.is_self)
+            .filter_map(|t| t.id.clone())
+            .collect();
+        reachable.push(self.me.clone());
         let mut peers: HashMap<NodeId, Arc<Peer>> = HashMap::new();
         for (addr, t) in tracked.iter() {
             if let (true, false, Some(id)) = (t.healthy, t.is_self, t.id.as_ref()) {
@@ -447,7 +466,10 @@ impl Cluster {
         }
         drop(tracked);
         let current = self.view.load();
-        let changed = current.peers.len() != peers.len()
+        let settled = Ring::new(reachable);
+        let settled_changed = settled.members().ne(current.settled.members());
+        let changed = settled_changed
+            || current.peers.len() != peers.len()
             || peers
                 .iter()
                 .any(|(id, p)| current.peers.get(id).is_none_or(|c| c.addr != p.addr));
@@ -461,7 +483,11 @@ impl Cluster {
             }
             let ring = Ring::new(peers.keys().cloned().chain([self.me.clone()]));
             tracing::info!(members = ring.len(), "ring rebuilt");
-            self.view.store(Arc::new(View { ring, peers }));
+            self.view.store(Arc::new(View {
+                ring,
+                peers,
+                settled,
+            }));
         }
         for e in events {
             // No subscriber is fine; a lagging one loses the oldest events.

@@ -48,6 +48,8 @@ pub struct EngineConfig {
     pub hot_cache_ratio: f64,
     /// Limits on keys, values and batches.
     pub limits: Limits,
+    /// Hot-key tracking and warmup.
+    pub warmup: crate::warmup::WarmupConfig,
     /// How long `stop` waits for in-flight loads before abandoning them. Default 30 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -66,6 +68,7 @@ impl Default for EngineConfig {
             eviction: Eviction::TinyLfu,
             hot_cache_ratio: 0.125,
             limits: Limits::default(),
+            warmup: crate::warmup::WarmupConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
         }
     }
@@ -108,6 +111,7 @@ impl EngineConfig {
             );
         }
         problems.extend_prefixed("limits", self.limits.problems());
+        problems.extend_prefixed("warmup", self.warmup.problems());
         problems
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, broadcast, watch};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -29,6 +29,7 @@ use crate::keyspace::KeySpace;
 use crate::registry::SourceRegistry;
 use crate::space::Space;
 use crate::spec::KeySpaceSpec;
+use crate::warmup::WarmupLog;
 
 mod batch;
 mod builder;
@@ -56,7 +57,7 @@ pub use builder::EngineBuilder;
 /// ```
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 /// One key/value to put, with an optional time to live.
@@ -103,9 +104,9 @@ const RUNNING: u8 = 1;
 const STOPPED: u8 = 2;
 
 pub(crate) struct Inner {
-    config: EngineConfig,
+    pub(crate) config: EngineConfig,
     lifecycle: AtomicU8,
-    spaces: ArcSwap<HashMap<String, Arc<Space>>>,
+    spaces: ArcSwap<Spaces>,
     catalog: Arc<dyn Catalog>,
     registry: SourceRegistry,
     expiries: HashMap<String, Arc<dyn KeySpace>>,
@@ -115,8 +116,23 @@ pub(crate) struct Inner {
     applied_tx: watch::Sender<u64>,
     tasks: TaskTracker,
     follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    cluster: Option<Arc<Cluster>>,
+    pub(crate) cluster: Option<Arc<Cluster>>,
+    /// Warmup runs of this node.
+    pub(crate) warmups: WarmupLog,
+    /// Hot keys peers shared, by keyspace and peer.
+    shared_hot: std::sync::Mutex<SharedHot>,
+    /// Names of keyspaces created or rebuilt by catalog changes (for update warmups).
+    applied_keyspaces: broadcast::Sender<String>,
+    /// The warmup manager, stopped with the engine.
+    manager: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// The live keyspaces by name. Looked up on every get: a fast hasher (names are short and
+/// chosen by operators, not attackers).
+pub(crate) type Spaces = HashMap<String, Arc<Space>, rustc_hash::FxBuildHasher>;
+
+/// Hot keys shared by peers: keyspace → peer → keys with counts.
+pub(crate) type SharedHot = HashMap<String, HashMap<String, Vec<(String, u32)>>>;
 
 impl Inner {
     fn new(
@@ -130,7 +146,7 @@ impl Inner {
         Inner {
             config,
             lifecycle: AtomicU8::new(CREATED),
-            spaces: ArcSwap::from_pointee(HashMap::new()),
+            spaces: ArcSwap::from_pointee(Spaces::default()),
             catalog,
             registry,
             expiries,
@@ -140,7 +156,26 @@ impl Inner {
             tasks: TaskTracker::new(),
             follower: std::sync::Mutex::new(None),
             cluster,
+            warmups: WarmupLog::default(),
+            shared_hot: std::sync::Mutex::new(HashMap::new()),
+            applied_keyspaces: broadcast::channel(64).0,
+            manager: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The hot keys peers shared.
+    pub(crate) fn shared_hot(&self) -> std::sync::MutexGuard<'_, SharedHot> {
+        self.shared_hot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Follows keyspaces created or rebuilt by catalog changes.
+    pub(crate) fn subscribe_applied(&self) -> broadcast::Receiver<String> {
+        self.applied_keyspaces.subscribe()
+    }
+
+    /// The live keyspaces now.
+    pub(crate) fn spaces_now(&self) -> Arc<Spaces> {
+        self.spaces.load_full()
     }
 
     fn ensure_running(&self) -> Result<()> {
@@ -153,7 +188,7 @@ impl Inner {
 
     /// The live keyspace `name`.
     #[inline]
-    fn space(&self, name: &str) -> Result<Arc<Space>> {
+    pub(crate) fn space(&self, name: &str) -> Result<Arc<Space>> {
         self.ensure_running()?;
         self.spaces
             .load()
@@ -164,7 +199,7 @@ impl Inner {
 
     /// Who owns `key` of `space`. The ownership seam: without a cluster, this node.
     #[inline]
-    fn owner(&self, space: &Space, key: &str) -> Route {
+    pub(crate) fn owner(&self, space: &Space, key: &str) -> Route {
         match &self.cluster {
             Some(cluster) => cluster.route(space.name(), key),
             None => Route::Local,
@@ -219,6 +254,10 @@ impl Engine {
         EngineBuilder::new(config)
     }
 
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Engine { inner }
+    }
+
     /// The engine's configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
@@ -248,6 +287,9 @@ impl Engine {
         self.follow_catalog();
         self.inner.lifecycle.store(RUNNING, Ordering::Release);
         tracing::info!(keyspaces = self.inner.spaces.load().len(), "engine started");
+        self.warm_at_start().await;
+        let manager = crate::warmup::spawn_manager(&self.inner);
+        *self.inner.manager.lock().unwrap_or_else(|e| e.into_inner()) = Some(manager);
         Ok(())
     }
 
@@ -267,6 +309,15 @@ impl Engine {
         {
             follower.abort();
         }
+        if let Some(manager) = self
+            .inner
+            .manager
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            manager.abort();
+        }
         self.inner.tasks.close();
         if tokio::time::timeout(self.inner.config.shutdown_timeout, self.inner.tasks.wait())
             .await
@@ -277,7 +328,7 @@ impl Engine {
                 "stopped with loads still in flight"
             );
         }
-        self.inner.spaces.store(Arc::new(HashMap::new()));
+        self.inner.spaces.store(Arc::new(Spaces::default()));
         tracing::info!("engine stopped");
         Ok(())
     }
@@ -287,12 +338,13 @@ impl Engine {
     pub async fn get(&self, keyspace: &str, key: &str) -> Result<Option<Bytes>> {
         let space = self.inner.space(keyspace)?;
         self.inner.config.limits.check_key(key)?;
-        space.stats.gets.inc();
         if let Some(hit) = space.cached(key).await {
             space.stats.cache_hits.inc();
+            space.hot_keys.record(key, false);
             return Ok(hit.value);
         }
         space.stats.loads.inc();
+        space.hot_keys.record(key, true);
         let span = tracing::debug_span!("distcache.get", distcache.keyspace = keyspace, key);
         let pending = self.inner.route(&space, &[key]);
         match pending.into_iter().next() {

@@ -82,6 +82,7 @@ mod stats;
 mod store;
 pub mod transport;
 pub mod units;
+mod warmup;
 pub mod wire;
 
 pub use async_trait::async_trait;
@@ -106,4 +107,5 @@ pub use spec::{
     CircuitBreakerConfig, Eviction, KeySpaceSpec, RateLimitConfig, SourceSpec, parse_keyspaces,
     read_keyspace_file,
 };
-pub use stats::{KeySpaceSnapshot, Stats};
+pub use stats::{HotKey, KeySpaceSnapshot, Stats};
+pub use warmup::{KeyFailure, WarmOutcome, WarmupConfig, WarmupRun, WarmupTrigger};

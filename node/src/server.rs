@@ -8,6 +8,8 @@
 //! /v1/keyspaces/{ks}/get-many|put-many|delete-many    POST, JSON (values base64)
 //! /_distcache/admin/peers|keyspaces|cluster   GET
 //! /_distcache/admin/owner/{ks}/{key}  GET which node owns a key
+//! /_distcache/admin/keyspaces/{ks}/warmup   POST start a cluster-wide warmup ({"keys": [..]}?)
+//! /_distcache/admin/warmups[/{id}]    GET warmup runs of this node
 //! /_distcache/peer/…                  node-to-node (hop-marked: always served here)
 //! /_distcache/raft/…                  control plane (raft RPC, forwarded writes, joins)
 //! /healthz  /readyz
@@ -174,6 +176,12 @@ pub(crate) fn router(
         .route("/_distcache/admin/keyspaces", get(admin::keyspaces))
         .route("/_distcache/admin/cluster", get(admin::cluster))
         .route("/_distcache/admin/owner/{ks}/{*key}", get(admin::owner))
+        .route(
+            "/_distcache/admin/keyspaces/{ks}/warmup",
+            post(admin::start_warmup),
+        )
+        .route("/_distcache/admin/warmups", get(admin::warmups))
+        .route("/_distcache/admin/warmups/{id}", get(admin::warmup))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route(
@@ -192,6 +200,8 @@ pub(crate) fn router(
             "/_distcache/peer/keyspaces/{ks}/invalidate",
             post(peer::invalidate),
         )
+        .route("/_distcache/peer/keyspaces/{ks}/warm", post(peer::warm))
+        .route("/_distcache/peer/hot", get(peer::hot))
         .route("/_distcache/peer/flush", post(peer::flush))
         .with_state(state.clone());
     if let Some(raft) = raft_routes {

@@ -20,6 +20,7 @@ use crate::spec::KeySpaceSpec;
 use crate::stats::{Counters, KeySpaceSnapshot};
 use crate::store::{Cached, Store};
 use crate::units::format_duration;
+use crate::warmup::tracker::HotKeys;
 
 mod load;
 
@@ -44,6 +45,8 @@ pub(crate) struct Space {
     pub(crate) guard: Guard,
     pub flights: Flights,
     pub stats: Arc<Counters>,
+    /// Reads per key, for warmup (kept across updates like the counters).
+    pub hot_keys: Arc<HotKeys>,
     /// Where loads run, so that `stop` can wait for them.
     pub(crate) tasks: TaskTracker,
 }
@@ -56,6 +59,7 @@ impl Space {
         source: Arc<dyn DataSource>,
         expiry: Option<Arc<dyn KeySpace>>,
         stats: Arc<Counters>,
+        hot_keys: Arc<HotKeys>,
         tasks: TaskTracker,
     ) -> Space {
         let settings = Settings::resolve(&spec, engine);
@@ -74,6 +78,7 @@ impl Space {
             guard,
             flights: Flights::default(),
             stats,
+            hot_keys,
             tasks,
             settings,
             spec,
@@ -192,6 +197,8 @@ impl Space {
             source: self.spec.source.kind().to_owned(),
             circuit_breaker: self.guard.breaker_state(),
             rate_limited: s.rate_limit.is_some(),
+            last_warmup: None,
+            hot_keys: Vec::new(),
         }
     }
 }

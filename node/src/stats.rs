@@ -1,7 +1,7 @@
 //! Per-keyspace counters and the serialisable snapshot the admin API shows.
 //!
 //! The counters are the seed's (groupcache's) plus a few that operators asked the seed for:
-//! - `gets`: every key asked for (a `get_many` of 10 keys counts 10);
+//! - `gets`: every valid key asked for (a `get_many` of 10 keys counts 10), = hits + loads;
 //! - `cache_hits`: answered from the main or hot cache (remembered not-found included);
 //! - `loads`: gets that missed both caches (`gets - cache_hits`);
 //! - `loads_deduped`: loads that actually ran after single-flight (the rest joined one);
@@ -20,7 +20,6 @@ use crate::protection::BreakerState;
 /// Live counters of one keyspace. Survive keyspace updates; dropped with the keyspace.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub gets: Counter,
     pub cache_hits: Counter,
     pub peer_loads: Counter,
     pub peer_errors: Counter,
@@ -34,6 +33,8 @@ pub(crate) struct Counters {
     pub rate_limited: Counter,
     pub circuit_open: Counter,
     pub timeouts: Counter,
+    pub warmups: Counter,
+    pub warmed_keys: Counter,
 }
 
 /// One monotonically increasing counter.
@@ -59,12 +60,15 @@ impl Counter {
 impl Counters {
     /// A copy of every counter.
     pub fn snapshot(&self) -> Stats {
+        // Every get is a hit or a load: counting both would cost the hit path an atomic.
+        let cache_hits = self.cache_hits.get();
+        let loads = self.loads.get();
         Stats {
-            gets: self.gets.get(),
-            cache_hits: self.cache_hits.get(),
+            gets: cache_hits + loads,
+            cache_hits,
             peer_loads: self.peer_loads.get(),
             peer_errors: self.peer_errors.get(),
-            loads: self.loads.get(),
+            loads,
             loads_deduped: self.loads_deduped.get(),
             local_loads: self.local_loads.get(),
             local_load_errs: self.local_load_errs.get(),
@@ -74,6 +78,8 @@ impl Counters {
             rate_limited: self.rate_limited.get(),
             circuit_open: self.circuit_open.get(),
             timeouts: self.timeouts.get(),
+            warmups: self.warmups.get(),
+            warmed_keys: self.warmed_keys.get(),
         }
     }
 }
@@ -114,6 +120,12 @@ pub struct Stats {
     /// Loads that ran out of time.
     #[serde(default)]
     pub timeouts: u64,
+    /// Warmup runs of this keyspace on this node.
+    #[serde(default)]
+    pub warmups: u64,
+    /// Keys loaded by warmups (and refresh-ahead) on this node.
+    #[serde(default)]
+    pub warmed_keys: u64,
 }
 
 /// A keyspace as the admin API shows it: definition, cache sizes and counters. Field names and
@@ -160,4 +172,19 @@ pub struct KeySpaceSnapshot {
     /// Whether a rate limiter guards the source.
     #[serde(default)]
     pub rate_limited: bool,
+    /// The newest warmup run of this keyspace on this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_warmup: Option<crate::warmup::WarmupRun>,
+    /// The hottest keys on this node (up to 10), hottest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hot_keys: Vec<HotKey>,
+}
+
+/// A hot key and its (estimated, aged) read count on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HotKey {
+    /// The key.
+    pub key: String,
+    /// Reads counted.
+    pub count: u32,
 }

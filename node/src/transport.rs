@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use crate::engine::Entry;
 use crate::error::Error;
+use crate::warmup::WarmOutcome;
 use crate::wire::Health;
 
 mod http;
@@ -26,6 +27,9 @@ pub struct RemoteValue {
     /// How long the owner keeps it; a copy must not outlive that.
     pub ttl: Option<Duration>,
 }
+
+/// Hot keys with their counts, by keyspace.
+pub type HotKeysByKeyspace = std::collections::HashMap<String, Vec<(String, u32)>>;
 
 /// What a peer answered for one key of a batch.
 pub type RemoteGet = Result<Option<RemoteValue>, Error>;
@@ -126,6 +130,18 @@ pub trait PeerTransport: Send + Sync + 'static {
         keys: &[String],
         timeout: Duration,
     ) -> Result<(), PeerError>;
+
+    /// Asks the node at `peer` to load `keys` of `keyspace` into its cache (it owns them).
+    async fn warm(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<WarmOutcome, PeerError>;
+
+    /// The hot keys of every keyspace on the node at `peer`.
+    async fn hot(&self, peer: &str, timeout: Duration) -> Result<HotKeysByKeyspace, PeerError>;
 
     /// Empties every cache of the node at `peer` (it missed changes while unreachable).
     async fn flush(&self, peer: &str, timeout: Duration) -> Result<(), PeerError>;

@@ -33,7 +33,6 @@ impl Engine {
             let mut results: Vec<Option<Result<Option<Bytes>>>> = Vec::with_capacity(keys.len());
             let mut misses: Vec<&str> = Vec::new();
             let mut miss_slots: HashMap<&str, Vec<usize>> = HashMap::new();
-            space.stats.gets.add(keys.len() as u64);
             for (slot, key) in keys.iter().enumerate() {
                 let key = key.as_ref();
                 if let Err(e) = limits.check_key(key) {
@@ -42,11 +41,13 @@ impl Engine {
                 }
                 if let Some(hit) = space.cached(key).await {
                     space.stats.cache_hits.inc();
+                    space.hot_keys.record(key, false);
                     results.push(Some(Ok(hit.value)));
                     continue;
                 }
                 results.push(None);
                 space.stats.loads.inc();
+                space.hot_keys.record(key, true);
                 match miss_slots.get_mut(key) {
                     // Listed twice: answered by the same load.
                     Some(waiting) => waiting.push(slot),

@@ -6,12 +6,13 @@ use std::sync::{Arc, Weak};
 
 use tracing::Instrument;
 
-use super::{Engine, Inner};
+use super::{Engine, Inner, Spaces};
 use crate::catalog::{CatalogChange, CatalogState};
 use crate::error::{Error, Result};
 use crate::space::Space;
 use crate::spec::KeySpaceSpec;
 use crate::stats::{Counters, KeySpaceSnapshot};
+use crate::warmup::tracker::HotKeys;
 
 impl Engine {
     /// Creates a keyspace; fails with `KeySpaceExists` if the name is taken. Returns the
@@ -122,7 +123,7 @@ impl Engine {
         let spaces: Vec<Arc<Space>> = self.inner.spaces.load().values().cloned().collect();
         let mut out = Vec::with_capacity(spaces.len());
         for space in spaces {
-            out.push(space.snapshot().await);
+            out.push(self.snapshot_of(&space).await);
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
@@ -137,7 +138,20 @@ impl Engine {
             .get(name)
             .cloned()
             .ok_or_else(|| Error::KeySpaceNotFound(name.to_owned()))?;
-        Ok(space.snapshot().await)
+        Ok(self.snapshot_of(&space).await)
+    }
+
+    async fn snapshot_of(&self, space: &Space) -> KeySpaceSnapshot {
+        let mut snapshot = space.snapshot().await;
+        snapshot.last_warmup = self.inner.warmups.last_of(space.name());
+        let config = &self.inner.config.warmup;
+        snapshot.hot_keys = space
+            .hot_keys
+            .top(10.min(config.max_hot_keys), config.min_hits)
+            .into_iter()
+            .map(|(key, count)| crate::stats::HotKey { key, count })
+            .collect();
+        snapshot
     }
 
     /// Waits (up to the write timeout) until this node applied `revision`.
@@ -198,7 +212,9 @@ async fn sync(inner: &Inner) {
         return;
     }
     let current = inner.spaces.load_full();
-    let mut next: HashMap<String, Arc<Space>> = HashMap::with_capacity(state.entries.len());
+    let mut next: Spaces =
+        HashMap::with_capacity_and_hasher(state.entries.len(), Default::default());
+    let mut changed = Vec::new();
     for (name, spec) in &state.entries {
         let existing = current.get(name);
         if let Some(space) = existing
@@ -211,12 +227,16 @@ async fn sync(inner: &Inner) {
         let stats = existing
             .map(|s| Arc::clone(&s.stats))
             .unwrap_or_else(|| Arc::new(Counters::default()));
+        let hot = existing
+            .map(|s| Arc::clone(&s.hot_keys))
+            .unwrap_or_else(|| Arc::new(HotKeys::new(inner.config.warmup.max_hot_keys)));
         let space = Space::new(
             spec.clone(),
             &inner.config,
             source,
             inner.expiries.get(name).cloned(),
             stats,
+            hot,
             inner.tasks.clone(),
         );
         tracing::info!(
@@ -226,6 +246,7 @@ async fn sync(inner: &Inner) {
             "keyspace applied"
         );
         next.insert(name.clone(), Arc::new(space));
+        changed.push(name.clone());
     }
     for name in current.keys().filter(|n| !next.contains_key(*n)) {
         tracing::info!(keyspace = %name, revision = state.revision, "keyspace dropped");
@@ -233,4 +254,8 @@ async fn sync(inner: &Inner) {
     inner.spaces.store(Arc::new(next));
     *applied = state.revision;
     inner.applied_tx.send_replace(state.revision);
+    for name in changed {
+        // Nobody listening (no warmup manager yet) is fine.
+        let _ = inner.applied_keyspaces.send(name);
+    }
 }

@@ -116,12 +116,13 @@ impl Engine {
     pub(crate) async fn serve_get(&self, keyspace: &str, key: &str) -> Result<Served> {
         let space = self.inner.space(keyspace)?;
         self.inner.config.limits.check_key(key)?;
-        space.stats.gets.inc();
         if let Some(hit) = space.cached(key).await {
             space.stats.cache_hits.inc();
+            space.hot_keys.record(key, false);
             return Ok(served(hit));
         }
         space.stats.loads.inc();
+        space.hot_keys.record(key, true);
         let pending = space.load_owned(&[key]);
         match pending.into_iter().next() {
             Some(p) => p.await.map(served),
@@ -138,7 +139,6 @@ impl Engine {
         let space = self.inner.space(keyspace)?;
         let limits = &self.inner.config.limits;
         limits.check_batch(keys.len())?;
-        space.stats.gets.add(keys.len() as u64);
         let mut answers: Vec<Option<Result<Served>>> = Vec::with_capacity(keys.len());
         let mut misses: Vec<(usize, &str)> = Vec::new();
         for (slot, key) in keys.iter().enumerate() {
@@ -146,9 +146,11 @@ impl Engine {
                 answers.push(Some(Err(e)));
             } else if let Some(hit) = space.cached(key).await {
                 space.stats.cache_hits.inc();
+                space.hot_keys.record(key, false);
                 answers.push(Some(Ok(served(hit))));
             } else {
                 space.stats.loads.inc();
+                space.hot_keys.record(key, true);
                 answers.push(None);
                 misses.push((slot, key));
             }

@@ -10,6 +10,7 @@ use super::extract::ApiPath;
 use crate::cluster::MemberStatus;
 use crate::error::Error;
 use crate::stats::KeySpaceSnapshot;
+use crate::warmup::WarmupRun;
 use crate::wire::{ClusterInfo, ClusterMember, Health, Owner};
 use distcache_control::Role;
 
@@ -97,6 +98,45 @@ pub(super) async fn owner(
         owner,
         addr,
     }))
+}
+
+/// The optional body of a warmup request.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WarmupRequest {
+    keys: Option<Vec<String>>,
+}
+
+pub(super) async fn start_warmup(
+    State(state): State<AppState>,
+    ApiPath(ks): ApiPath<String>,
+    body: super::extract::ApiBody,
+) -> Result<(StatusCode, Json<WarmupRun>), ApiError> {
+    let request: WarmupRequest = if body.0.iter().all(u8::is_ascii_whitespace) {
+        WarmupRequest::default()
+    } else {
+        serde_json::from_slice(&body.0)
+            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
+    };
+    let run = state.engine.warmup(&ks, request.keys).await?;
+    Ok((StatusCode::ACCEPTED, Json(run)))
+}
+
+pub(super) async fn warmups(State(state): State<AppState>) -> Json<Vec<WarmupRun>> {
+    Json(state.engine.warmup_runs())
+}
+
+pub(super) async fn warmup(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Json<WarmupRun>, ApiError> {
+    state.engine.warmup_run(id).map(Json).ok_or_else(|| {
+        ApiError::plain(
+            StatusCode::NOT_FOUND,
+            "WARMUP_NOT_FOUND",
+            format!("no warmup run {id} on this node (runs are kept per node, the newest 64)"),
+        )
+    })
 }
 
 pub(super) async fn healthz(State(state): State<AppState>) -> Json<Health> {

@@ -11,6 +11,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
 use crate::engine::Entry;
+use crate::transport::HotKeysByKeyspace;
+use crate::warmup::{Ownership, WarmOutcome};
 use crate::wire::{
     BatchResponse, HOP_HEADER, KeyOutcome, KeysRequest, PutManyRequest, Status, TTL_HEADER,
 };
@@ -95,6 +97,22 @@ pub(super) async fn invalidate(
             .map(|k| KeyOutcome::bare(k, Status::Ok))
             .collect(),
     }))
+}
+
+pub(super) async fn warm(
+    State(state): State<AppState>,
+    ApiPath(ks): ApiPath<String>,
+    ApiJson(request): ApiJson<KeysRequest>,
+) -> Result<Json<WarmOutcome>, ApiError> {
+    let outcome = state
+        .engine
+        .warm_keys(&ks, &request.keys, Ownership::Trust, false)
+        .await?;
+    Ok(Json(outcome))
+}
+
+pub(super) async fn hot(State(state): State<AppState>) -> Json<HotKeysByKeyspace> {
+    Json(state.engine.all_hot_keys())
 }
 
 pub(super) async fn flush(State(state): State<AppState>) -> StatusCode {

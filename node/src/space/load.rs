@@ -68,6 +68,20 @@ impl Space {
         pending
     }
 
+    /// Fetches `keys` again from this node's data source and replaces what is cached
+    /// (refresh-ahead): joins a load already running, starts one otherwise.
+    pub fn refresh_owned(self: &Arc<Self>, keys: &[&str]) -> Vec<Pending> {
+        let (pending, tickets) = self.claim(keys);
+        if !tickets.is_empty() {
+            let space = Arc::clone(self);
+            self.tasks.spawn(async move {
+                space.stats.loads_deduped.add(tickets.len() as u64);
+                space.fetch_local(tickets, Target::Main).await;
+            });
+        }
+        pending
+    }
+
     /// Loads `keys` owned by `peer` through it, keeping copies in the hot cache. When the
     /// peer cannot serve them at all, loads them here instead (counted in `peer_errors`).
     pub fn load_from_peer(

@@ -7,10 +7,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::StatusCode;
 
-use super::{PeerError, PeerTransport, RemoteGet, RemoteValue};
+use super::{HotKeysByKeyspace, PeerError, PeerTransport, RemoteGet, RemoteValue};
 use crate::engine::Entry;
 use crate::error::Error;
 use crate::net;
+use crate::warmup::WarmOutcome;
 use crate::wire::{
     BatchResponse, ErrorBody, HOP_HEADER, Health, KeysRequest, PutManyRequest, TTL_HEADER,
     WireEntry,
@@ -91,14 +92,7 @@ impl HttpTransport {
         timeout: Duration,
         expected: usize,
     ) -> Result<BatchResponse, PeerError> {
-        let url = self.url(peer, segments)?;
-        let request = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        let response = self.send(peer, request, timeout).await?;
-        let batch: BatchResponse = self.json(peer, response, timeout).await?;
+        let batch: BatchResponse = self.post_json(peer, segments, body, timeout).await?;
         if batch.results.len() != expected {
             return Err(PeerError::Protocol {
                 peer: peer.to_owned(),
@@ -106,6 +100,24 @@ impl HttpTransport {
             });
         }
         Ok(batch)
+    }
+
+    /// POSTs a JSON `body` to `segments` of `peer` and decodes the JSON answer.
+    async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        peer: &str,
+        segments: &[&str],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<T, PeerError> {
+        let url = self.url(peer, segments)?;
+        let request = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let response = self.send(peer, request, timeout).await?;
+        self.json(peer, response, timeout).await
     }
 }
 
@@ -296,6 +308,34 @@ impl PeerTransport for HttpTransport {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn warm(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<WarmOutcome, PeerError> {
+        let body = encode(
+            peer,
+            &KeysRequest {
+                keys: keys.to_vec(),
+            },
+        )?;
+        self.post_json(
+            peer,
+            &["_distcache", "peer", "keyspaces", keyspace, "warm"],
+            body,
+            timeout,
+        )
+        .await
+    }
+
+    async fn hot(&self, peer: &str, timeout: Duration) -> Result<HotKeysByKeyspace, PeerError> {
+        let url = self.url(peer, &["_distcache", "peer", "hot"])?;
+        let response = self.send(peer, self.client.get(url), timeout).await?;
+        self.json(peer, response, timeout).await
     }
 
     async fn flush(&self, peer: &str, timeout: Duration) -> Result<(), PeerError> {

@@ -15,3 +15,4 @@ mod http_api;
 mod membership;
 mod routing;
 mod single_flight;
+mod warmup;

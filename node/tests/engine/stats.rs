@@ -1,10 +1,11 @@
 //! Counters and the admin snapshot.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use distcache::EngineConfig;
 
-use crate::support::{TestSource, engine_with};
+use crate::support::{TestSource, engine_with, wait_until};
 
 /// Each counter counts what its name says over a scripted sequence of operations.
 #[tokio::test]
@@ -54,7 +55,8 @@ async fn snapshot_matches_the_seed_admin_json() {
     assert_eq!(json["read_timeout"], "250ms");
     assert_eq!(json["write_timeout"], "500ms");
     assert_eq!(json["warm_keys"], serde_json::json!(["user:1", "user:2"]));
-    assert_eq!(json["main_cache_bytes"], 6 + 8, "key + value bytes");
+    // The two warm keys were loaded at start: (6 + 8) bytes each, key plus value.
+    assert_eq!(json["main_cache_bytes"], 2 * (6 + 8), "key + value bytes");
     assert_eq!(json["hot_cache_bytes"], 0);
     let stats = json["stats"].as_object().unwrap();
     for field in [
@@ -75,4 +77,49 @@ async fn snapshot_matches_the_seed_admin_json() {
     // And it reads back.
     let back: distcache::KeySpaceSnapshot = serde_json::from_value(json).unwrap();
     assert_eq!(back, snaps[0]);
+}
+
+/// Reads make keys hot, hottest first in the snapshot; a warmup with no keys given re-loads the
+/// hot keys the cache lost; a keyspace with nothing to warm leaves no run behind.
+#[tokio::test]
+async fn hot_keys_come_from_reads_and_feed_warmups() {
+    let source = TestSource::new();
+    let engine = engine_with(Arc::clone(&source), EngineConfig::for_test(), |_| {}).await;
+    assert!(engine.warmup_runs().is_empty(), "nothing to warm at start");
+    for (key, reads) in [("a", 6), ("b", 3), ("c", 1)] {
+        for _ in 0..reads {
+            engine.get("ks", key).await.unwrap();
+        }
+    }
+    let snap = engine.keyspace_stats("ks").await.unwrap();
+    let hot: Vec<(&str, u32)> = snap
+        .hot_keys
+        .iter()
+        .map(|h| (h.key.as_str(), h.count))
+        .collect();
+    assert_eq!(
+        hot.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    assert!(hot[0].1 >= 6 && hot[1].1 >= 3, "{hot:?}");
+
+    engine.delete_many("ks", &["a", "b", "c"]).await.unwrap();
+    let run = engine.warmup("ks", None).await.unwrap();
+    wait_until(Duration::from_secs(10), "the warmup finished", || {
+        let done = engine.warmup_run(run.id).is_some_and(|r| r.done);
+        async move { done }
+    })
+    .await;
+    let run = engine.warmup_run(run.id).unwrap();
+    assert_eq!((run.planned, run.warmed, run.failed), (3, 3, 0), "{run:?}");
+    for key in ["a", "b", "c"] {
+        assert_eq!(
+            source.fetches_of(key),
+            2,
+            "{key}: first read, then the warmup"
+        );
+    }
+    let s = engine.keyspace_stats("ks").await.unwrap();
+    assert_eq!((s.stats.warmups, s.stats.warmed_keys), (1, 3));
+    assert_eq!(s.last_warmup.map(|r| r.id), Some(run.id));
 }

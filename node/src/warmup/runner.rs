@@ -1,0 +1,484 @@
+//! Running warmups: planning the keys, warming this node's share, coordinating a cluster-wide
+//! run, sharing hot keys, and the background manager that reacts to start, updates, topology
+//! changes, aging and refresh-ahead.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::tracker::random;
+use super::{KEPT_FAILURES, KeyFailure, WarmupRun, WarmupTrigger};
+use crate::cluster::{ByOwner, TopologyChange};
+use crate::engine::{Engine, Inner};
+use crate::error::{Error, Result};
+
+/// Keys sent to an owner per request of a cluster-wide warmup (progress moves per batch).
+const BATCH: usize = 64;
+
+/// What warming a set of keys did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmOutcome {
+    /// Keys loaded into a cache.
+    pub warmed: usize,
+    /// Keys that failed to load.
+    pub failed: usize,
+    /// Keys skipped: cached already, owned elsewhere, or not found at the source.
+    pub skipped: usize,
+    /// The first failures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<KeyFailure>,
+}
+
+impl WarmOutcome {
+    fn fail(&mut self, key: &str, error: String) {
+        self.failed += 1;
+        if self.failures.len() < KEPT_FAILURES {
+            self.failures.push(KeyFailure {
+                key: key.to_owned(),
+                error,
+            });
+        }
+    }
+}
+
+/// Whether a warm request checks ownership: a node warming on its own does; a node asked by a
+/// coordinator serves what it was asked (like any hop-marked request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ownership {
+    Check,
+    Trust,
+}
+
+impl Engine {
+    /// The keys a warmup of `keyspace` prefetches: its `warm_keys`, then its hottest keys (this
+    /// node's counts plus those its peers shared), de-duplicated.
+    pub fn warmup_plan(&self, keyspace: &str) -> Result<Vec<String>> {
+        let space = self.inner.space(keyspace)?;
+        let config = &self.inner.config.warmup;
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        for (key, count) in space.hot_keys.top(config.max_hot_keys, config.min_hits) {
+            *counts.entry(key).or_default() += u64::from(count);
+        }
+        if let Some(peers) = self.inner.shared_hot().get(keyspace) {
+            for list in peers.values() {
+                for (key, count) in list {
+                    *counts.entry(key.clone()).or_default() += u64::from(*count);
+                }
+            }
+        }
+        let mut hot: Vec<(String, u64)> = counts
+            .into_iter()
+            .filter(|(_, c)| *c >= u64::from(config.min_hits.max(1)))
+            .collect();
+        hot.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        hot.truncate(config.max_hot_keys);
+        let mut plan: Vec<String> = space.settings.warm_keys.clone();
+        for (key, _) in hot {
+            if !plan.contains(&key) {
+                plan.push(key);
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The hottest keys of `keyspace` on this node, with their counts (shared with peers).
+    pub fn hot_keys(&self, keyspace: &str) -> Result<Vec<(String, u32)>> {
+        let space = self.inner.space(keyspace)?;
+        let config = &self.inner.config.warmup;
+        Ok(space.hot_keys.top(config.max_hot_keys, config.min_hits))
+    }
+
+    /// Loads into this node's cache the keys of `keys` it should hold and does not (or, with
+    /// `force`, re-fetches them), `concurrency` at a time, each within
+    /// `min(warmup timeout, read_timeout)`.
+    pub(crate) async fn warm_keys(
+        &self,
+        keyspace: &str,
+        keys: &[String],
+        ownership: Ownership,
+        force: bool,
+    ) -> Result<WarmOutcome> {
+        let space = self.inner.space(keyspace)?;
+        let config = &self.inner.config.warmup;
+        let deadline = config.timeout.min(space.settings.read_timeout);
+        let mut outcome = WarmOutcome::default();
+        let mut todo = Vec::new();
+        for key in keys {
+            if let Err(e) = self.inner.config.limits.check_key(key) {
+                outcome.fail(key, e.to_string());
+                continue;
+            }
+            let elsewhere = ownership == Ownership::Check
+                && self
+                    .inner
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| !c.will_own(keyspace, key));
+            if elsewhere || (!force && space.main.get(key).await.is_some()) {
+                outcome.skipped += 1;
+            } else {
+                todo.push(key.clone());
+            }
+        }
+        let results: Vec<(String, Result<bool>)> = futures::stream::iter(todo)
+            .map(|key| {
+                let space = Arc::clone(&space);
+                async move {
+                    let pending = if force {
+                        space.refresh_owned(&[key.as_str()])
+                    } else {
+                        space.load_owned(&[key.as_str()])
+                    };
+                    let result = match pending.into_iter().next() {
+                        Some(p) => match tokio::time::timeout(deadline, p).await {
+                            Ok(Ok(found)) => Ok(found.value.is_some()),
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => Err(Error::timeout("warmup fetch", deadline)),
+                        },
+                        None => Err(Error::Internal("no load was started".into())),
+                    };
+                    (key, result)
+                }
+            })
+            .buffer_unordered(config.concurrency.max(1))
+            .collect()
+            .await;
+        for (key, result) in results {
+            match result {
+                Ok(true) => outcome.warmed += 1,
+                Ok(false) => outcome.skipped += 1,
+                Err(e) => outcome.fail(&key, e.to_string()),
+            }
+        }
+        space.stats.warmed_keys.add(outcome.warmed as u64);
+        Ok(outcome)
+    }
+
+    /// Warms this node's share of `keyspace`'s plan, recorded as one run (none when the plan is
+    /// empty: a keyspace without warm or hot keys leaves no trace).
+    pub(crate) async fn warm_local(
+        &self,
+        keyspace: &str,
+        trigger: WarmupTrigger,
+    ) -> Result<Option<WarmupRun>> {
+        let (keys, force) = match trigger {
+            WarmupTrigger::Refresh => {
+                let keys = self
+                    .hot_keys(keyspace)?
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect();
+                (keys, true)
+            }
+            _ => (self.warmup_plan(keyspace)?, false),
+        };
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let log = &self.inner.warmups;
+        let id = log.begin(keyspace, trigger, keys.len());
+        let outcome = self
+            .warm_keys(keyspace, &keys, Ownership::Check, force)
+            .await;
+        match outcome {
+            Ok(outcome) => log.add(id, &outcome),
+            Err(e) => log.add(
+                id,
+                &WarmOutcome {
+                    failed: keys.len(),
+                    failures: vec![KeyFailure {
+                        key: String::new(),
+                        error: e.to_string(),
+                    }],
+                    ..WarmOutcome::default()
+                },
+            ),
+        }
+        log.finish(id);
+        if let Some(space) = self.inner.spaces_now().get(keyspace) {
+            space.stats.warmups.inc();
+        }
+        log.get(id)
+            .map(Some)
+            .ok_or_else(|| Error::Internal("warmup run vanished".into()))
+    }
+
+    /// Starts a cluster-wide warmup of `keyspace`: `keys`, or else its plan. Every owner warms
+    /// its own keys. Returns the run at once; follow it with [`warmup_run`](Self::warmup_run).
+    pub async fn warmup(&self, keyspace: &str, keys: Option<Vec<String>>) -> Result<WarmupRun> {
+        self.inner.space(keyspace)?;
+        let keys = match keys {
+            Some(mut keys) => {
+                self.inner.config.limits.check_batch(keys.len())?;
+                let mut seen = std::collections::HashSet::new();
+                keys.retain(|k| seen.insert(k.clone()));
+                keys
+            }
+            None => self.warmup_plan(keyspace)?,
+        };
+        let id = self
+            .inner
+            .warmups
+            .begin(keyspace, WarmupTrigger::Demand, keys.len());
+        let engine = self.clone();
+        let keyspace = keyspace.to_owned();
+        tokio::spawn(async move {
+            engine.coordinate(&keyspace, keys, id).await;
+            engine.inner.warmups.finish(id);
+            if let Some(space) = engine.inner.spaces_now().get(&keyspace) {
+                space.stats.warmups.inc();
+            }
+        });
+        self.warmup_run(id)
+            .ok_or_else(|| Error::Internal("warmup run vanished".into()))
+    }
+
+    /// Sends each owner its keys, in batches, and adds every answer to run `id`.
+    async fn coordinate(&self, keyspace: &str, keys: Vec<String>, id: u64) {
+        let by_owner = match &self.inner.cluster {
+            Some(cluster) => cluster.split(keyspace, keys, |k| k.as_str()),
+            None => ByOwner {
+                local: keys,
+                remote: Vec::new(),
+            },
+        };
+        let log = &self.inner.warmups;
+        let local = async {
+            for batch in by_owner.local.chunks(BATCH) {
+                let outcome = match self
+                    .warm_keys(keyspace, batch, Ownership::Trust, false)
+                    .await
+                {
+                    Ok(o) => o,
+                    Err(e) => failed_batch(batch, &e.to_string()),
+                };
+                log.add(id, &outcome);
+            }
+        };
+        let remote =
+            futures::future::join_all(by_owner.remote.into_iter().map(|(peer, keys)| async move {
+                let Some(cluster) = &self.inner.cluster else {
+                    return;
+                };
+                for batch in keys.chunks(BATCH) {
+                    let timeout = self.inner.config.warmup.timeout
+                        * (batch.len() as u32)
+                            .div_ceil(self.inner.config.warmup.concurrency.max(1) as u32)
+                        + Duration::from_secs(1);
+                    let outcome = match cluster
+                        .transport()
+                        .warm(&peer.addr, keyspace, batch, timeout)
+                        .await
+                    {
+                        Ok(o) => o,
+                        Err(e) => {
+                            failed_batch(batch, &format!("owner {} did not warm it: {e}", peer.id))
+                        }
+                    };
+                    log.add(id, &outcome);
+                }
+            }));
+        futures::join!(local, remote);
+    }
+
+    /// Every warmup run this node keeps, oldest first.
+    pub fn warmup_runs(&self) -> Vec<WarmupRun> {
+        self.inner.warmups.all()
+    }
+
+    /// Warmup run `id` of this node.
+    pub fn warmup_run(&self, id: u64) -> Option<WarmupRun> {
+        self.inner.warmups.get(id)
+    }
+
+    /// Asks every live peer for its hot keys and keeps them for planning.
+    pub(crate) async fn exchange_hot_keys(&self) {
+        let Some(cluster) = &self.inner.cluster else {
+            return;
+        };
+        let timeout = cluster.config().probe_timeout;
+        let asks = cluster.live_peers().into_iter().map(|peer| async move {
+            let answer = cluster.transport().hot(&peer.addr, timeout).await;
+            (peer, answer)
+        });
+        for (peer, answer) in futures::future::join_all(asks).await {
+            match answer {
+                Ok(lists) => {
+                    let mut shared = self.inner.shared_hot();
+                    for (keyspace, list) in lists {
+                        shared
+                            .entry(keyspace)
+                            .or_default()
+                            .insert(peer.id.to_string(), list);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %peer.id, error = %e, "hot keys not shared this round")
+                }
+            }
+        }
+    }
+
+    /// This node's hot keys of every keyspace (what peers ask for).
+    pub(crate) fn all_hot_keys(&self) -> HashMap<String, Vec<(String, u32)>> {
+        let config = &self.inner.config.warmup;
+        self.inner
+            .spaces_now()
+            .iter()
+            .map(|(name, space)| {
+                (
+                    name.clone(),
+                    space.hot_keys.top(config.max_hot_keys, config.min_hits),
+                )
+            })
+            .collect()
+    }
+
+    async fn warm_all(&self, trigger: WarmupTrigger) {
+        let names: Vec<String> = self.inner.spaces_now().keys().cloned().collect();
+        for name in names {
+            match self.warm_local(&name, trigger).await {
+                Ok(Some(run)) if run.warmed + run.failed > 0 => tracing::info!(
+                    keyspace = %name, trigger = ?trigger, warmed = run.warmed,
+                    failed = run.failed, skipped = run.skipped, "warmup done"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(keyspace = %name, error = %e, "warmup skipped"),
+            }
+        }
+    }
+
+    /// The start warmup, waited for up to `start_timeout` (it goes on behind after that).
+    pub(crate) async fn warm_at_start(&self) {
+        if !self.inner.config.warmup.warm_on_start {
+            return;
+        }
+        let engine = self.clone();
+        let task = tokio::spawn(async move {
+            engine.exchange_hot_keys().await;
+            engine.warm_all(WarmupTrigger::Start).await;
+        });
+        if tokio::time::timeout(self.inner.config.warmup.start_timeout, task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("start warmup still running; serving meanwhile");
+        }
+    }
+}
+
+fn failed_batch(batch: &[String], error: &str) -> WarmOutcome {
+    let mut outcome = WarmOutcome::default();
+    for key in batch {
+        outcome.fail(key, error.to_owned());
+    }
+    outcome
+}
+
+/// Runs the warmup duties of `engine` until it stops: keyspace updates, topology changes,
+/// hot-key aging and sharing, refresh-ahead.
+pub(crate) fn spawn_manager(inner: &Arc<Inner>) -> tokio::task::JoinHandle<()> {
+    let weak: Weak<Inner> = Arc::downgrade(inner);
+    let mut applied = inner.subscribe_applied();
+    let mut topology = inner.cluster.as_ref().map(|c| c.subscribe());
+    let config = inner.config.warmup.clone();
+    let (warm_on_join, warm_on_leave) = config.on_join_and_leave();
+    tokio::spawn(async move {
+        let mut aging = tokio::time::interval(config.hot_key_halflife);
+        let mut sharing = tokio::time::interval(config.share_interval);
+        aging.tick().await;
+        sharing.tick().await;
+        let refresh_every = config.refresh_interval;
+        let mut next_refresh = jittered(refresh_every);
+        loop {
+            // Wait holding only the weak reference, so an engine dropped without `stop` is freed.
+            let duty = tokio::select! {
+                name = applied.recv() => match name {
+                    Ok(name) if config.warm_on_update => Duty::Warm(Some(name), WarmupTrigger::Update),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                event = async {
+                    match topology.as_mut() {
+                        Some(t) => t.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match event {
+                    Some(e) if e.change == TopologyChange::Joined && warm_on_join => {
+                        Duty::Warm(None, WarmupTrigger::Join)
+                    }
+                    Some(e) if e.change == TopologyChange::Left && warm_on_leave => {
+                        Duty::Warm(None, WarmupTrigger::Leave)
+                    }
+                    Some(_) => continue,
+                    None => {
+                        topology = None;
+                        continue;
+                    }
+                },
+                _ = aging.tick() => Duty::Age,
+                _ = sharing.tick() => Duty::Share,
+                _ = async {
+                    match next_refresh {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    next_refresh = jittered(refresh_every);
+                    Duty::Warm(None, WarmupTrigger::Refresh)
+                }
+            };
+            let engine = match weak.upgrade() {
+                Some(inner) => Engine::from_inner(inner),
+                None => return,
+            };
+            if !engine.is_running() {
+                return;
+            }
+            match duty {
+                Duty::Warm(Some(name), trigger) => {
+                    if let Err(e) = engine.warm_local(&name, trigger).await {
+                        tracing::debug!(keyspace = %name, error = %e, "warmup skipped");
+                    }
+                }
+                Duty::Warm(None, trigger) => {
+                    if trigger == WarmupTrigger::Join {
+                        engine.exchange_hot_keys().await;
+                    }
+                    engine.warm_all(trigger).await;
+                }
+                Duty::Age => {
+                    for space in engine.inner.spaces_now().values() {
+                        space.hot_keys.age();
+                    }
+                }
+                Duty::Share => engine.exchange_hot_keys().await,
+            }
+        }
+    })
+}
+
+/// What the warmup manager was woken for.
+enum Duty {
+    /// Warm one keyspace, or (`None`) every keyspace.
+    Warm(Option<String>, WarmupTrigger),
+    /// Halve the hot-key counts.
+    Age,
+    /// Exchange hot keys with the peers.
+    Share,
+}
+
+/// `every` ± 10%, so nodes do not refresh in step (`None` when refresh is off).
+fn jittered(every: Duration) -> Option<Duration> {
+    if every.is_zero() {
+        return None;
+    }
+    let tenth = every.as_secs_f64() / 10.0;
+    let offset = (random() % 2001) as f64 / 1000.0 - 1.0; // -1.0 ..= 1.0
+    Some(Duration::from_secs_f64(
+        (every.as_secs_f64() + offset * tenth).max(0.001),
+    ))
+}
