@@ -14,6 +14,7 @@ mod dashboard;
 mod data;
 mod keyspace;
 mod node;
+mod warmup;
 
 /// distcache: a distributed read-through cache.
 ///
@@ -106,6 +107,8 @@ pub enum Command {
     Cluster(admin::ClusterCommand),
     /// Wait until the cluster is ready (for scripts and CI).
     Wait(admin::WaitArgs),
+    /// Warm a keyspace across the cluster: its warm and hot keys, or the keys given.
+    Warmup(warmup::WarmupArgs),
     /// Open the live terminal dashboard of the cluster.
     Dashboard(dashboard::DashboardArgs),
     /// Print a shell completion script.
@@ -152,6 +155,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Wait(args) => {
             init_logging(global.log.as_deref().unwrap_or("warn"))?;
             admin::wait(args, &global).await
+        }
+        Command::Warmup(args) => {
+            init_logging(global.log.as_deref().unwrap_or("warn"))?;
+            warmup::run(args, &global).await
         }
         Command::Dashboard(args) => dashboard::run(args, &global).await,
         Command::Completions(args) => completions::run(args),

@@ -500,37 +500,3 @@ async fn completions_and_help() {
     cmd.arg("--help");
     assert!(run_command(cmd, None).await.ok().contains("Exit codes"));
 }
-
-/// A sqlite-backed keyspace created from the CLI reads through to the database.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_keyspace_from_the_cli() {
-    let c = Cluster::start(3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("shop.db");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch("CREATE TABLE products (id TEXT PRIMARY KEY, body TEXT); INSERT INTO products VALUES ('p1', 'espresso');").unwrap();
-    let source = format!("sqlite:{}", db.display());
-    c.run(&[
-        "keyspace",
-        "create",
-        "products",
-        "--source",
-        &source,
-        "--query",
-        "SELECT body FROM products WHERE id = ?",
-    ])
-    .await
-    .ok();
-    assert_eq!(c.run(&["get", "products", "p1"]).await.ok(), "espresso");
-    c.run(&["get", "products", "p2"]).await.fails(3, "p2");
-    c.run(&[
-        "keyspace",
-        "update",
-        "products",
-        "--query",
-        "SELECT nope FROM products WHERE id = ?",
-    ])
-    .await
-    .fails(1, "source.query");
-    c.shutdown().await;
-}

@@ -62,6 +62,10 @@ pub enum Command {
     Erase,
     /// Look the typed key up.
     Submit,
+    /// Ask to warm the selected keyspace (a confirmation follows).
+    AskWarmup,
+    /// Answer the confirmation.
+    Confirm(bool),
 }
 
 /// A side effect the event loop performs for the app.
@@ -74,6 +78,22 @@ pub enum Effect {
         /// The key.
         key: String,
     },
+    /// Start a cluster-wide warmup of `keyspace` and follow it.
+    Warmup {
+        /// The keyspace.
+        keyspace: String,
+    },
+}
+
+/// A warmup the dashboard started and follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmupProgress {
+    /// The keyspace.
+    pub keyspace: String,
+    /// The run as last seen (none until the cluster accepted it).
+    pub run: Option<distcache::WarmupRun>,
+    /// Why it could not start or be followed.
+    pub error: Option<String>,
 }
 
 /// What a key lookup found.
@@ -128,6 +148,10 @@ pub struct App {
     pub selected_keyspace: usize,
     /// The key lookup.
     pub lookup: Lookup,
+    /// A keyspace waiting for the user to confirm its warmup.
+    pub confirm: Option<String>,
+    /// The warmup started from the dashboard, if any.
+    pub warmup: Option<WarmupProgress>,
 }
 
 impl App {
@@ -146,7 +170,28 @@ impl App {
             selected_node: 0,
             selected_keyspace: 0,
             lookup: Lookup::default(),
+            confirm: None,
+            warmup: None,
         }
+    }
+
+    /// Takes news of the warmup the dashboard follows.
+    /// News of an earlier warmup (one the user has since replaced or dismissed) is dropped.
+    pub fn on_warmup(&mut self, progress: WarmupProgress) {
+        if self
+            .warmup
+            .as_ref()
+            .is_some_and(|w| w.keyspace == progress.keyspace)
+        {
+            self.warmup = Some(progress);
+        }
+    }
+
+    /// Whether the followed warmup has ended (done, or failed to start or be followed).
+    fn warmup_ended(&self) -> bool {
+        self.warmup
+            .as_ref()
+            .is_some_and(|w| w.error.is_some() || w.run.as_ref().is_some_and(|r| r.done))
     }
 
     /// The keyspace the detail and lookup views are about.
@@ -182,6 +227,10 @@ impl App {
 
     /// Changes the state as `command` says; returns a side effect to perform, if any.
     pub fn apply(&mut self, command: Command) -> Option<Effect> {
+        // An ended warmup's outcome stays in the footer until the next key press.
+        if self.warmup_ended() {
+            self.warmup = None;
+        }
         match command {
             Command::Quit => self.quit = true,
             Command::ToggleHelp => self.help = !self.help,
@@ -229,6 +278,22 @@ impl App {
             Command::Erase => {
                 self.lookup.input.pop();
             }
+            Command::AskWarmup => {
+                if matches!(self.view, View::Keyspaces | View::Detail) {
+                    self.confirm = self.selected_row().map(|r| r.name.clone());
+                }
+            }
+            Command::Confirm(yes) => {
+                if let (true, Some(keyspace)) = (yes, self.confirm.take()) {
+                    self.warmup = Some(WarmupProgress {
+                        keyspace: keyspace.clone(),
+                        run: None,
+                        error: None,
+                    });
+                    return Some(Effect::Warmup { keyspace });
+                }
+                self.confirm = None;
+            }
             Command::Submit => {
                 let key = self.lookup.input.trim().to_owned();
                 let keyspace = self.selected_row().map(|row| row.name.clone());
@@ -246,6 +311,15 @@ impl App {
 pub fn command_for(app: &App, key: KeyEvent) -> Option<Command> {
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
         return Some(Command::Quit);
+    }
+    if app.confirm.is_some() {
+        return match key.code {
+            KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
+                Some(Command::Confirm(true))
+            }
+            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => Some(Command::Confirm(false)),
+            _ => None,
+        };
     }
     if app.view == View::Lookup && !app.help {
         // Typing goes to the field; only a few keys keep their meaning.
@@ -274,6 +348,7 @@ pub fn command_for(app: &App, key: KeyEvent) -> Option<Command> {
         KeyCode::Down | KeyCode::Char('j') => Some(Command::Down),
         KeyCode::Up => Some(Command::Up),
         KeyCode::Enter => Some(Command::Open),
+        KeyCode::Char('w') => Some(Command::AskWarmup),
         _ => None,
     }
 }
@@ -360,6 +435,52 @@ mod tests {
         assert_eq!(app.view, View::Keyspaces);
         app.apply(Command::NextView);
         assert_eq!(app.view, View::Detail);
+    }
+
+    /// `w` asks for confirmation; only a yes starts the warmup.
+    #[test]
+    fn warmup_needs_confirmation() {
+        let mut app = app_with_rows();
+        app.apply(Command::Show(View::Keyspaces));
+        assert_eq!(
+            command_for(&app, key(KeyCode::Char('w'))),
+            Some(Command::AskWarmup)
+        );
+        app.apply(Command::AskWarmup);
+        assert_eq!(app.confirm.as_deref(), Some("a"));
+        assert_eq!(
+            command_for(&app, key(KeyCode::Char('q'))),
+            None,
+            "only y/n while asking"
+        );
+        assert_eq!(app.apply(Command::Confirm(false)), None);
+        assert!(app.confirm.is_none() && app.warmup.is_none());
+        app.apply(Command::AskWarmup);
+        let effect = app.apply(Command::Confirm(true));
+        assert_eq!(
+            effect,
+            Some(Effect::Warmup {
+                keyspace: "a".into()
+            })
+        );
+        assert_eq!(app.warmup.as_ref().map(|w| w.keyspace.as_str()), Some("a"));
+
+        // News of another keyspace's warmup is stale; an ended run goes at the next key press.
+        app.on_warmup(WarmupProgress {
+            keyspace: "b".into(),
+            run: None,
+            error: Some("stale".into()),
+        });
+        assert!(app.warmup.as_ref().is_some_and(|w| w.error.is_none()));
+        app.apply(Command::Down);
+        assert!(app.warmup.is_some(), "a running warmup stays");
+        app.on_warmup(WarmupProgress {
+            keyspace: "a".into(),
+            run: None,
+            error: Some("keyspace `a` not found".into()),
+        });
+        app.apply(Command::Up);
+        assert!(app.warmup.is_none(), "an ended warmup is dismissed");
     }
 
     /// Submitting a typed key asks for a lookup in the selected keyspace.

@@ -25,7 +25,7 @@ pub mod poller;
 mod terminal;
 mod ui;
 
-pub use app::{App, Command, Effect, LookupResult, View, command_for};
+pub use app::{App, Command, Effect, LookupResult, View, WarmupProgress, command_for};
 pub use model::{KeyspaceRow, NodeView, Snapshot};
 pub use poller::PollConfig;
 
@@ -49,6 +49,7 @@ pub async fn run(config: PollConfig) -> Result<(), TuiError> {
     let mut app = App::new(config.endpoints.join(","), config.interval);
     let (snapshots_tx, mut snapshots) = mpsc::channel(4);
     let (lookups_tx, mut lookups) = mpsc::channel::<LookupResult>(4);
+    let (warmups_tx, mut warmups) = mpsc::channel::<WarmupProgress>(16);
     let poller = tokio::spawn(poller::run(config.clone(), snapshots_tx));
     let mut guard = terminal::TerminalGuard::enter()?;
     let mut keys = EventStream::new();
@@ -77,11 +78,15 @@ pub async fn run(config: PollConfig) -> Result<(), TuiError> {
                 app.on_lookup(found);
                 dirty = true;
             }
+            Some(progress) = warmups.recv() => {
+                app.on_warmup(progress);
+                dirty = true;
+            }
             event = keys.next() => match event {
                 Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
                     if let Some(command) = command_for(&app, key) {
                         if let Some(effect) = app.apply(command) {
-                            perform(effect, &config, lookups_tx.clone());
+                            perform(effect, &config, lookups_tx.clone(), warmups_tx.clone());
                         }
                         dirty = true;
                     }
@@ -105,8 +110,17 @@ pub async fn run(config: PollConfig) -> Result<(), TuiError> {
 }
 
 /// Runs a side effect in the background; its answer comes back as an event.
-fn perform(effect: Effect, config: &PollConfig, answers: mpsc::Sender<LookupResult>) {
+fn perform(
+    effect: Effect,
+    config: &PollConfig,
+    answers: mpsc::Sender<LookupResult>,
+    progress: mpsc::Sender<WarmupProgress>,
+) {
     match effect {
+        Effect::Warmup { keyspace } => {
+            let config = config.clone();
+            tokio::spawn(follow_warmup(keyspace, config, progress));
+        }
         Effect::Lookup { keyspace, key } => {
             let client = distcache::client::Client::new(config.endpoints.clone()).map(|c| {
                 c.with_token(config.token.clone())
@@ -147,6 +161,63 @@ fn perform(effect: Effect, config: &PollConfig, answers: mpsc::Sender<LookupResu
                 };
                 let _ = answers.send(result).await;
             });
+        }
+    }
+}
+
+/// Starts a warmup and reports its progress until it is done.
+async fn follow_warmup(
+    keyspace: String,
+    config: PollConfig,
+    progress: mpsc::Sender<WarmupProgress>,
+) {
+    let report = |run: Option<distcache::WarmupRun>, error: Option<String>| WarmupProgress {
+        keyspace: keyspace.clone(),
+        run,
+        error,
+    };
+    let client = match distcache::client::Client::new(config.endpoints.clone()) {
+        Ok(c) => c
+            .with_token(config.token.clone())
+            .with_timeout(Duration::from_secs(10)),
+        Err(e) => {
+            let _ = progress.send(report(None, Some(e.to_string()))).await;
+            return;
+        }
+    };
+    let run = match client.warmup(&keyspace, None).await {
+        Ok(run) => run,
+        Err(e) => {
+            let _ = progress.send(report(None, Some(e.to_string()))).await;
+            return;
+        }
+    };
+    let node = match distcache::client::Client::new([client.current_endpoint()]) {
+        Ok(c) => c
+            .with_token(config.token.clone())
+            .with_timeout(Duration::from_secs(10)),
+        Err(e) => {
+            let _ = progress.send(report(Some(run), Some(e.to_string()))).await;
+            return;
+        }
+    };
+    let id = run.id;
+    let _ = progress.send(report(Some(run), None)).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        match node.warmup_run(id).await {
+            Ok(run) => {
+                let done = run.done;
+                if progress.send(report(Some(run), None)).await.is_err() || done {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = progress
+                    .send(report(None, Some(format!("lost track of the run: {e}"))))
+                    .await;
+                return;
+            }
         }
     }
 }

@@ -71,6 +71,25 @@ pub(crate) fn percent(r: Option<f64>) -> String {
     r.map_or("-".into(), |r| format!("{:.0}%", r * 100.0))
 }
 
+/// One line on the warmup the dashboard follows.
+pub(crate) fn warmup_status(p: &crate::app::WarmupProgress) -> String {
+    match (&p.run, &p.error) {
+        (_, Some(e)) => format!("warmup of {}: {e}", p.keyspace),
+        (None, None) => format!("warmup of {}: starting…", p.keyspace),
+        (Some(run), None) => {
+            let done = run.warmed + run.failed + run.skipped;
+            format!(
+                "warmup of {}: {done}/{} keys, {} warmed, {} failed{}",
+                p.keyspace,
+                run.planned,
+                run.warmed,
+                run.failed,
+                if run.done { " · done" } else { "…" }
+            )
+        }
+    }
+}
+
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let [header, tabs, body, footer] = Layout::vertical([
@@ -91,6 +110,13 @@ impl Widget for &App {
         self.footer(footer, buf);
         if self.help {
             help::render(area, buf);
+        }
+        if let Some(keyspace) = &self.confirm {
+            help::confirm(
+                area,
+                buf,
+                &format!("Warm up `{keyspace}` across the cluster?"),
+            );
         }
     }
 }
@@ -149,10 +175,19 @@ impl App {
     }
 
     fn footer(&self, area: Rect, buf: &mut Buffer) {
+        if let Some(progress) = &self.warmup {
+            let text = warmup_status(progress);
+            Paragraph::new(Span::styled(
+                format!(" {text}"),
+                Style::default().add_modifier(Modifier::BOLD),
+            ))
+            .render(area, buf);
+            return;
+        }
         let hints = match self.view {
             View::Cluster => "↑↓ select  Tab/1-4 views  ? help  q quit",
-            View::Keyspaces => "↑↓ select  Enter detail  / lookup  ? help  q quit",
-            View::Detail => "↑↓ keyspace  Esc back  ? help  q quit",
+            View::Keyspaces => "↑↓ select  Enter detail  w warm up  / lookup  ? help  q quit",
+            View::Detail => "↑↓ keyspace  w warm up  Esc back  ? help  q quit",
             View::Lookup => "type a key, Enter look up  ↑↓ keyspace  Esc back",
         };
         let refresh = format!("every {}s ", self.interval.as_secs_f64());

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use distcache::KeySpaceSnapshot;
 use distcache::wire::{ClusterInfo, ClusterMember};
-use distcache_tui::{App, Command, LookupResult, NodeView, Snapshot, View};
+use distcache_tui::{App, Command, LookupResult, NodeView, Snapshot, View, WarmupProgress};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
@@ -262,6 +262,46 @@ fn help_overlay() {
             .any(|l| l.contains("q Ctrl-C") && l.contains("quit"))
     );
     assert!(lines.iter().any(|l| l.contains("look a key up")));
+}
+
+/// `w` then `y`: a confirmation box over the view, then the run's progress in the footer.
+#[test]
+fn warmup_confirmation_and_progress() {
+    let mut app = fixture();
+    app.apply(Command::Show(View::Keyspaces));
+    app.apply(Command::AskWarmup);
+    let lines = text(&render(&app, 80, 24));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Warm up `products` across the cluster?")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("y") && l.contains("n")));
+
+    app.apply(Command::Confirm(true));
+    let lines = text(&render(&app, 80, 24));
+    assert!(!lines.iter().any(|l| l.contains("across the cluster?")));
+    assert!(
+        lines[23].contains("warmup of products: starting"),
+        "{lines:#?}"
+    );
+
+    let run: distcache::WarmupRun = serde_json::from_value(serde_json::json!({
+        "id": 7, "keyspace": "products", "trigger": "demand", "started_at_ms": 0,
+        "duration_ms": 120, "planned": 40, "warmed": 25, "failed": 2, "skipped": 3, "done": false
+    }))
+    .unwrap();
+    app.on_warmup(WarmupProgress {
+        keyspace: "products".into(),
+        run: Some(run),
+        error: None,
+    });
+    let lines = text(&render(&app, 80, 24));
+    assert!(
+        lines[23].contains("warmup of products: 30/40 keys, 25 warmed, 2 failed"),
+        "{lines:#?}"
+    );
 }
 
 /// Before the first answer, with no node answering, and with no keyspaces, every view says so.

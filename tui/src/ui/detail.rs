@@ -74,7 +74,7 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
         .render(right, buf);
 
     let header = Row::new([
-        "NODE", "ENTRIES", "BYTES", "GETS", "HIT", "LOADS", "ERRORS", "BREAKER",
+        "NODE", "ENTRIES", "BYTES", "GETS", "HIT", "LOADS", "ERRORS", "WARMED", "BREAKER",
     ])
     .style(Style::default().add_modifier(Modifier::BOLD));
     let mut rows = Vec::new();
@@ -95,6 +95,7 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
                     percent(hit),
                     s.loads.to_string(),
                     (s.local_load_errs + s.peer_errors).to_string(),
+                    s.warmed_keys.to_string(),
                     k.circuit_breaker
                         .map_or("-".into(), |b| format!("{b:?}").to_lowercase()),
                 ]));
@@ -102,13 +103,14 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
         }
     }
     let widths = [
-        Constraint::Length(12),
-        Constraint::Length(8),
+        Constraint::Length(10),
         Constraint::Length(7),
-        Constraint::Length(8),
-        Constraint::Length(5),
+        Constraint::Length(6),
         Constraint::Length(7),
-        Constraint::Length(7),
+        Constraint::Length(4),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(6),
         Constraint::Min(6),
     ];
     Table::new(rows, widths).header(header).render(nodes, buf);
