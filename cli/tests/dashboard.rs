@@ -126,7 +126,22 @@ async fn dashboard_in_tmux() {
         .await;
     assert!(screen.contains("15 bytes · owner node-"), "{screen}");
 
+    // Back on the keyspaces view, `w` asks first; `y` starts the warmup and the footer follows it.
     tmux.cmd(&["send-keys", "-t", "dash", "Escape"]);
+    tmux.cmd(&["send-keys", "-t", "dash", "w"]);
+    tmux.wait_for("the warmup confirmation", |s| {
+        s.contains("Warm up `scratch` across the cluster?")
+    })
+    .await;
+    tmux.cmd(&["send-keys", "-t", "dash", "y"]);
+    let screen = tmux
+        .wait_for("the warmup to finish", |s| {
+            s.contains("warmup of scratch:") && s.contains("done")
+        })
+        .await;
+    assert!(screen.contains("0 failed"), "{screen}");
+    assert!(!screen.contains("across the cluster?"), "{screen}");
+
     tmux.cmd(&["send-keys", "-t", "dash", "q"]);
     let screen = tmux
         .wait_for("the dashboard to exit", |s| s.contains("EXITED"))
