@@ -392,7 +392,8 @@ pub(crate) fn spawn_manager(inner: &Arc<Inner>) -> tokio::task::JoinHandle<()> {
         aging.tick().await;
         sharing.tick().await;
         let refresh_every = config.refresh_interval;
-        let mut next_refresh = jittered(refresh_every);
+        // A deadline, not a sleep: other wake-ups must not postpone the next refresh.
+        let mut next_refresh = jittered(refresh_every).map(|d| tokio::time::Instant::now() + d);
         loop {
             // Wait holding only the weak reference, so an engine dropped without `stop` is freed.
             let duty = tokio::select! {
@@ -423,11 +424,11 @@ pub(crate) fn spawn_manager(inner: &Arc<Inner>) -> tokio::task::JoinHandle<()> {
                 _ = sharing.tick() => Duty::Share,
                 _ = async {
                     match next_refresh {
-                        Some(d) => tokio::time::sleep(d).await,
+                        Some(at) => tokio::time::sleep_until(at).await,
                         None => std::future::pending().await,
                     }
                 } => {
-                    next_refresh = jittered(refresh_every);
+                    next_refresh = jittered(refresh_every).map(|d| tokio::time::Instant::now() + d);
                     Duty::Warm(None, WarmupTrigger::Refresh)
                 }
             };
