@@ -2,7 +2,8 @@
 //!
 //! Discovery supplies addresses; probing each one (`GET /healthz`) tells who answers there
 //! and whether it serves. A peer that answers and is ready joins the ring; one that fails
-//! `failure_threshold` probes in a row, or says it is not ready, leaves it. A peer that left
+//! `failure_threshold` probes in a row, says it is not ready, or announces it is shutting down
+//! (`cluster/probe.rs`), leaves it. A peer that left
 //! and comes back is flushed first: while it was out, this node's deletes and puts did not
 //! reach it, so its caches may hold old values. Every change rebuilds the ring and is published
 //! as a [`TopologyEvent`]; publishing never blocks (a slow subscriber loses events and is told
@@ -10,18 +11,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::error::{Error, Result};
 use crate::ring::{NodeId, Ring};
-use crate::transport::{PeerError, PeerTransport};
-use crate::wire::Health;
+use crate::transport::PeerTransport;
 
 mod config;
+mod probe;
 
 pub use config::ClusterConfig;
 
@@ -326,236 +326,5 @@ impl Cluster {
             .values()
             .filter(|t| t.reachable && !t.is_self)
             .count()
-    }
-
-    /// Probes every address once, applies what changed, and rebuilds the ring.
-    pub async fn probe_round(&self) {
-        let addrs: Vec<String> = self
-            .lock()
-            .iter()
-            .filter(|(_, t)| !t.is_self)
-            .map(|(a, _)| a.clone())
-            .collect();
-        let timeout = self.config.probe_timeout;
-        let probes = addrs.into_iter().map(|addr| async move {
-            let result = self.transport.probe(&addr, timeout).await;
-            (addr, result)
-        });
-        let results = futures::future::join_all(probes).await;
-        let mut events = Vec::new();
-        let mut to_flush = Vec::new();
-        {
-            let mut tracked = self.lock();
-            for (addr, result) in results {
-                let Some(t) = tracked.get_mut(&addr) else {
-                    continue;
-                };
-                match result {
-                    Ok(health) => self.observe_up(&addr, t, health, &mut events, &mut to_flush),
-                    Err(err) => self.observe_down(&addr, t, &err, &mut events),
-                }
-            }
-        }
-        for (addr, id) in to_flush {
-            let flushed = self.transport.flush(&addr, self.config.probe_timeout).await;
-            let mut tracked = self.lock();
-            let Some(t) = tracked.get_mut(&addr) else {
-                continue;
-            };
-            match flushed {
-                Ok(()) => {
-                    t.needs_flush = false;
-                    t.healthy = true;
-                    tracing::info!(peer = %id, %addr, "peer is back; flushed its caches");
-                    events.push(event(TopologyChange::Joined, &id, &addr));
-                }
-                Err(e) => {
-                    tracing::warn!(peer = %id, %addr, error = %e, "peer is back but could not be flushed; keeping it out of the ring")
-                }
-            }
-        }
-        self.rebuild(events);
-    }
-
-    fn observe_up(
-        &self,
-        addr: &str,
-        t: &mut Tracked,
-        health: Health,
-        events: &mut Vec<TopologyEvent>,
-        to_flush: &mut Vec<(String, NodeId)>,
-    ) {
-        let id = NodeId::new(&health.node_id);
-        if id == self.me {
-            t.is_self = true;
-            return;
-        }
-        t.failures = 0;
-        t.reachable = true;
-        t.last_seen = Some(Instant::now());
-        if t.id.as_ref().is_some_and(|old| *old != id) && t.healthy {
-            // Another node now answers at this address: the old one left.
-            if let Some(old) = t.id.take() {
-                events.push(event(TopologyChange::Left, &old, addr));
-            }
-            t.healthy = false;
-        }
-        t.id = Some(id.clone());
-        if !health.ready {
-            if t.healthy {
-                t.healthy = false;
-                t.needs_flush = true;
-                events.push(event(TopologyChange::Left, &id, addr));
-            }
-            return;
-        }
-        if !t.healthy {
-            if t.needs_flush {
-                to_flush.push((addr.to_owned(), id));
-            } else {
-                t.healthy = true;
-                events.push(event(TopologyChange::Joined, &id, addr));
-            }
-        }
-    }
-
-    fn observe_down(
-        &self,
-        addr: &str,
-        t: &mut Tracked,
-        err: &PeerError,
-        events: &mut Vec<TopologyEvent>,
-    ) {
-        t.failures = t.failures.saturating_add(1);
-        if t.failures >= self.config.failure_threshold {
-            t.reachable = false;
-            if t.healthy {
-                t.healthy = false;
-                t.needs_flush = true;
-                let id = t.id.clone().unwrap_or_else(|| NodeId::new(addr));
-                tracing::warn!(peer = %id, %addr, failures = t.failures, error = %err, "peer left the ring");
-                events.push(event(TopologyChange::Left, &id, addr));
-            }
-        }
-    }
-
-    /// Rebuilds the ring from the healthy peers and publishes `events`.
-    fn rebuild(&self, mut events: Vec<TopologyEvent>) {
-        let tracked = self.lock();
-        let mut reachable: Vec<NodeId> = tracked
-            .values()
-            .filter(|t| t.reachable && !t.is_self)
-            .filter_map(|t| t.id.clone())
-            .collect();
-        reachable.push(self.me.clone());
-        let mut peers: HashMap<NodeId, Arc<Peer>> = HashMap::new();
-        for (addr, t) in tracked.iter() {
-            if let (true, false, Some(id)) = (t.healthy, t.is_self, t.id.as_ref()) {
-                if let Some(existing) = peers.get(id) {
-                    tracing::warn!(peer = %id, first = %existing.addr, second = %addr, "two addresses answer with the same node id; using the first");
-                    continue;
-                }
-                peers.insert(
-                    id.clone(),
-                    Arc::new(Peer {
-                        id: id.clone(),
-                        addr: addr.clone(),
-                    }),
-                );
-            }
-        }
-        drop(tracked);
-        let current = self.view.load();
-        let settled = Ring::new(reachable);
-        let settled_changed = settled.members().ne(current.settled.members());
-        let changed = settled_changed
-            || current.peers.len() != peers.len()
-            || peers
-                .iter()
-                .any(|(id, p)| current.peers.get(id).is_none_or(|c| c.addr != p.addr));
-        if changed {
-            for (id, p) in &peers {
-                if let Some(old) = current.peers.get(id)
-                    && old.addr != p.addr
-                {
-                    events.push(event(TopologyChange::Updated, id, &p.addr));
-                }
-            }
-            let ring = Ring::new(peers.keys().cloned().chain([self.me.clone()]));
-            tracing::info!(members = ring.len(), "ring rebuilt");
-            self.view.store(Arc::new(View {
-                ring,
-                peers,
-                settled,
-            }));
-        }
-        for e in events {
-            // No subscriber is fine; a lagging one loses the oldest events.
-            let _ = self.events.send(e);
-        }
-    }
-
-    /// Probes until `minimum_peers_quorum` members (this node included) answer, retrying
-    /// every `join_retry_interval`; fails after `bootstrap_timeout` naming who is missing.
-    pub async fn wait_for_quorum(&self) -> Result<()> {
-        let started = Instant::now();
-        loop {
-            self.probe_round().await;
-            let seen = self.reachable_count();
-            if seen >= self.config.minimum_peers_quorum {
-                tracing::info!(seen, "start-up quorum reached");
-                return Ok(());
-            }
-            if started.elapsed() >= self.config.bootstrap_timeout {
-                let missing: Vec<String> = self
-                    .lock()
-                    .iter()
-                    .filter(|(_, t)| !t.reachable && !t.is_self)
-                    .map(|(a, _)| a.clone())
-                    .collect();
-                return Err(Error::Unavailable(format!(
-                    "start-up quorum not reached: {seen} of {} members answered within {} (no answer from: {})",
-                    self.config.minimum_peers_quorum,
-                    humantime::format_duration(self.config.bootstrap_timeout),
-                    if missing.is_empty() {
-                        "none known".to_owned()
-                    } else {
-                        missing.join(", ")
-                    }
-                )));
-            }
-            tracing::info!(
-                seen,
-                wanted = self.config.minimum_peers_quorum,
-                "waiting for peers"
-            );
-            tokio::time::sleep(self.config.join_retry_interval).await;
-        }
-    }
-
-    /// Probes every `probe_interval` until `shutdown` resolves.
-    pub(crate) async fn run_prober(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(self.config.probe_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => self.probe_round().await,
-                _ = crate::net::stopped(&mut shutdown) => return,
-            }
-        }
-    }
-
-    /// The time a peer needs to leave the ring after it stops answering.
-    pub fn failure_detection_time(&self) -> Duration {
-        self.config.probe_interval * self.config.failure_threshold + self.config.probe_timeout
-    }
-}
-
-fn event(change: TopologyChange, id: &NodeId, addr: &str) -> TopologyEvent {
-    TopologyEvent {
-        change,
-        node_id: id.to_string(),
-        addr: addr.to_owned(),
-        at: SystemTime::now(),
     }
 }

@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -26,7 +25,7 @@ use crate::engine::{Engine, EngineBuilder};
 use crate::error::{Error, Problems, Result};
 use crate::keyspace::KeySpace;
 use crate::ring::NodeId;
-use crate::server::{self, ServerConfig};
+use crate::server::{self, Readiness, ServerConfig};
 use crate::source::DataSource;
 use crate::spec::{KeySpaceSpec, read_keyspace_file};
 use crate::transport::HttpTransport;
@@ -275,14 +274,14 @@ impl NodeBuilder {
             None => Arc::new(StaticDiscovery::new(config.peers.iter().map(|p| p.trim()))?),
         };
 
-        let ready = Arc::new(AtomicBool::new(false));
+        let readiness = Arc::new(Readiness::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let router = server::router(
             engine.clone(),
             control.clone(),
             &config.id,
             &addr,
-            Arc::clone(&ready),
+            Arc::clone(&readiness),
             config.server.clone(),
         );
         let mut server_stop = shutdown_rx.clone();
@@ -299,7 +298,7 @@ impl NodeBuilder {
             control,
             quorum: config.cluster.minimum_peers_quorum,
             discovery,
-            ready,
+            readiness,
             shutdown,
             tasks: std::sync::Mutex::new(vec![]),
             server: std::sync::Mutex::new(Some(server)),
@@ -323,7 +322,7 @@ pub struct Node {
     control: Option<ControlPlane>,
     quorum: usize,
     discovery: Arc<dyn Discovery>,
-    ready: Arc<AtomicBool>,
+    readiness: Arc<Readiness>,
     shutdown: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     server: std::sync::Mutex<Option<JoinHandle<std::io::Result<()>>>>,
@@ -368,7 +367,7 @@ impl Node {
             plane.start();
         }
         self.engine.start().await?;
-        self.ready.store(true, Ordering::Release);
+        self.readiness.set_ready();
 
         let mut tasks = Vec::new();
         let cluster = Arc::clone(&self.cluster);
@@ -437,12 +436,13 @@ impl Node {
 
     /// Whether the node serves data.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.readiness.is_ready()
     }
 
     /// Stops serving: not ready first, then the engine, then the HTTP server and probes.
     pub async fn shutdown(&self) -> Result<()> {
-        self.ready.store(false, Ordering::Release);
+        self.readiness.set_stopping();
+        self.cluster.announce_leaving().await;
         let stopped = self.engine.stop().await;
         if let Some(plane) = &self.control {
             plane.shutdown().await;

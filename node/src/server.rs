@@ -18,7 +18,7 @@
 //! Every request has a body limit and a deadline; every error is JSON with a stable `code`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -110,8 +110,35 @@ pub(crate) struct Shared {
     pub control: Option<ControlPlane>,
     pub node_id: String,
     pub addr: String,
-    pub ready: Arc<AtomicBool>,
+    pub readiness: Arc<Readiness>,
     pub config: ServerConfig,
+}
+
+/// Where a node is in its life — starting, serving, stopping — as `/healthz` tells its peers.
+#[derive(Debug, Default)]
+pub(crate) struct Readiness(AtomicU8);
+
+impl Readiness {
+    const READY: u8 = 1;
+    const STOPPING: u8 = 2;
+
+    /// Start-up finished: the node serves.
+    pub fn set_ready(&self) {
+        self.0.store(Self::READY, Ordering::Release);
+    }
+
+    /// Shutdown began: the node serves no more and will not be back as it is.
+    pub fn set_stopping(&self) {
+        self.0.store(Self::STOPPING, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::READY
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::STOPPING
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -124,7 +151,7 @@ impl std::ops::Deref for AppState {
 
 impl Shared {
     fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.readiness.is_ready()
     }
 }
 
@@ -134,7 +161,7 @@ pub(crate) fn router(
     control: Option<ControlPlane>,
     node_id: &str,
     addr: &str,
-    ready: Arc<AtomicBool>,
+    readiness: Arc<Readiness>,
     config: ServerConfig,
 ) -> Router {
     let value_limit = engine.config().limits.max_value_bytes;
@@ -145,7 +172,7 @@ pub(crate) fn router(
         control,
         node_id: node_id.to_owned(),
         addr: addr.to_owned(),
-        ready,
+        readiness,
         config,
     }));
     let mut router = Router::new()
@@ -203,6 +230,7 @@ pub(crate) fn router(
         .route("/_distcache/peer/keyspaces/{ks}/warm", post(peer::warm))
         .route("/_distcache/peer/hot", get(peer::hot))
         .route("/_distcache/peer/flush", post(peer::flush))
+        .route("/_distcache/peer/leaving", post(peer::leaving))
         .with_state(state.clone());
     if let Some(raft) = raft_routes {
         router = router.merge(raft);

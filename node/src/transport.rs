@@ -146,6 +146,9 @@ pub trait PeerTransport: Send + Sync + 'static {
     /// Empties every cache of the node at `peer` (it missed changes while unreachable).
     async fn flush(&self, peer: &str, timeout: Duration) -> Result<(), PeerError>;
 
+    /// Tells the node at `peer` that this node (`me`) is shutting down.
+    async fn leaving(&self, peer: &str, me: &Health, timeout: Duration) -> Result<(), PeerError>;
+
     /// Asks the node at `peer` who it is and whether it serves.
     async fn probe(&self, peer: &str, timeout: Duration) -> Result<Health, PeerError>;
 }

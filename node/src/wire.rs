@@ -343,6 +343,10 @@ pub struct Health {
     pub addr: String,
     /// Whether it serves data (start finished and not stopping).
     pub ready: bool,
+    /// Whether it is shutting down: peers take it out of the ring at once rather than wait
+    /// for it to stop answering.
+    #[serde(default)]
+    pub stopping: bool,
 }
 
 /// `GET /v1/keyspaces`.

@@ -31,6 +31,9 @@ pub struct ClusterConfig {
     /// Topology events a slow subscriber may fall behind by before it loses the oldest.
     /// Default 256.
     pub event_buffer: usize,
+    /// Tell the peers on shutdown, so they take this node out of their rings at once instead
+    /// of after `failure_threshold` failed probes. Default on.
+    pub announce_leave: bool,
 }
 
 impl Default for ClusterConfig {
@@ -43,6 +46,7 @@ impl Default for ClusterConfig {
             join_retry_interval: Duration::from_secs(1),
             minimum_peers_quorum: 1,
             event_buffer: 256,
+            announce_leave: true,
         }
     }
 }
@@ -83,6 +87,7 @@ impl ClusterConfig {
             join_retry_interval: Duration::from_millis(20),
             minimum_peers_quorum: 1,
             event_buffer: 256,
+            announce_leave: true,
         }
     }
 }

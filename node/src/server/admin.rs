@@ -145,6 +145,7 @@ pub(super) async fn healthz(State(state): State<AppState>) -> Json<Health> {
         node_id: state.node_id.clone(),
         addr: state.addr.clone(),
         ready: state.is_ready(),
+        stopping: state.readiness.is_stopping(),
     })
 }
 

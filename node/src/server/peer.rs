@@ -14,7 +14,7 @@ use crate::engine::Entry;
 use crate::transport::HotKeysByKeyspace;
 use crate::warmup::{Ownership, WarmOutcome};
 use crate::wire::{
-    BatchResponse, HOP_HEADER, KeyOutcome, KeysRequest, PutManyRequest, Status, TTL_HEADER,
+    BatchResponse, HOP_HEADER, Health, KeyOutcome, KeysRequest, PutManyRequest, Status, TTL_HEADER,
 };
 
 fn from(headers: &HeaderMap) -> &str {
@@ -117,5 +117,16 @@ pub(super) async fn hot(State(state): State<AppState>) -> Json<HotKeysByKeyspace
 
 pub(super) async fn flush(State(state): State<AppState>) -> StatusCode {
     state.engine.flush();
+    StatusCode::NO_CONTENT
+}
+
+/// A peer says it is shutting down: it leaves this node's ring now, not after failed probes.
+pub(super) async fn leaving(
+    State(state): State<AppState>,
+    ApiJson(peer): ApiJson<Health>,
+) -> StatusCode {
+    if let Some(cluster) = state.engine.cluster() {
+        cluster.peer_leaving(peer);
+    }
     StatusCode::NO_CONTENT
 }

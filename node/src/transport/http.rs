@@ -348,6 +348,22 @@ impl PeerTransport for HttpTransport {
         }
     }
 
+    async fn leaving(&self, peer: &str, me: &Health, timeout: Duration) -> Result<(), PeerError> {
+        let body = encode(peer, me)?;
+        let url = self.url(peer, &["_distcache", "peer", "leaving"])?;
+        let request = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let response = self.send(peer, request, timeout).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(remote_error(peer, response, timeout).await)
+        }
+    }
+
     async fn probe(&self, peer: &str, timeout: Duration) -> Result<Health, PeerError> {
         let url = self.url(peer, &["healthz"])?;
         let response = self.send(peer, self.client.get(url), timeout).await?;

@@ -12,7 +12,11 @@ use crate::source::wait_until;
 /// every ring.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_owner_falls_back_to_a_local_load() {
-    let mut cluster = TestCluster::start(3).await;
+    // Nodes that stop without a word, as a crashed one would.
+    let mut cluster = TestCluster::builder(3)
+        .edit(|_, c| c.cluster.announce_leave = false)
+        .build()
+        .await;
     let key = cluster.key_owned_by("ks", 2, "f:");
     cluster.stop_node(2).await;
     // Ask at once, before the failure is detected.
@@ -75,6 +79,29 @@ async fn join_and_leave() {
     assert_eq!(left.change, TopologyChange::Left);
     assert_eq!(left.node_id, "node-2");
     assert_eq!(events.dropped(), 0);
+    cluster.shutdown().await;
+}
+
+/// A node that shuts down tells its peers: they take it out of their rings at once, long
+/// before failed probes would, and their subscribers see it leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_announced() {
+    // Probes alone would need 1000 failures (50 s): only the announcement can be in time.
+    let mut cluster = TestCluster::builder(3)
+        .edit(|_, c| c.cluster.failure_threshold = 1000)
+        .build()
+        .await;
+    let mut events = cluster.node(0).subscribe_topology();
+    cluster.stop_node(2).await;
+    cluster.wait_converged().await;
+    let left = tokio::time::timeout(CONVERGE, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (left.change, left.node_id.as_str()),
+        (TopologyChange::Left, "node-2")
+    );
     cluster.shutdown().await;
 }
 
