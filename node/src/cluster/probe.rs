@@ -12,29 +12,45 @@ use crate::transport::PeerError;
 use crate::wire::Health;
 
 impl Cluster {
-    /// A peer announced it is shutting down: it leaves the ring now. Matched by address, else
-    /// by id; an unknown peer is ignored.
-    pub(crate) fn peer_leaving(&self, mut health: Health) {
-        health.stopping = true;
-        health.ready = false;
-        let mut events = Vec::new();
-        {
-            let mut tracked = self.lock();
-            let addr = if tracked.contains_key(&health.addr) {
-                Some(health.addr.clone())
+    /// A peer announced it is shutting down: it leaves the ring now. The announcement is only
+    /// a hint: the peer is found by address (else by id), and acted on only once a probe of
+    /// that address confirms the same node says it is stopping, so a stray or forged request
+    /// cannot take a live peer out of the ring.
+    pub(crate) async fn peer_leaving(&self, claimed: Health) {
+        if claimed.node_id == self.me.as_str() {
+            tracing::debug!(addr = %claimed.addr, "a leave announcement named this node; ignored");
+            return;
+        }
+        let addr = {
+            let tracked = self.lock();
+            if tracked.contains_key(&claimed.addr) {
+                Some(claimed.addr.clone())
             } else {
                 tracked
                     .iter()
                     .find(|(_, t)| {
                         t.id.as_ref()
-                            .is_some_and(|id| id.as_str() == health.node_id)
+                            .is_some_and(|id| id.as_str() == claimed.node_id)
                     })
                     .map(|(addr, _)| addr.clone())
-            };
-            let Some(addr) = addr else {
-                tracing::debug!(peer = %health.node_id, addr = %health.addr, "unknown peer says it is leaving");
+            }
+        };
+        let Some(addr) = addr else {
+            tracing::debug!(peer = %claimed.node_id, addr = %claimed.addr, "unknown peer says it is leaving");
+            return;
+        };
+        let health = match self.transport.probe(&addr, self.config.probe_timeout).await {
+            Ok(h) if h.stopping && h.node_id == claimed.node_id => h,
+            Ok(h) => {
+                tracing::debug!(peer = %claimed.node_id, %addr, answered = %h.node_id, stopping = h.stopping, "leave announcement not confirmed");
                 return;
-            };
+            }
+            // Gone already: the probes will take it out.
+            Err(_) => return,
+        };
+        let mut events = Vec::new();
+        {
+            let mut tracked = self.lock();
             if let Some(t) = tracked.get_mut(&addr) {
                 let mut no_flush = Vec::new();
                 self.observe_up(&addr, t, health, &mut events, &mut no_flush);
@@ -44,7 +60,7 @@ impl Cluster {
     }
 
     /// Tells every peer this node is shutting down, so they take it out of their rings at
-    /// once; best effort, each within `probe_timeout`. Off with `announce_leave = false`.
+    /// once; best effort, each within twice `probe_timeout`. Off with `announce_leave = false`.
     pub async fn announce_leaving(&self) {
         if !self.config.announce_leave {
             return;
@@ -62,7 +78,8 @@ impl Cluster {
             ready: false,
             stopping: true,
         };
-        let timeout = self.config.probe_timeout;
+        // The peer probes this node back before it acts: room for that round trip too.
+        let timeout = self.config.probe_timeout * 2;
         let me = &me;
         let told = addrs.into_iter().map(|addr| async move {
             if let Err(e) = self.transport.leaving(&addr, me, timeout).await {

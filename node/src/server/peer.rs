@@ -104,6 +104,11 @@ pub(super) async fn warm(
     ApiPath(ks): ApiPath<String>,
     ApiJson(request): ApiJson<KeysRequest>,
 ) -> Result<Json<WarmOutcome>, ApiError> {
+    state
+        .engine
+        .config()
+        .limits
+        .check_batch(request.keys.len())?;
     let outcome = state
         .engine
         .warm_keys(&ks, &request.keys, Ownership::Trust, false)
@@ -126,7 +131,7 @@ pub(super) async fn leaving(
     ApiJson(peer): ApiJson<Health>,
 ) -> StatusCode {
     if let Some(cluster) = state.engine.cluster() {
-        cluster.peer_leaving(peer);
+        cluster.peer_leaving(peer).await;
     }
     StatusCode::NO_CONTENT
 }

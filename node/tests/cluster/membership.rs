@@ -82,11 +82,11 @@ async fn join_and_leave() {
     cluster.shutdown().await;
 }
 
-/// A node that shuts down tells its peers: they take it out of their rings at once, long
-/// before failed probes would, and their subscribers see it leave.
+/// A node that shuts down tells its peers (and says `stopping` to probes): they take it out of
+/// their rings at once, long before failed probes would, and their subscribers see it leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_is_announced() {
-    // Probes alone would need 1000 failures (50 s): only the announcement can be in time.
+    // Failed probes would need 1000 in a row (50 s): only the node's own word can be in time.
     let mut cluster = TestCluster::builder(3)
         .edit(|_, c| c.cluster.failure_threshold = 1000)
         .build()
@@ -102,6 +102,58 @@ async fn shutdown_is_announced() {
         (left.change, left.node_id.as_str()),
         (TopologyChange::Left, "node-2")
     );
+    cluster.shutdown().await;
+}
+
+/// A leave announcement is checked with the peer it names: a forged one, or one naming the
+/// node itself, changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_leave_announcements_are_ignored() {
+    let cluster = TestCluster::start(3).await;
+    let http = reqwest::Client::new();
+    for (id, addr) in [
+        ("node-1", cluster.addrs[1].clone()),
+        ("node-0", cluster.addrs[0].clone()),
+        ("node-9", "127.0.0.1:1".to_owned()),
+    ] {
+        let forged = distcache::wire::Health {
+            status: "ok".into(),
+            node_id: id.into(),
+            addr,
+            ready: false,
+            stopping: true,
+        };
+        let response = http
+            .post(format!(
+                "http://{}/_distcache/peer/leaving",
+                cluster.addrs[0]
+            ))
+            .json(&forged)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204, "{id}");
+    }
+    let response = http
+        .post(format!(
+            "http://{}/_distcache/peer/leaving",
+            cluster.addrs[0]
+        ))
+        .body("not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let mut ring: Vec<String> = cluster
+        .node(0)
+        .cluster()
+        .ring_members()
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    ring.sort();
+    assert_eq!(ring, ["node-0", "node-1", "node-2"]);
     cluster.shutdown().await;
 }
 
