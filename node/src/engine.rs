@@ -119,7 +119,9 @@ pub(crate) struct Inner {
     pub(crate) cluster: Option<Arc<Cluster>>,
     /// Warmup runs of this node.
     pub(crate) warmups: WarmupLog,
-    /// Hot keys peers shared, by keyspace and peer.
+    /// Prefetches in flight on this node, all runs together, at most `warmup.concurrency`.
+    pub(crate) warm_slots: Arc<tokio::sync::Semaphore>,
+    /// Hot keys peers shared, by peer.
     shared_hot: std::sync::Mutex<SharedHot>,
     /// Names of keyspaces created or rebuilt by catalog changes (for update warmups).
     applied_keyspaces: broadcast::Sender<String>,
@@ -131,8 +133,8 @@ pub(crate) struct Inner {
 /// chosen by operators, not attackers).
 pub(crate) type Spaces = HashMap<String, Arc<Space>, rustc_hash::FxBuildHasher>;
 
-/// Hot keys shared by peers: keyspace → peer → keys with counts.
-pub(crate) type SharedHot = HashMap<String, HashMap<String, Vec<(String, u32)>>>;
+/// Hot keys shared by peers: peer → what it last sent.
+pub(crate) type SharedHot = HashMap<String, crate::warmup::PeerHotKeys>;
 
 impl Inner {
     fn new(
@@ -143,6 +145,9 @@ impl Inner {
         seeds: Vec<KeySpaceSpec>,
         cluster: Option<Arc<Cluster>>,
     ) -> Self {
+        let warm_slots = Arc::new(tokio::sync::Semaphore::new(
+            config.warmup.concurrency.max(1),
+        ));
         Inner {
             config,
             lifecycle: AtomicU8::new(CREATED),
@@ -157,6 +162,7 @@ impl Inner {
             follower: std::sync::Mutex::new(None),
             cluster,
             warmups: WarmupLog::default(),
+            warm_slots,
             shared_hot: std::sync::Mutex::new(HashMap::new()),
             applied_keyspaces: broadcast::channel(64).0,
             manager: std::sync::Mutex::new(None),
@@ -284,11 +290,15 @@ impl Engine {
         }
         self.inner.catalog.seed(self.inner.seeds.clone()).await?;
         self.sync_catalog().await;
+        // Subscribed before the catalog is followed and before the start warmup, so changes
+        // and topology events meanwhile wait for the warmup manager instead of passing unseen.
+        let applied = self.inner.subscribe_applied();
+        let topology = self.inner.cluster.as_ref().map(|c| c.subscribe());
         self.follow_catalog();
         self.inner.lifecycle.store(RUNNING, Ordering::Release);
         tracing::info!(keyspaces = self.inner.spaces.load().len(), "engine started");
         self.warm_at_start().await;
-        let manager = crate::warmup::spawn_manager(&self.inner);
+        let manager = crate::warmup::spawn_manager(&self.inner, applied, topology);
         *self.inner.manager.lock().unwrap_or_else(|e| e.into_inner()) = Some(manager);
         Ok(())
     }

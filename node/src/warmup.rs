@@ -5,7 +5,8 @@
 //! a node that becomes a key's owner knows what was hot elsewhere. Warmups run at start, after a
 //! keyspace update, when a node joins or leaves, and on demand; each node warms only the keys
 //! it owns and does not hold yet, so a cluster-wide warmup fetches every key once. Prefetches
-//! run `concurrency` at a time, each bounded by `min(timeout, read_timeout)`, through the normal
+//! run at most `concurrency` at a time per node, each waited for at most `min(timeout,
+//! read_timeout)` (a fetch still running then keeps its slot until it ends), through the normal
 //! read-through path (single-flight, rate limiter and circuit breaker included). Refresh-ahead
 //! (`refresh_interval`) re-fetches each owner's hot keys, with jitter, on the owner only.
 
@@ -24,11 +25,18 @@ pub(crate) mod tracker;
 pub use runner::WarmOutcome;
 pub(crate) use runner::{Ownership, spawn_manager};
 
+/// The hot keys one peer shared, by keyspace, and when.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerHotKeys {
+    pub received: std::time::Instant,
+    pub by_keyspace: std::collections::HashMap<String, Vec<(String, u32)>>,
+}
+
 /// Warmup settings (the seed's, plus start and update warmups).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WarmupConfig {
-    /// Hot keys per keyspace that a warmup prefetches. Default 100.
+    /// Hot keys per keyspace that a warmup prefetches (at most 10000). Default 100.
     pub max_hot_keys: usize,
     /// Reads a key needs to count as hot. Default 1.
     pub min_hits: u32,
@@ -106,8 +114,9 @@ impl WarmupConfig {
                 problems.push(field, "must be greater than zero");
             }
         }
-        if self.max_hot_keys > 100_000 {
-            problems.push("max_hot_keys", "must be at most 100000");
+        // Admission into a full candidate set scans it (4 × max_hot_keys) under a lock.
+        if self.max_hot_keys > 10_000 {
+            problems.push("max_hot_keys", "must be at most 10000");
         }
         problems
     }
@@ -153,13 +162,14 @@ pub struct WarmupRun {
     pub started_at_ms: u64,
     /// How long it took (so far).
     pub duration_ms: u64,
-    /// Keys it set out to warm (cluster-wide for a demand run, this node's own otherwise).
+    /// Keys it set out to warm: the keys asked for or the keyspace's plan (warm keys and hot
+    /// keys); keys another node owns count as skipped.
     pub planned: usize,
     /// Keys loaded into a cache.
     pub warmed: usize,
     /// Keys that failed to load (see `failures`).
     pub failed: usize,
-    /// Keys skipped: already cached, or owned by another node.
+    /// Keys skipped: already cached, owned by another node, or not found at the source.
     pub skipped: usize,
     /// Finished.
     pub done: bool,
@@ -179,6 +189,17 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// What asking for a demand run led to.
+#[derive(Debug)]
+pub(crate) enum DemandStart {
+    /// A new run, with this id.
+    Started(u64),
+    /// The run of the keyspace already going.
+    Running(WarmupRun),
+    /// This many demand runs are going: no room for another.
+    Busy(usize),
+}
+
 /// The runs of one node, newest last.
 #[derive(Default)]
 pub(crate) struct WarmupLog {
@@ -193,8 +214,43 @@ impl WarmupLog {
 
     /// Starts recording a run; returns its id.
     pub fn begin(&self, keyspace: &str, trigger: WarmupTrigger, planned: usize) -> u64 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let mut runs = self.lock();
+        self.push(&mut runs, keyspace, trigger, planned)
+    }
+
+    /// Starts recording a demand run, unless `reuse` and a demand run of `keyspace` is going
+    /// (that one is returned), or `max_running` demand runs are going already. Checked and
+    /// recorded under one lock, so concurrent requests cannot slip past the limit.
+    pub fn begin_demand(
+        &self,
+        keyspace: &str,
+        planned: usize,
+        reuse: bool,
+        max_running: usize,
+    ) -> DemandStart {
+        let mut runs = self.lock();
+        let running = || {
+            runs.iter()
+                .filter(|r| !r.done && r.trigger == WarmupTrigger::Demand)
+        };
+        if reuse && let Some(run) = running().find(|r| r.keyspace == keyspace) {
+            return DemandStart::Running(run.clone());
+        }
+        let count = running().count();
+        if count >= max_running {
+            return DemandStart::Busy(count);
+        }
+        DemandStart::Started(self.push(&mut runs, keyspace, WarmupTrigger::Demand, planned))
+    }
+
+    fn push(
+        &self,
+        runs: &mut VecDeque<WarmupRun>,
+        keyspace: &str,
+        trigger: WarmupTrigger,
+        planned: usize,
+    ) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         runs.push_back(WarmupRun {
             id,
             keyspace: keyspace.to_owned(),
@@ -208,8 +264,15 @@ impl WarmupLog {
             done: false,
             failures: Vec::new(),
         });
+        // Finished runs make room, oldest first; a run still going is never dropped, so whoever
+        // follows it can (running runs are few: one manager duty at a time, capped demand runs).
         while runs.len() > KEPT_RUNS {
-            runs.pop_front();
+            match runs.iter().position(|r| r.done) {
+                Some(oldest_done) => {
+                    runs.remove(oldest_done);
+                }
+                None => break,
+            }
         }
         id
     }
@@ -304,5 +367,37 @@ mod tests {
         assert_eq!(run.failures.len(), KEPT_FAILURES);
         assert_eq!(log.last_of("users").map(|r| r.id), Some(id));
         assert!(log.last_of("other").is_none());
+    }
+
+    /// A full log drops its oldest finished runs, never one still going.
+    #[test]
+    fn running_runs_are_kept() {
+        let log = WarmupLog::default();
+        let DemandStart::Started(running) = log.begin_demand("users", 10, true, 2) else {
+            panic!("the log is empty")
+        };
+        for _ in 0..KEPT_RUNS * 2 {
+            let id = log.begin("users", WarmupTrigger::Refresh, 1);
+            log.finish(id);
+        }
+        assert_eq!(log.all().len(), KEPT_RUNS);
+        assert!(log.get(running).is_some_and(|r| !r.done));
+        // The same keyspace's plan again: the run going; another keyspace: a new run; then full.
+        assert!(
+            matches!(log.begin_demand("users", 10, true, 2), DemandStart::Running(r) if r.id == running)
+        );
+        assert!(matches!(
+            log.begin_demand("orders", 3, true, 2),
+            DemandStart::Started(_)
+        ));
+        assert!(matches!(
+            log.begin_demand("users", 1, false, 2),
+            DemandStart::Busy(2)
+        ));
+        log.finish(running);
+        assert!(matches!(
+            log.begin_demand("users", 1, false, 2),
+            DemandStart::Started(_)
+        ));
     }
 }

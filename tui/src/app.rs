@@ -82,6 +82,8 @@ pub enum Effect {
     Warmup {
         /// The keyspace.
         keyspace: String,
+        /// Names this warmup in the progress reports about it.
+        ticket: u64,
     },
 }
 
@@ -90,6 +92,8 @@ pub enum Effect {
 pub struct WarmupProgress {
     /// The keyspace.
     pub keyspace: String,
+    /// The ticket of the [`Effect::Warmup`] that started it.
+    pub ticket: u64,
     /// The run as last seen (none until the cluster accepted it).
     pub run: Option<distcache::WarmupRun>,
     /// Why it could not start or be followed.
@@ -152,6 +156,8 @@ pub struct App {
     pub confirm: Option<String>,
     /// The warmup started from the dashboard, if any.
     pub warmup: Option<WarmupProgress>,
+    /// Tickets handed out to warmups so far.
+    warmup_tickets: u64,
 }
 
 impl App {
@@ -172,6 +178,7 @@ impl App {
             lookup: Lookup::default(),
             confirm: None,
             warmup: None,
+            warmup_tickets: 0,
         }
     }
 
@@ -181,7 +188,7 @@ impl App {
         if self
             .warmup
             .as_ref()
-            .is_some_and(|w| w.keyspace == progress.keyspace)
+            .is_some_and(|w| w.ticket == progress.ticket)
         {
             self.warmup = Some(progress);
         }
@@ -285,12 +292,15 @@ impl App {
             }
             Command::Confirm(yes) => {
                 if let (true, Some(keyspace)) = (yes, self.confirm.take()) {
+                    self.warmup_tickets += 1;
+                    let ticket = self.warmup_tickets;
                     self.warmup = Some(WarmupProgress {
                         keyspace: keyspace.clone(),
+                        ticket,
                         run: None,
                         error: None,
                     });
-                    return Some(Effect::Warmup { keyspace });
+                    return Some(Effect::Warmup { keyspace, ticket });
                 }
                 self.confirm = None;
             }
@@ -460,14 +470,16 @@ mod tests {
         assert_eq!(
             effect,
             Some(Effect::Warmup {
-                keyspace: "a".into()
+                keyspace: "a".into(),
+                ticket: 1
             })
         );
         assert_eq!(app.warmup.as_ref().map(|w| w.keyspace.as_str()), Some("a"));
 
-        // News of another keyspace's warmup is stale; an ended run goes at the next key press.
+        // News of an earlier warmup is stale; an ended run goes at the next key press.
         app.on_warmup(WarmupProgress {
-            keyspace: "b".into(),
+            keyspace: "a".into(),
+            ticket: 0,
             run: None,
             error: Some("stale".into()),
         });
@@ -476,6 +488,7 @@ mod tests {
         assert!(app.warmup.is_some(), "a running warmup stays");
         app.on_warmup(WarmupProgress {
             keyspace: "a".into(),
+            ticket: 1,
             run: None,
             error: Some("keyspace `a` not found".into()),
         });

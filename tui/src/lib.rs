@@ -117,9 +117,9 @@ fn perform(
     progress: mpsc::Sender<WarmupProgress>,
 ) {
     match effect {
-        Effect::Warmup { keyspace } => {
+        Effect::Warmup { keyspace, ticket } => {
             let config = config.clone();
-            tokio::spawn(follow_warmup(keyspace, config, progress));
+            tokio::spawn(follow_warmup(keyspace, ticket, config, progress));
         }
         Effect::Lookup { keyspace, key } => {
             let client = distcache::client::Client::new(config.endpoints.clone()).map(|c| {
@@ -168,11 +168,13 @@ fn perform(
 /// Starts a warmup and reports its progress until it is done.
 async fn follow_warmup(
     keyspace: String,
+    ticket: u64,
     config: PollConfig,
     progress: mpsc::Sender<WarmupProgress>,
 ) {
     let report = |run: Option<distcache::WarmupRun>, error: Option<String>| WarmupProgress {
         keyspace: keyspace.clone(),
+        ticket,
         run,
         error,
     };
@@ -203,14 +205,22 @@ async fn follow_warmup(
     };
     let id = run.id;
     let _ = progress.send(report(Some(run), None)).await;
+    let mut failed_polls = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
         match node.warmup_run(id).await {
             Ok(run) => {
+                failed_polls = 0;
                 let done = run.done;
                 if progress.send(report(Some(run), None)).await.is_err() || done {
                     return;
                 }
+            }
+            // A node briefly busy or a dropped connection: ask again, a few times.
+            Err(distcache::Error::Unavailable(_) | distcache::Error::Timeout { .. })
+                if failed_polls < 5 =>
+            {
+                failed_polls += 1;
             }
             Err(e) => {
                 let _ = progress

@@ -294,6 +294,7 @@ fn warmup_confirmation_and_progress() {
     .unwrap();
     app.on_warmup(WarmupProgress {
         keyspace: "products".into(),
+        ticket: 1,
         run: Some(run),
         error: None,
     });

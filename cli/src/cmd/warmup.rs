@@ -35,6 +35,9 @@ pub async fn run(args: WarmupArgs, global: &Global) -> anyhow::Result<()> {
             .filter(|s| !s.is_empty())
             .collect()
     });
+    if keys.as_ref().is_some_and(Vec::is_empty) {
+        bail!("--keys names no key (give them comma-separated, e.g. --keys user:1,user:2)");
+    }
     let started = client.warmup(&args.keyspace, keys.as_deref()).await?;
     // The run lives on the node that took the request: follow it there.
     let node = Client::new([client.current_endpoint()])?
@@ -55,8 +58,26 @@ pub async fn run(args: WarmupArgs, global: &Global) -> anyhow::Result<()> {
         },
     );
     let deadline = Instant::now() + args.timeout;
+    let mut failed_polls = 0;
     let run = loop {
-        let run = node.warmup_run(started.id).await?;
+        let run = match node.warmup_run(started.id).await {
+            Ok(run) => {
+                failed_polls = 0;
+                run
+            }
+            // A node briefly busy or a dropped connection: ask again, a few times.
+            Err(e) if is_transient(&e) && failed_polls < MAX_FAILED_POLLS => {
+                failed_polls += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                return Err(e.into());
+            }
+        };
         if let Some(bar) = &bar {
             bar.set_position((run.warmed + run.failed + run.skipped) as u64);
         }
@@ -88,6 +109,13 @@ pub async fn run(args: WarmupArgs, global: &Global) -> anyhow::Result<()> {
         bail!("{} of {} keys failed to warm", run.failed, run.planned);
     }
     Ok(())
+}
+
+/// Polls of a run that may fail in a row before following it gives up.
+const MAX_FAILED_POLLS: u32 = 5;
+
+fn is_transient(e: &Error) -> bool {
+    matches!(e, Error::Unavailable(_) | Error::Timeout { .. })
 }
 
 fn report(global: &Global, run: &WarmupRun) -> anyhow::Result<()> {

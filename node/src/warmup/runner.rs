@@ -8,15 +8,21 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::tracker::random;
-use super::{KEPT_FAILURES, KeyFailure, WarmupRun, WarmupTrigger};
-use crate::cluster::{ByOwner, TopologyChange};
+use super::{DemandStart, KEPT_FAILURES, KeyFailure, PeerHotKeys, WarmupRun, WarmupTrigger};
+use crate::cluster::{ByOwner, TopologyChange, TopologyEvents};
 use crate::engine::{Engine, Inner};
 use crate::error::{Error, Result};
+use crate::space::Space;
 
-/// Keys sent to an owner per request of a cluster-wide warmup (progress moves per batch).
+/// Keys sent to an owner per request of a cluster-wide warmup (progress moves per batch), at
+/// most: a batch is four rounds of `concurrency` prefetches, so its deadline stays a few
+/// prefetch timeouts long.
 const BATCH: usize = 64;
+/// Demand runs that may go at once on one node.
+pub(crate) const MAX_RUNNING_DEMAND: usize = 8;
 
 /// What warming a set of keys did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,11 +68,9 @@ impl Engine {
         for (key, count) in space.hot_keys.top(config.max_hot_keys, config.min_hits) {
             *counts.entry(key).or_default() += u64::from(count);
         }
-        if let Some(peers) = self.inner.shared_hot().get(keyspace) {
-            for list in peers.values() {
-                for (key, count) in list {
-                    *counts.entry(key.clone()).or_default() += u64::from(*count);
-                }
+        for peer in self.inner.shared_hot().values() {
+            for (key, count) in peer.by_keyspace.get(keyspace).into_iter().flatten() {
+                *counts.entry(key.clone()).or_default() += u64::from(*count);
             }
         }
         let mut hot: Vec<(String, u64)> = counts
@@ -76,8 +80,9 @@ impl Engine {
         hot.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         hot.truncate(config.max_hot_keys);
         let mut plan: Vec<String> = space.settings.warm_keys.clone();
+        let mut planned: std::collections::HashSet<String> = plan.iter().cloned().collect();
         for (key, _) in hot {
-            if !plan.contains(&key) {
+            if planned.insert(key.clone()) {
                 plan.push(key);
             }
         }
@@ -92,8 +97,8 @@ impl Engine {
     }
 
     /// Loads into this node's cache the keys of `keys` it should hold and does not (or, with
-    /// `force`, re-fetches them), `concurrency` at a time, each within
-    /// `min(warmup timeout, read_timeout)`.
+    /// `force`, re-fetches them), at most `concurrency` at a time on this node across all runs,
+    /// each waited for at most `min(warmup timeout, read_timeout)`.
     pub(crate) async fn warm_keys(
         &self,
         keyspace: &str,
@@ -117,29 +122,19 @@ impl Engine {
                     .cluster
                     .as_ref()
                     .is_some_and(|c| !c.will_own(keyspace, key));
-            if elsewhere || (!force && space.main.get(key).await.is_some()) {
+            // A copy in the hot cache counts as cached: reads hit it as they would the main cache.
+            if elsewhere || (!force && space.cached(key).await.is_some()) {
                 outcome.skipped += 1;
             } else {
                 todo.push(key.clone());
             }
         }
+        let slots = &self.inner.warm_slots;
         let results: Vec<(String, Result<bool>)> = futures::stream::iter(todo)
             .map(|key| {
                 let space = Arc::clone(&space);
                 async move {
-                    let pending = if force {
-                        space.refresh_owned(&[key.as_str()])
-                    } else {
-                        space.load_owned(&[key.as_str()])
-                    };
-                    let result = match pending.into_iter().next() {
-                        Some(p) => match tokio::time::timeout(deadline, p).await {
-                            Ok(Ok(found)) => Ok(found.value.is_some()),
-                            Ok(Err(e)) => Err(e),
-                            Err(_) => Err(Error::timeout("warmup fetch", deadline)),
-                        },
-                        None => Err(Error::Internal("no load was started".into())),
-                    };
+                    let result = prefetch(&space, slots, &key, force, deadline).await;
                     (key, result)
                 }
             })
@@ -208,9 +203,15 @@ impl Engine {
 
     /// Starts a cluster-wide warmup of `keyspace`: `keys`, or else its plan. Every owner warms
     /// its own keys. Returns the run at once; follow it with [`warmup_run`](Self::warmup_run).
+    /// Asking for a keyspace's plan while a demand run of it is going returns that run; at
+    /// most `MAX_RUNNING_DEMAND` demand runs go at once per node (`UNAVAILABLE` beyond).
     pub async fn warmup(&self, keyspace: &str, keys: Option<Vec<String>>) -> Result<WarmupRun> {
         self.inner.space(keyspace)?;
+        let reuse = keys.is_none();
         let keys = match keys {
+            Some(keys) if keys.is_empty() => {
+                return Err(Error::InvalidRequest("no keys to warm".into()));
+            }
             Some(mut keys) => {
                 self.inner.config.limits.check_batch(keys.len())?;
                 let mut seen = std::collections::HashSet::new();
@@ -219,10 +220,20 @@ impl Engine {
             }
             None => self.warmup_plan(keyspace)?,
         };
-        let id = self
-            .inner
-            .warmups
-            .begin(keyspace, WarmupTrigger::Demand, keys.len());
+        let id = match self.inner.warmups.begin_demand(
+            keyspace,
+            keys.len(),
+            reuse,
+            MAX_RUNNING_DEMAND,
+        ) {
+            DemandStart::Started(id) => id,
+            DemandStart::Running(run) => return Ok(run),
+            DemandStart::Busy(running) => {
+                return Err(Error::Unavailable(format!(
+                    "{running} warmups are running on this node; try again when one has finished"
+                )));
+            }
+        };
         let engine = self.clone();
         let keyspace = keyspace.to_owned();
         tokio::spawn(async move {
@@ -246,8 +257,10 @@ impl Engine {
             },
         };
         let log = &self.inner.warmups;
+        let concurrency = self.inner.config.warmup.concurrency.max(1);
+        let batch_size = (concurrency * 4).min(BATCH);
         let local = async {
-            for batch in by_owner.local.chunks(BATCH) {
+            for batch in by_owner.local.chunks(batch_size) {
                 let outcome = match self
                     .warm_keys(keyspace, batch, Ownership::Trust, false)
                     .await
@@ -263,11 +276,11 @@ impl Engine {
                 let Some(cluster) = &self.inner.cluster else {
                     return;
                 };
-                for batch in keys.chunks(BATCH) {
-                    let timeout = self.inner.config.warmup.timeout
-                        * (batch.len() as u32)
-                            .div_ceil(self.inner.config.warmup.concurrency.max(1) as u32)
-                        + Duration::from_secs(1);
+                for batch in keys.chunks(batch_size) {
+                    // Rounds of `concurrency` prefetches, each within the prefetch timeout.
+                    let rounds = u32::try_from(batch.len().div_ceil(concurrency)).unwrap_or(1);
+                    let timeout =
+                        self.inner.config.warmup.timeout * rounds + Duration::from_secs(1);
                     let outcome = match cluster
                         .transport()
                         .warm(&peer.addr, keyspace, batch, timeout)
@@ -294,11 +307,16 @@ impl Engine {
         self.inner.warmups.get(id)
     }
 
-    /// Asks every live peer for its hot keys and keeps them for planning.
+    /// Asks every live peer for its hot keys and keeps them for planning: each list cut to
+    /// `max_hot_keys`, keyspaces this node does not have left out. A peer's lists are kept for
+    /// `max(hot_key_halflife, 3 × share_interval)` after it last answered, so a peer that
+    /// left is still known while its keys are re-homed, and forgotten after.
     pub(crate) async fn exchange_hot_keys(&self) {
         let Some(cluster) = &self.inner.cluster else {
             return;
         };
+        let config = &self.inner.config.warmup;
+        let keep = config.hot_key_halflife.max(config.share_interval * 3);
         let timeout = cluster.config().probe_timeout;
         let asks = cluster.live_peers().into_iter().map(|peer| async move {
             let answer = cluster.transport().hot(&peer.addr, timeout).await;
@@ -307,19 +325,31 @@ impl Engine {
         for (peer, answer) in futures::future::join_all(asks).await {
             match answer {
                 Ok(lists) => {
-                    let mut shared = self.inner.shared_hot();
-                    for (keyspace, list) in lists {
-                        shared
-                            .entry(keyspace)
-                            .or_default()
-                            .insert(peer.id.to_string(), list);
-                    }
+                    let spaces = self.inner.spaces_now();
+                    let by_keyspace = lists
+                        .into_iter()
+                        .filter(|(keyspace, _)| spaces.contains_key(keyspace))
+                        .map(|(keyspace, mut list)| {
+                            list.truncate(config.max_hot_keys);
+                            (keyspace, list)
+                        })
+                        .collect();
+                    self.inner.shared_hot().insert(
+                        peer.id.to_string(),
+                        PeerHotKeys {
+                            received: std::time::Instant::now(),
+                            by_keyspace,
+                        },
+                    );
                 }
                 Err(e) => {
                     tracing::debug!(peer = %peer.id, error = %e, "hot keys not shared this round")
                 }
             }
         }
+        self.inner
+            .shared_hot()
+            .retain(|_, peer| peer.received.elapsed() <= keep);
     }
 
     /// This node's hot keys of every keyspace (what peers ask for).
@@ -370,6 +400,40 @@ impl Engine {
     }
 }
 
+/// Loads (or with `force` re-fetches) one key under a node-wide prefetch slot, waiting at most
+/// `deadline`. A load still running at the deadline keeps its slot until it ends, so a slow
+/// source never has more than `concurrency` prefetches in flight. `Ok(false)`: not found.
+async fn prefetch(
+    space: &Arc<Space>,
+    slots: &Arc<tokio::sync::Semaphore>,
+    key: &str,
+    force: bool,
+    deadline: Duration,
+) -> Result<bool> {
+    let slot = Arc::clone(slots)
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::NotRunning)?;
+    let pending = if force {
+        space.refresh_owned(&[key])
+    } else {
+        space.load_owned(&[key])
+    };
+    let Some(load) = pending.into_iter().next() else {
+        return Err(Error::Internal("no load was started".into()));
+    };
+    match tokio::time::timeout(deadline, load.clone()).await {
+        Ok(outcome) => outcome.map(|found| found.value.is_some()),
+        Err(_) => {
+            tokio::spawn(async move {
+                let _ = load.await;
+                drop(slot);
+            });
+            Err(Error::timeout("warmup fetch", deadline))
+        }
+    }
+}
+
 fn failed_batch(batch: &[String], error: &str) -> WarmOutcome {
     let mut outcome = WarmOutcome::default();
     for key in batch {
@@ -378,17 +442,22 @@ fn failed_batch(batch: &[String], error: &str) -> WarmOutcome {
     outcome
 }
 
-/// Runs the warmup duties of `engine` until it stops: keyspace updates, topology changes,
-/// hot-key aging and sharing, refresh-ahead.
-pub(crate) fn spawn_manager(inner: &Arc<Inner>) -> tokio::task::JoinHandle<()> {
+/// Runs the warmup duties of `engine` until it stops: keyspace updates (`applied`), topology
+/// changes, hot-key aging and sharing, refresh-ahead.
+pub(crate) fn spawn_manager(
+    inner: &Arc<Inner>,
+    mut applied: broadcast::Receiver<String>,
+    mut topology: Option<TopologyEvents>,
+) -> tokio::task::JoinHandle<()> {
     let weak: Weak<Inner> = Arc::downgrade(inner);
-    let mut applied = inner.subscribe_applied();
-    let mut topology = inner.cluster.as_ref().map(|c| c.subscribe());
     let config = inner.config.warmup.clone();
     let (warm_on_join, warm_on_leave) = config.on_join_and_leave();
     tokio::spawn(async move {
         let mut aging = tokio::time::interval(config.hot_key_halflife);
         let mut sharing = tokio::time::interval(config.share_interval);
+        // After a long duty, one catch-up tick, not a burst.
+        aging.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sharing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         aging.tick().await;
         sharing.tick().await;
         let refresh_every = config.refresh_interval;
@@ -399,8 +468,12 @@ pub(crate) fn spawn_manager(inner: &Arc<Inner>) -> tokio::task::JoinHandle<()> {
             let duty = tokio::select! {
                 name = applied.recv() => match name {
                     Ok(name) if config.warm_on_update => Duty::Warm(Some(name), WarmupTrigger::Update),
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    // Which keyspaces changed is lost: warm them all.
+                    Err(RecvError::Lagged(_)) if config.warm_on_update => {
+                        Duty::Warm(None, WarmupTrigger::Update)
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
                 },
                 event = async {
                     match topology.as_mut() {

@@ -10,7 +10,7 @@
 //! set is turned away without taking the lock. Counts reported are the sketch's estimates:
 //! collisions may add a little, lost bumps take a little away.
 //! `age` halves every counter, so what was hot an hour ago fades. Memory: one 64-byte block per
-//! candidate slot, plus at most `capacity` candidate keys.
+//! candidate slot (rounded up to a power of two), plus at most `capacity` candidate keys.
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -38,13 +38,22 @@ pub(crate) struct HotKeys {
 }
 
 thread_local! {
-    static RNG: Cell<u64> = const { Cell::new(0x9e37_79b9_7f4a_7c15) };
+    /// Seeded on first use from the standard library's per-process random hash keys, so nodes
+    /// (and threads) draw different numbers.
+    static RNG: Cell<u64> = const { Cell::new(0) };
 }
 
-/// A cheap per-thread random number (xorshift), for sampling.
+/// A cheap per-thread random number (xorshift), for sampling and jitter.
 pub(crate) fn random() -> u64 {
     RNG.with(|r| {
         let mut x = r.get();
+        if x == 0 {
+            use std::hash::{BuildHasher, Hasher};
+            x = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+                | 1;
+        }
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;

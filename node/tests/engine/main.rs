@@ -14,3 +14,4 @@ mod protection;
 mod single_flight;
 mod sources;
 mod stats;
+mod warmup;

@@ -1,11 +1,10 @@
 //! Counters and the admin snapshot.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use distcache::EngineConfig;
 
-use crate::support::{TestSource, engine_with, wait_until};
+use crate::support::{TestSource, engine_with};
 
 /// Each counter counts what its name says over a scripted sequence of operations.
 #[tokio::test]
@@ -77,49 +76,4 @@ async fn snapshot_matches_the_seed_admin_json() {
     // And it reads back.
     let back: distcache::KeySpaceSnapshot = serde_json::from_value(json).unwrap();
     assert_eq!(back, snaps[0]);
-}
-
-/// Reads make keys hot, hottest first in the snapshot; a warmup with no keys given re-loads the
-/// hot keys the cache lost; a keyspace with nothing to warm leaves no run behind.
-#[tokio::test]
-async fn hot_keys_come_from_reads_and_feed_warmups() {
-    let source = TestSource::new();
-    let engine = engine_with(Arc::clone(&source), EngineConfig::for_test(), |_| {}).await;
-    assert!(engine.warmup_runs().is_empty(), "nothing to warm at start");
-    for (key, reads) in [("a", 6), ("b", 3), ("c", 1)] {
-        for _ in 0..reads {
-            engine.get("ks", key).await.unwrap();
-        }
-    }
-    let snap = engine.keyspace_stats("ks").await.unwrap();
-    let hot: Vec<(&str, u32)> = snap
-        .hot_keys
-        .iter()
-        .map(|h| (h.key.as_str(), h.count))
-        .collect();
-    assert_eq!(
-        hot.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-        ["a", "b", "c"]
-    );
-    assert!(hot[0].1 >= 6 && hot[1].1 >= 3, "{hot:?}");
-
-    engine.delete_many("ks", &["a", "b", "c"]).await.unwrap();
-    let run = engine.warmup("ks", None).await.unwrap();
-    wait_until(Duration::from_secs(10), "the warmup finished", || {
-        let done = engine.warmup_run(run.id).is_some_and(|r| r.done);
-        async move { done }
-    })
-    .await;
-    let run = engine.warmup_run(run.id).unwrap();
-    assert_eq!((run.planned, run.warmed, run.failed), (3, 3, 0), "{run:?}");
-    for key in ["a", "b", "c"] {
-        assert_eq!(
-            source.fetches_of(key),
-            2,
-            "{key}: first read, then the warmup"
-        );
-    }
-    let s = engine.keyspace_stats("ks").await.unwrap();
-    assert_eq!((s.stats.warmups, s.stats.warmed_keys), (1, 3));
-    assert_eq!(s.last_warmup.map(|r| r.id), Some(run.id));
 }
