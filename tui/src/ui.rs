@@ -35,22 +35,9 @@ pub(crate) fn selected() -> Style {
     Style::default().add_modifier(Modifier::REVERSED)
 }
 
-/// Bytes in binary units, short (`1.2M`, `64M`, `512B`).
+/// Bytes in binary units, short (`1.2M`, `64.0M`, `512B`).
 pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n}B")
-    } else if value < 10.0 {
-        format!("{value:.1}{}", UNITS[unit])
-    } else {
-        format!("{value:.0}{}", UNITS[unit])
-    }
+    bytesize::ByteSize(n).display().iec_short().to_string()
 }
 
 /// A rate, short (`0`, `3.5`, `120`, `12k`).
