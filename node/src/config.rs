@@ -138,7 +138,7 @@ pub struct Limits {
     /// Longest key, in bytes. Default 1024.
     pub max_key_bytes: usize,
     /// Largest value accepted by put, in bytes. Default 8 MiB.
-    #[serde(with = "usize_bytes")]
+    #[serde(with = "crate::units::usize_bytes")]
     pub max_value_bytes: usize,
     /// Most keys in one `get_many`, `put_many` or `delete_many`. Default 10 000.
     pub max_batch_keys: usize,
@@ -213,19 +213,6 @@ impl Limits {
             );
         }
         problems
-    }
-}
-
-mod usize_bytes {
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &usize, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(*value as u64)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-        let v = crate::units::bytes::deserialize(d)?;
-        usize::try_from(v).map_err(serde::de::Error::custom)
     }
 }
 

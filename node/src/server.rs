@@ -50,7 +50,7 @@ use error::ApiError;
 pub struct ServerConfig {
     /// Largest request body of batch and catalog routes. Default 32 MiB. (Single-key puts
     /// are bounded by the engine's `max_value_bytes`.)
-    #[serde(with = "usize_bytes")]
+    #[serde(with = "crate::units::usize_bytes")]
     pub max_request_bytes: usize,
     /// Deadline of any request, whatever it waits on. Default 30 s.
     #[serde(with = "humantime_serde")]
@@ -85,19 +85,6 @@ impl ServerConfig {
             problems.push("token", "must not be empty (leave it out to disable)");
         }
         problems
-    }
-}
-
-mod usize_bytes {
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &usize, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(*value as u64)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-        let v = crate::units::bytes::deserialize(d)?;
-        usize::try_from(v).map_err(serde::de::Error::custom)
     }
 }
 

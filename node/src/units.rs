@@ -73,6 +73,22 @@ pub mod bytes {
     }
 }
 
+/// Serde helpers for `usize` byte sizes (limits that index memory), like [`bytes`].
+pub mod usize_bytes {
+    use super::*;
+
+    /// Writes the size as an integer.
+    pub fn serialize<S: Serializer>(value: &usize, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*value as u64)
+    }
+
+    /// Reads an integer or a string with a unit; refuses sizes this machine cannot address.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        let v = bytes::deserialize(d)?;
+        usize::try_from(v).map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Raw {
