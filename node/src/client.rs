@@ -21,7 +21,7 @@ use crate::stats::KeySpaceSnapshot;
 use crate::warmup::WarmupRun;
 use crate::wire::{
     BatchResponse, ChangeResponse, ClusterInfo, ErrorBody, Health, KeySpaceList, KeysRequest,
-    Owner, PutManyRequest, WireEntry,
+    Owner, PutManyRequest,
 };
 
 /// A client of one cluster (any of its nodes).
@@ -165,7 +165,7 @@ impl Client {
                 Err(e) if e.is_timeout() => {
                     return Err(Error::timeout(format!("request to {base}"), self.timeout));
                 }
-                Err(e) => failures.push(format!("{base} ({})", cause_chain(&e))),
+                Err(e) => failures.push(format!("{base} ({})", crate::error::with_causes(&e))),
             }
         }
         Err(Error::Unavailable(format!(
@@ -270,16 +270,7 @@ impl Client {
 
     /// Stores many entries: one result per entry, in order.
     pub async fn put_many(&self, keyspace: &str, entries: &[Entry]) -> Result<Vec<KeyResult<()>>> {
-        let request = PutManyRequest {
-            entries: entries
-                .iter()
-                .map(|e| WireEntry {
-                    key: e.key.clone(),
-                    value: e.value.clone(),
-                    ttl: e.ttl,
-                })
-                .collect(),
-        };
+        let request = PutManyRequest::of(entries);
         let call =
             Call::new(Method::POST, &["v1", "keyspaces", keyspace, "put-many"]).json(&request)?;
         self.writes(call).await
@@ -426,16 +417,6 @@ impl Client {
     pub async fn health(&self) -> Result<Health> {
         self.expect_json(Call::new(Method::GET, &["healthz"])).await
     }
-}
-
-fn cause_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 async fn body_of(response: reqwest::Response) -> Result<ErrorBody> {

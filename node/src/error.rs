@@ -344,6 +344,18 @@ impl fmt::Display for Problems {
     }
 }
 
+/// An error with its causes, outermost first (`a: b: c`): library errors such as reqwest's
+/// keep the telling part ("connection refused") in their sources.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

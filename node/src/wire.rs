@@ -212,6 +212,34 @@ pub struct PutManyRequest {
     pub entries: Vec<WireEntry>,
 }
 
+impl PutManyRequest {
+    /// The request storing `entries`.
+    pub fn of(entries: &[crate::engine::Entry]) -> Self {
+        PutManyRequest {
+            entries: entries
+                .iter()
+                .map(|e| WireEntry {
+                    key: e.key.clone(),
+                    value: e.value.clone(),
+                    ttl: e.ttl,
+                })
+                .collect(),
+        }
+    }
+
+    /// The entries to store.
+    pub fn into_entries(self) -> Vec<crate::engine::Entry> {
+        self.entries
+            .into_iter()
+            .map(|e| crate::engine::Entry {
+                key: e.key,
+                value: e.value,
+                ttl: e.ttl,
+            })
+            .collect()
+    }
+}
+
 /// One entry of a `put-many`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -288,6 +316,15 @@ impl KeyOutcome {
         KeyOutcome {
             error: Some(ErrorBody::from(err)),
             ..KeyOutcome::bare(key, Status::Error)
+        }
+    }
+
+    /// The outcome of a get of `key` (the inverse of [`into_get`](Self::into_get)).
+    pub fn from_get(key: String, result: Result<Option<(Bytes, Option<Duration>)>, Error>) -> Self {
+        match result {
+            Ok(Some((value, ttl))) => KeyOutcome::value(key, value, ttl),
+            Ok(None) => KeyOutcome::bare(key, Status::NotFound),
+            Err(e) => KeyOutcome::error(key, &e),
         }
     }
 

@@ -8,7 +8,6 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiBody, ApiJson, ApiPath, ApiQuery};
-use crate::engine::Entry;
 use crate::error::Error;
 use crate::units::parse_duration;
 use crate::wire::{BatchResponse, KeyOutcome, KeysRequest, NODE_HEADER, PutManyRequest, Status};
@@ -82,11 +81,7 @@ pub(super) async fn get_many(
     Ok(axum::Json(BatchResponse {
         results: results
             .into_iter()
-            .map(|r| match r.result {
-                Ok(Some(value)) => KeyOutcome::value(r.key, value, None),
-                Ok(None) => KeyOutcome::bare(r.key, Status::NotFound),
-                Err(e) => KeyOutcome::error(r.key, &e),
-            })
+            .map(|r| KeyOutcome::from_get(r.key, r.result.map(|v| v.map(|v| (v, None)))))
             .collect(),
     }))
 }
@@ -96,12 +91,7 @@ pub(super) async fn put_many(
     ApiPath(ks): ApiPath<String>,
     ApiJson(request): ApiJson<PutManyRequest>,
 ) -> Result<axum::Json<BatchResponse>, ApiError> {
-    let entries = request.entries.into_iter().map(|e| Entry {
-        key: e.key,
-        value: e.value,
-        ttl: e.ttl,
-    });
-    let results = state.engine.put_many(&ks, entries).await?;
+    let results = state.engine.put_many(&ks, request.into_entries()).await?;
     Ok(axum::Json(writes(results)))
 }
 

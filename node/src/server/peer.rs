@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
-use crate::engine::Entry;
 use crate::transport::HotKeysByKeyspace;
 use crate::warmup::{Ownership, WarmOutcome};
 use crate::wire::{
@@ -57,11 +56,7 @@ pub(super) async fn get_many(
     Ok(Json(BatchResponse {
         results: results
             .into_iter()
-            .map(|r| match r.result {
-                Ok(Some((value, ttl))) => KeyOutcome::value(r.key, value, ttl),
-                Ok(None) => KeyOutcome::bare(r.key, Status::NotFound),
-                Err(e) => KeyOutcome::error(r.key, &e),
-            })
+            .map(|r| KeyOutcome::from_get(r.key, r.result))
             .collect(),
     }))
 }
@@ -71,16 +66,10 @@ pub(super) async fn put_many(
     ApiPath(ks): ApiPath<String>,
     ApiJson(request): ApiJson<PutManyRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    let entries = request
-        .entries
-        .into_iter()
-        .map(|e| Entry {
-            key: e.key,
-            value: e.value,
-            ttl: e.ttl,
-        })
-        .collect();
-    let results = state.engine.serve_put_many(&ks, entries).await?;
+    let results = state
+        .engine
+        .serve_put_many(&ks, request.into_entries())
+        .await?;
     Ok(Json(super::data::writes(results)))
 }
 

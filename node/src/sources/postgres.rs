@@ -73,13 +73,7 @@ fn message(e: &tokio_postgres::Error) -> String {
             None => db.message().to_owned(),
         };
     }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
+    crate::error::with_causes(e)
 }
 
 async fn connect(url: &str, query: &str) -> Result<Conn, String> {

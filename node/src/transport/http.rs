@@ -14,7 +14,6 @@ use crate::net;
 use crate::warmup::WarmOutcome;
 use crate::wire::{
     BatchResponse, ErrorBody, HOP_HEADER, Health, KeysRequest, PutManyRequest, TTL_HEADER,
-    WireEntry,
 };
 
 /// Peer calls over HTTP/1.1 with pooled connections.
@@ -134,15 +133,9 @@ fn classify(peer: &str, timeout: Duration, e: reqwest::Error) -> PeerError {
         }
     } else {
         // Connect failures and connections that died before an answer.
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            reason = format!("{reason}: {cause}");
-            source = cause.source();
-        }
         PeerError::Unreachable {
             peer: peer.to_owned(),
-            reason,
+            reason: crate::error::with_causes(&e),
         }
     }
 }
@@ -263,16 +256,7 @@ impl PeerTransport for HttpTransport {
         entries: &[Entry],
         timeout: Duration,
     ) -> Result<Vec<Result<(), Error>>, PeerError> {
-        let request = PutManyRequest {
-            entries: entries
-                .iter()
-                .map(|e| WireEntry {
-                    key: e.key.clone(),
-                    value: e.value.clone(),
-                    ttl: e.ttl,
-                })
-                .collect(),
-        };
+        let request = PutManyRequest::of(entries);
         let body = encode(peer, &request)?;
         let batch = self
             .batch(
