@@ -7,7 +7,6 @@
 //! measured side by side mean anything. `get_hit` also measures moka with a per-entry expiry
 //! policy, as the engine's caches have one, to show what the engine adds beyond that.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -20,6 +19,9 @@ use distcache::{
 };
 use moka::future::Cache;
 use tokio::runtime::Runtime;
+
+mod common;
+use common::{median_ns, output_directory};
 
 const KEYS: usize = 10_000;
 const VALUE: [u8; 128] = [b'x'; 128];
@@ -184,24 +186,6 @@ fn miss(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// Where criterion writes its results (set explicitly so the ratios can read them back).
-fn output_directory() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(target) => PathBuf::from(target).join("criterion"),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/criterion")),
-    }
-}
-
-fn median_ns(dir: &std::path::Path, group: &str, bench: &str) -> Option<f64> {
-    let path = dir.join(group).join(bench).join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["median"]["point_estimate"].as_f64()
 }
 
 fn main() {

@@ -7,11 +7,13 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::Criterion;
 use distcache::{NodeId, Ring, key_hash};
+
+mod common;
+use common::{median_ns, output_directory};
 
 const KEYS: usize = 1_000_000;
 
@@ -76,23 +78,6 @@ fn lookups(c: &mut Criterion) {
     group.finish();
 }
 
-fn output_directory() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(target) => PathBuf::from(target).join("criterion"),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/criterion")),
-    }
-}
-
-fn median_ns(dir: &std::path::Path, bench: &str) -> Option<f64> {
-    let path = dir.join("ring").join(bench).join("new/estimates.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
 fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     if measuring {
@@ -109,10 +94,10 @@ fn main() {
     if !measuring {
         return;
     }
-    let hash = median_ns(&dir, "key_hash");
+    let hash = median_ns(&dir, "ring", "key_hash");
     println!("\nowner lookup (median of this run):");
     for n in [3, 16, 64] {
-        if let (Some(h), Some(o)) = (hash, median_ns(&dir, &format!("owner_{n}"))) {
+        if let (Some(h), Some(o)) = (hash, median_ns(&dir, "ring", &format!("owner_{n}"))) {
             println!(
                 "  {n:>2} nodes: {o:>6.1} ns  ({:.1}× the bare key hash of {h:.1} ns)",
                 o / h
