@@ -327,9 +327,7 @@ impl ControlPlane {
             })
             .collect();
         members.sort_by(|a, b| a.name.cmp(&b.name));
-        let leader = metrics
-            .current_leader
-            .and_then(|id| membership.get_node(&id).map(|n| n.name.clone()));
+        let leader = leader_member(&metrics).map(|m| m.name);
         let role = match metrics.state {
             ServerState::Leader => Role::Leader,
             ServerState::Follower => Role::Follower,
@@ -356,13 +354,7 @@ impl ControlPlane {
     /// What peers probe: identity, whether this node is in a group, and its leader.
     pub(crate) async fn peer_status(&self) -> PeerStatus {
         let metrics = self.inner.raft.metrics().borrow().clone();
-        let leader = metrics.current_leader.and_then(|id| {
-            metrics
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .cloned()
-        });
+        let leader = leader_member(&metrics);
         let initialized = self.inner.raft.is_initialized().await.unwrap_or(false);
         PeerStatus {
             applied: metrics.last_applied.map_or(0, |l| l.index),
@@ -411,4 +403,14 @@ impl ControlPlane {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
         }
     }
+}
+
+/// The member the metrics name as leader, if any (and if it is in the membership).
+pub(crate) fn leader_member(metrics: &openraft::RaftMetrics<u64, Member>) -> Option<Member> {
+    let id = metrics.current_leader?;
+    metrics
+        .membership_config
+        .membership()
+        .get_node(&id)
+        .cloned()
 }

@@ -94,14 +94,9 @@ impl ControlPlane {
     pub(crate) async fn accept_join(&self, member: Member) -> JoinReply {
         let metrics = self.inner.raft.metrics().borrow().clone();
         if metrics.current_leader != Some(self.inner.id) {
-            let leader = metrics.current_leader.and_then(|id| {
-                metrics
-                    .membership_config
-                    .membership()
-                    .get_node(&id)
-                    .cloned()
-            });
-            return JoinReply::Forward { leader };
+            return JoinReply::Forward {
+                leader: super::leader_member(&metrics),
+            };
         }
         let id = crate::raft_id(&member.name);
         if metrics
