@@ -377,18 +377,9 @@ mod tests {
         app.rows = ["a", "b", "c"]
             .iter()
             .map(|n| KeyspaceRow {
-                name: (*n).into(),
-                entries: 0,
-                bytes: 0,
                 capacity: 1,
-                hit_ratio: None,
-                gets_per_s: 0.0,
-                loads_per_s: 0.0,
-                peer_errors: 0,
-                source_errors: 0,
-                rate_limited: 0,
-                breaker: "-".into(),
                 nodes: 1,
+                ..KeyspaceRow::new(*n)
             })
             .collect();
         app

@@ -77,6 +77,26 @@ pub struct KeyspaceRow {
     pub nodes: usize,
 }
 
+impl KeyspaceRow {
+    /// A row for `name` with nothing counted yet.
+    pub fn new(name: impl Into<String>) -> Self {
+        KeyspaceRow {
+            name: name.into(),
+            entries: 0,
+            bytes: 0,
+            capacity: 0,
+            hit_ratio: None,
+            gets_per_s: 0.0,
+            loads_per_s: 0.0,
+            peer_errors: 0,
+            source_errors: 0,
+            rate_limited: 0,
+            breaker: "-".into(),
+            nodes: 0,
+        }
+    }
+}
+
 /// Cumulative counters of one keyspace over all nodes.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Totals {
@@ -115,20 +135,9 @@ pub fn keyspace_rows(current: &Snapshot, previous: Option<&Snapshot>) -> Vec<Key
     let mut rows: BTreeMap<String, KeyspaceRow> = BTreeMap::new();
     for node in current.nodes.iter().filter(|n| n.up) {
         for k in &node.keyspaces {
-            let row = rows.entry(k.name.clone()).or_insert_with(|| KeyspaceRow {
-                name: k.name.clone(),
-                entries: 0,
-                bytes: 0,
-                capacity: 0,
-                hit_ratio: None,
-                gets_per_s: 0.0,
-                loads_per_s: 0.0,
-                peer_errors: 0,
-                source_errors: 0,
-                rate_limited: 0,
-                breaker: "-".into(),
-                nodes: 0,
-            });
+            let row = rows
+                .entry(k.name.clone())
+                .or_insert_with(|| KeyspaceRow::new(k.name.clone()));
             row.entries += k.main_cache_entries + k.hot_cache_entries;
             row.bytes += k.main_cache_bytes + k.hot_cache_bytes;
             row.capacity += k.max_bytes;
