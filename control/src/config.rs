@@ -72,7 +72,8 @@ impl ControlConfig {
         }
     }
 
-    /// Every problem, fields named as in the TOML file.
+    /// Every problem, fields named as in the TOML file. Every duration is at most
+    /// [`MAX_DURATION`].
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut problems = Vec::new();
         let mut push = |f: &str, m: &str| problems.push((f.to_owned(), m.to_owned()));
@@ -109,6 +110,19 @@ impl ControlConfig {
         if self.write_timeout.is_zero() {
             push("write_timeout", "must be greater than zero");
         }
+        for (field, value) in [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("election_timeout_min", self.election_timeout_min),
+            ("election_timeout_max", self.election_timeout_max),
+            ("install_snapshot_timeout", self.install_snapshot_timeout),
+            ("voter_grace_period", self.voter_grace_period),
+            ("reconcile_interval", self.reconcile_interval),
+            ("write_timeout", self.write_timeout),
+        ] {
+            if value > MAX_DURATION {
+                push(field, "must be at most 1h");
+            }
+        }
         problems
     }
 
@@ -126,6 +140,9 @@ impl ControlConfig {
         config.validate().map_err(|e| e.to_string())
     }
 }
+
+/// Longest accepted control-plane duration: 1 hour.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Problems, Result};
 use crate::spec::validate;
 use crate::spec::{CircuitBreakerConfig, Eviction, KeySpaceSpec, RateLimitConfig};
+use crate::units::{MAX_TIMEOUT, MAX_TTL};
 
 /// Engine-wide defaults and limits. Every field has a documented production default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,18 +79,16 @@ impl EngineConfig {
     /// Every problem of this configuration, fields named as in the TOML file.
     pub fn problems(&self) -> Problems {
         let mut problems = Problems::new();
-        if self.max_bytes == 0 {
-            problems.push("max_bytes", "must be greater than zero");
-        }
-        for (field, value) in [
-            ("default_ttl", self.default_ttl),
-            ("negative_ttl", self.negative_ttl),
-            ("read_timeout", Some(self.read_timeout)),
-            ("write_timeout", Some(self.write_timeout)),
-            ("shutdown_timeout", Some(self.shutdown_timeout)),
+        validate::cache_bytes("max_bytes", self.max_bytes, &mut problems);
+        for (field, value, max) in [
+            ("default_ttl", self.default_ttl, MAX_TTL),
+            ("negative_ttl", self.negative_ttl, MAX_TTL),
+            ("read_timeout", Some(self.read_timeout), MAX_TIMEOUT),
+            ("write_timeout", Some(self.write_timeout), MAX_TIMEOUT),
+            ("shutdown_timeout", Some(self.shutdown_timeout), MAX_TIMEOUT),
         ] {
-            if value.is_some_and(|d| d.is_zero()) {
-                problems.push(field, "must be greater than zero");
+            if let Some(value) = value {
+                problems.duration_within(field, value, max);
             }
         }
         if let Some(rl) = &self.rate_limit {

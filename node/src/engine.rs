@@ -417,10 +417,12 @@ impl Engine {
         let limits = &self.inner.config.limits;
         limits.check_key(key)?;
         limits.check_value(value)?;
-        if ttl.is_some_and(|t| t.is_zero()) {
-            return Err(Error::InvalidRequest(
-                "ttl must be greater than zero".into(),
-            ));
+        if let Some(ttl) = ttl {
+            let mut problems = crate::error::Problems::new();
+            problems.duration_within("ttl", ttl, crate::units::MAX_TTL);
+            if let Some(problem) = problems.iter().next() {
+                return Err(Error::InvalidRequest(format!("ttl {}", problem.message)));
+            }
         }
         Ok(())
     }

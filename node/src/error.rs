@@ -218,6 +218,7 @@ impl fmt::Display for ErrorCode {
 pub struct SourceError {
     message: String,
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    refused: bool,
 }
 
 impl SourceError {
@@ -226,7 +227,22 @@ impl SourceError {
         SourceError {
             message: message.into(),
             source: None,
+            refused: false,
         }
+    }
+
+    /// The source cannot be asked for this key at all (it cannot express it), described by
+    /// `message`. Not a sign of an unhealthy source: the circuit breaker does not count it.
+    pub fn refused(message: impl Into<String>) -> Self {
+        SourceError {
+            refused: true,
+            ..SourceError::new(message)
+        }
+    }
+
+    /// True for [`refused`](Self::refused) keys.
+    pub fn is_refusal(&self) -> bool {
+        self.refused
     }
 
     /// A failure caused by `error`, described by `message`.
@@ -237,6 +253,7 @@ impl SourceError {
         SourceError {
             message: message.into(),
             source: Some(Arc::new(error)),
+            refused: false,
         }
     }
 
@@ -309,6 +326,22 @@ impl Problems {
         for p in other.0 {
             self.0
                 .push(Problem::new(format!("{prefix}.{}", p.field), p.message));
+        }
+    }
+
+    /// Records a problem with `field` when `value` is zero or over `max`.
+    pub fn duration_within(&mut self, field: &str, value: Duration, max: Duration) {
+        if value.is_zero() {
+            self.push(field, "must be greater than zero");
+        } else if value > max {
+            self.push(
+                field,
+                format!(
+                    "is {}, over the maximum of {}",
+                    crate::units::format_duration(value),
+                    crate::units::format_duration(max)
+                ),
+            );
         }
     }
 

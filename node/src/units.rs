@@ -8,6 +8,20 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serializer};
 
+/// Longest accepted time to live (`default_ttl`, `negative_ttl`, a put's `ttl`): 365 days.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Longest accepted timeout or wait (read and write timeouts, rate-limit waits, request and
+/// probe deadlines, warmup timeouts): 1 hour.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Longest accepted interval (circuit-breaker reset, probe, refresh and sharing intervals,
+/// start-up waits): 24 hours.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// Largest accepted `max_bytes` of a keyspace or an engine: 1 TiB.
+pub const MAX_CACHE_BYTES: u64 = 1 << 40;
+
 /// Parses a byte size such as `64MiB`, `1.5 GB` or `4096`.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
@@ -28,6 +42,36 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             text.trim()
         )
     })
+}
+
+/// `now + after`, or a point so far ahead that it never comes (about 30 years) when the sum
+/// does not fit the clock. Every deadline is computed this way: a huge configured duration
+/// means "practically never", never a panic.
+pub fn deadline_after<I: CheckedAdd + Copy>(now: I, after: Duration) -> I {
+    now.checked_add_duration(after)
+        .or_else(|| now.checked_add_duration(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+/// About thirty years: "never" for deadlines whose exact value does not fit the clock.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// Instants that can add a duration without panicking.
+pub trait CheckedAdd: Sized {
+    /// `self + d`, or `None` when it does not fit.
+    fn checked_add_duration(self, d: Duration) -> Option<Self>;
+}
+
+impl CheckedAdd for std::time::Instant {
+    fn checked_add_duration(self, d: Duration) -> Option<Self> {
+        self.checked_add(d)
+    }
+}
+
+impl CheckedAdd for tokio::time::Instant {
+    fn checked_add_duration(self, d: Duration) -> Option<Self> {
+        self.checked_add(d)
+    }
 }
 
 /// Formats a duration the way configuration and admin JSON write it (`5m`, `250ms`).
@@ -89,19 +133,49 @@ pub mod usize_bytes {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Raw {
-    Int(u64),
-    Text(String),
+/// A byte size as written: an integer or a string with a unit. Anything else (a negative or
+/// fractional number, a boolean, …) is refused with a message that names what was given.
+struct Raw(u64);
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl serde::de::Visitor<'_> for RawVisitor {
+    type Value = Raw;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a byte size: a whole number of bytes or a string such as \"64MiB\"")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Raw, E> {
+        Ok(Raw(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Raw, E> {
+        u64::try_from(v)
+            .map(Raw)
+            .map_err(|_| E::custom(format!("{v} is not a byte size: it must not be negative")))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Raw, E> {
+        Err(E::custom(format!(
+            "{v} is not a byte size: write a whole number of bytes or a string such as \"64MiB\""
+        )))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Raw, E> {
+        parse_bytes(v).map(Raw).map_err(E::custom)
+    }
 }
 
 impl Raw {
     fn into_bytes(self) -> Result<u64, String> {
-        match self {
-            Raw::Int(v) => Ok(v),
-            Raw::Text(t) => parse_bytes(&t),
-        }
+        Ok(self.0)
     }
 }
 
@@ -119,6 +193,37 @@ mod tests {
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("").is_err());
         assert!(parse_bytes("12 parsecs").is_err());
+    }
+
+    /// Negative, fractional and huge numbers are refused with messages naming them.
+    #[test]
+    fn bad_sizes_are_named() {
+        #[derive(Debug, Deserialize)]
+        struct S {
+            #[serde(with = "super::bytes")]
+            #[allow(dead_code)]
+            size: u64,
+        }
+        let err = |json: &str| serde_json::from_str::<S>(json).expect_err(json).to_string();
+        assert!(err(r#"{"size": -1}"#).contains("must not be negative"));
+        assert!(err(r#"{"size": 1e30}"#).contains("whole number of bytes"));
+        assert!(err(r#"{"size": 1.5}"#).contains("1.5"));
+        assert!(err(r#"{"size": true}"#).contains("byte size"));
+        assert!(err(r#"{"size": "lots"}"#).contains("lots"));
+        let ok: S = serde_json::from_str(r#"{"size": "1KiB"}"#).expect("1KiB");
+        assert_eq!(ok.size, 1024);
+    }
+
+    /// A deadline that does not fit the clock saturates instead of panicking.
+    #[test]
+    fn deadlines_saturate() {
+        let now = std::time::Instant::now();
+        let far = deadline_after(now, Duration::MAX);
+        assert!(far > now + Duration::from_secs(3600 * 24 * 365));
+        assert_eq!(
+            deadline_after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
     }
 
     /// Durations use humantime in both directions.

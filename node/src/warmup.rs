@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Problems;
+use crate::units::{MAX_INTERVAL, MAX_TIMEOUT};
 
 mod runner;
 pub(crate) mod tracker;
@@ -104,15 +105,17 @@ impl WarmupConfig {
         if self.concurrency == 0 {
             problems.push("concurrency", "must be at least 1");
         }
-        for (field, value) in [
-            ("timeout", self.timeout),
-            ("start_timeout", self.start_timeout),
-            ("hot_key_halflife", self.hot_key_halflife),
-            ("share_interval", self.share_interval),
+        for (field, value, max) in [
+            ("timeout", self.timeout, MAX_TIMEOUT),
+            ("start_timeout", self.start_timeout, MAX_TIMEOUT),
+            ("hot_key_halflife", self.hot_key_halflife, MAX_INTERVAL),
+            ("share_interval", self.share_interval, MAX_INTERVAL),
         ] {
-            if value.is_zero() {
-                problems.push(field, "must be greater than zero");
-            }
+            problems.duration_within(field, value, max);
+        }
+        // Zero switches refreshing off.
+        if !self.refresh_interval.is_zero() {
+            problems.duration_within("refresh_interval", self.refresh_interval, MAX_INTERVAL);
         }
         // Admission into a full candidate set scans it (4 × max_hot_keys) under a lock.
         if self.max_hot_keys > 10_000 {

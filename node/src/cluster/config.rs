@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Problems;
+use crate::units::{MAX_INTERVAL, MAX_TIMEOUT};
 
 /// How a node finds, probes and waits for its peers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,15 +56,17 @@ impl ClusterConfig {
     /// Every problem, fields named as in the TOML file.
     pub fn problems(&self) -> Problems {
         let mut problems = Problems::new();
-        for (field, value) in [
-            ("probe_interval", self.probe_interval),
-            ("probe_timeout", self.probe_timeout),
-            ("bootstrap_timeout", self.bootstrap_timeout),
-            ("join_retry_interval", self.join_retry_interval),
+        for (field, value, max) in [
+            ("probe_interval", self.probe_interval, MAX_INTERVAL),
+            ("probe_timeout", self.probe_timeout, MAX_TIMEOUT),
+            ("bootstrap_timeout", self.bootstrap_timeout, MAX_INTERVAL),
+            (
+                "join_retry_interval",
+                self.join_retry_interval,
+                MAX_INTERVAL,
+            ),
         ] {
-            if value.is_zero() {
-                problems.push(field, "must be greater than zero");
-            }
+            problems.duration_within(field, value, max);
         }
         if self.failure_threshold == 0 {
             problems.push("failure_threshold", "must be at least 1");

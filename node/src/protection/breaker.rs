@@ -100,7 +100,7 @@ impl CircuitBreaker {
     fn on_failure(&self, probe: bool) {
         let mut state = self.lock();
         let open = State::Open {
-            until: Instant::now() + self.config.reset_timeout,
+            until: crate::units::deadline_after(Instant::now(), self.config.reset_timeout),
         };
         match *state {
             State::Closed { failures } => {

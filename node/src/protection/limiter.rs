@@ -8,6 +8,7 @@ use governor::{Quota, RateLimiter as Gcra};
 
 use crate::error::{Error, Result};
 use crate::spec::RateLimitConfig;
+use crate::units::deadline_after;
 
 type Direct = Gcra<
     governor::state::NotKeyed,
@@ -62,10 +63,10 @@ impl RateLimiter {
         if self.wait_timeout.is_zero() {
             return Err(Error::DataSourceRateLimited(keyspace.to_owned()));
         }
-        let deadline = tokio::time::Instant::now() + self.wait_timeout;
+        let deadline = deadline_after(tokio::time::Instant::now(), self.wait_timeout);
         let mut wait = not_until.wait_time_from(self.clock.now());
         loop {
-            if tokio::time::Instant::now() + wait > deadline {
+            if deadline_after(tokio::time::Instant::now(), wait) > deadline {
                 return Err(Error::timeout("rate limiter wait", self.wait_timeout));
             }
             tokio::time::sleep(wait).await;

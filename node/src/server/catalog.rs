@@ -64,7 +64,11 @@ fn spec_from(body: serde_json::Value, path_name: Option<&str>) -> Result<KeySpac
             }
         }
     }
-    serde_json::from_value(body).map_err(|e| invalid_spec("spec", e.to_string()))
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "spec".to_owned() } else { path };
+        invalid_spec(&field, e.into_inner().to_string())
+    })
 }
 
 fn invalid_spec(field: &str, message: impl Into<String>) -> ApiError {

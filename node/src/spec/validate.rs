@@ -7,9 +7,13 @@ use super::{CircuitBreakerConfig, KeySpaceSpec, RateLimitConfig, SourceSpec};
 use crate::config::Limits;
 use crate::error::Problems;
 use crate::protection::{MAX_BURST, MIN_REQUESTS_PER_SECOND};
+use crate::units::{MAX_CACHE_BYTES, MAX_INTERVAL, MAX_TIMEOUT, MAX_TTL};
 
 /// Longest keyspace name, in bytes.
 pub const MAX_NAME_BYTES: usize = 128;
+
+/// Most `warm_keys` one keyspace may list.
+pub const MAX_WARM_KEYS: usize = 10_000;
 
 /// Every problem of `spec`, in field order.
 pub(crate) fn spec(spec: &KeySpaceSpec, limits: &Limits) -> Problems {
@@ -17,13 +21,23 @@ pub(crate) fn spec(spec: &KeySpaceSpec, limits: &Limits) -> Problems {
     if let Err(message) = name(&spec.name) {
         problems.push("name", message);
     }
-    if spec.max_bytes == Some(0) {
-        problems.push("max_bytes", "must be greater than zero");
+    if let Some(max_bytes) = spec.max_bytes {
+        cache_bytes("max_bytes", max_bytes, &mut problems);
     }
-    positive("default_ttl", spec.default_ttl, &mut problems);
-    positive("negative_ttl", spec.negative_ttl, &mut problems);
-    positive("read_timeout", spec.read_timeout, &mut problems);
-    positive("write_timeout", spec.write_timeout, &mut problems);
+    optional_duration("default_ttl", spec.default_ttl, MAX_TTL, &mut problems);
+    optional_duration("negative_ttl", spec.negative_ttl, MAX_TTL, &mut problems);
+    optional_duration(
+        "read_timeout",
+        spec.read_timeout,
+        MAX_TIMEOUT,
+        &mut problems,
+    );
+    optional_duration(
+        "write_timeout",
+        spec.write_timeout,
+        MAX_TIMEOUT,
+        &mut problems,
+    );
     warm_keys(&spec.warm_keys, limits, &mut problems);
     if let Some(rl) = &spec.rate_limit {
         problems.extend_prefixed("rate_limit", rate_limit(rl));
@@ -61,13 +75,39 @@ pub fn name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn positive(field: &str, value: Option<Duration>, problems: &mut Problems) {
-    if value.is_some_and(|d| d.is_zero()) {
-        problems.push(field, "must be greater than zero (omit it for the default)");
+/// Checks a cache size: more than zero, at most [`MAX_CACHE_BYTES`].
+pub(crate) fn cache_bytes(field: &str, value: u64, problems: &mut Problems) {
+    if value == 0 {
+        problems.push(field, "must be greater than zero");
+    } else if value > MAX_CACHE_BYTES {
+        problems.push(
+            field,
+            format!("is {value} bytes, over the maximum of {MAX_CACHE_BYTES} (1 TiB)"),
+        );
+    }
+}
+
+fn optional_duration(field: &str, value: Option<Duration>, max: Duration, problems: &mut Problems) {
+    match value {
+        Some(d) if d.is_zero() => {
+            problems.push(field, "must be greater than zero (omit it for the default)")
+        }
+        Some(d) => problems.duration_within(field, d, max),
+        None => {}
     }
 }
 
 fn warm_keys(keys: &[String], limits: &Limits, problems: &mut Problems) {
+    if keys.len() > MAX_WARM_KEYS {
+        problems.push(
+            "warm_keys",
+            format!(
+                "lists {} keys, over the maximum of {MAX_WARM_KEYS}",
+                keys.len()
+            ),
+        );
+        return;
+    }
     let mut seen = HashSet::new();
     for (i, key) in keys.iter().enumerate() {
         let field = format!("warm_keys[{i}]");
@@ -110,6 +150,9 @@ pub(crate) fn rate_limit(rl: &RateLimitConfig) -> Problems {
             format!("must be at most {MAX_BURST}, got {}", rl.burst),
         );
     }
+    if rl.wait_timeout > MAX_TIMEOUT {
+        problems.duration_within("wait_timeout", rl.wait_timeout, MAX_TIMEOUT);
+    }
     problems
 }
 
@@ -119,9 +162,7 @@ pub(crate) fn circuit_breaker(cb: &CircuitBreakerConfig) -> Problems {
     if cb.failure_threshold == 0 {
         problems.push("failure_threshold", "must be at least 1");
     }
-    if cb.reset_timeout.is_zero() {
-        problems.push("reset_timeout", "must be greater than zero");
-    }
+    problems.duration_within("reset_timeout", cb.reset_timeout, MAX_INTERVAL);
     problems
 }
 
@@ -267,6 +308,47 @@ mod tests {
         let reg = source(&SourceSpec::Registered { name: "".into() });
         assert_eq!(fields(&reg), ["name"]);
         assert!(source(&SourceSpec::None).is_empty());
+    }
+
+    /// Durations and sizes over their documented maxima are refused, naming field and limit
+    /// (issue 12: a reset_timeout of 300000000000y was accepted, then every failing fetch
+    /// panicked adding it to the clock).
+    #[test]
+    fn issue_12_huge_durations_and_sizes_are_refused() {
+        let mut spec = KeySpaceSpec::new("a", SourceSpec::None);
+        let huge = humantime::parse_duration("300000000000y").expect("parses");
+        spec.max_bytes = Some(u64::MAX);
+        spec.default_ttl = Some(huge);
+        spec.read_timeout = Some(Duration::from_secs(7200));
+        spec.warm_keys = (0..=MAX_WARM_KEYS).map(|i| format!("k{i}")).collect();
+        spec.rate_limit = Some(RateLimitConfig {
+            requests_per_second: 10.0,
+            burst: 10,
+            wait_timeout: huge,
+        });
+        spec.circuit_breaker = Some(CircuitBreakerConfig {
+            failure_threshold: 1,
+            reset_timeout: huge,
+        });
+        let problems = super::spec(&spec, &Limits::default());
+        assert_eq!(
+            fields(&problems),
+            [
+                "max_bytes",
+                "default_ttl",
+                "read_timeout",
+                "warm_keys",
+                "rate_limit.wait_timeout",
+                "circuit_breaker.reset_timeout",
+            ]
+        );
+        for p in problems.iter() {
+            assert!(p.message.contains("maximum"), "{}: {}", p.field, p.message);
+        }
+        spec = KeySpaceSpec::new("a", SourceSpec::None);
+        spec.max_bytes = Some(MAX_CACHE_BYTES);
+        spec.default_ttl = Some(MAX_TTL);
+        assert!(super::spec(&spec, &Limits::default()).is_empty());
     }
 
     /// A key over the engine's limit is refused as a warm key.

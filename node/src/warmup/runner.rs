@@ -16,6 +16,7 @@ use crate::cluster::{ByOwner, TopologyChange, TopologyEvents};
 use crate::engine::{Engine, Inner};
 use crate::error::{Error, Result};
 use crate::space::Space;
+use crate::units::deadline_after;
 
 /// Keys sent to an owner per request of a cluster-wide warmup (progress moves per batch), at
 /// most: a batch is four rounds of `concurrency` prefetches, so its deadline stays a few
@@ -462,7 +463,8 @@ pub(crate) fn spawn_manager(
         sharing.tick().await;
         let refresh_every = config.refresh_interval;
         // A deadline, not a sleep: other wake-ups must not postpone the next refresh.
-        let mut next_refresh = jittered(refresh_every).map(|d| tokio::time::Instant::now() + d);
+        let mut next_refresh =
+            jittered(refresh_every).map(|d| deadline_after(tokio::time::Instant::now(), d));
         loop {
             // Wait holding only the weak reference, so an engine dropped without `stop` is freed.
             let duty = tokio::select! {
@@ -501,7 +503,7 @@ pub(crate) fn spawn_manager(
                         None => std::future::pending().await,
                     }
                 } => {
-                    next_refresh = jittered(refresh_every).map(|d| tokio::time::Instant::now() + d);
+                    next_refresh = jittered(refresh_every).map(|d| deadline_after(tokio::time::Instant::now(), d));
                     Duty::Warm(None, WarmupTrigger::Refresh)
                 }
             };
@@ -552,7 +554,8 @@ fn jittered(every: Duration) -> Option<Duration> {
     }
     let tenth = every.as_secs_f64() / 10.0;
     let offset = (random() % 2001) as f64 / 1000.0 - 1.0; // -1.0 ..= 1.0
-    Some(Duration::from_secs_f64(
-        (every.as_secs_f64() + offset * tenth).max(0.001),
-    ))
+    Some(
+        Duration::try_from_secs_f64((every.as_secs_f64() + offset * tenth).max(0.001))
+            .unwrap_or(every),
+    )
 }
