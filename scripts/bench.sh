@@ -5,11 +5,15 @@
 #   1. one distcache node (the key's owner, main cache),
 #   2. a non-owner of a 3-node cluster (its hot copy), and the owner of the same cluster,
 #   3. redis-server GET with redis-benchmark at the same concurrency (the reference),
-# then prints each distcache figure as a ratio of redis'. This machine is shared and noisy:
+# then prints each distcache figure as a ratio of redis', and
+#   4. memory (goal P6): one node's RSS growth while 3× a keyspace's max_bytes of unique
+#      16 B, 1 KiB and 64 KiB values are PUT, divided by the bytes the keyspace then holds.
+# This machine is shared and noisy:
 # only ratios measured side by side mean anything. Installs wrk and redis through apt when
 # missing.
 #
-# Environment: CONNECTIONS (50), DURATION (10s), THREADS (2), VALUE_BYTES (128).
+# Environment: CONNECTIONS (50), DURATION (10s), THREADS (2), VALUE_BYTES (128),
+# MEMORY_MAX_BYTES (128MiB, the keyspace of the memory runs).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -18,12 +22,14 @@ connections="${CONNECTIONS:-50}"
 duration="${DURATION:-10s}"
 threads="${THREADS:-2}"
 value_bytes="${VALUE_BYTES:-128}"
+memory_max_bytes="${MEMORY_MAX_BYTES:-128MiB}"
 work="$(mktemp -d)"
 redis_port=""
 
 cleanup() {
   CLUSTER_DIR="$work/one" ./scripts/cluster.sh down >/dev/null 2>&1 || true
   CLUSTER_DIR="$work/three" ./scripts/cluster.sh down >/dev/null 2>&1 || true
+  CLUSTER_DIR="$work/mem" ./scripts/cluster.sh down >/dev/null 2>&1 || true
   if [[ -n "$redis_port" ]]; then redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
@@ -117,6 +123,43 @@ redis_rps="$(cut -d, -f2 <<<"$csv" | tr -d '"')"
 redis_p50="$(cut -d, -f5 <<<"$csv" | tr -d '"')"
 redis_p99="$(cut -d, -f7 <<<"$csv" | tr -d '"')"
 
+echo "== memory (P6)"
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# PUTs `count` unique keys of `size`-byte values per wrk thread, then stops.
+cat >"$work/put.lua" <<'LUA'
+local counter, limit, prefix = 0, 0, ""
+function setup(thread) thread:set("id", tostring(math.random(1, 1e9))) end
+function init(args)
+  prefix = id
+  limit = tonumber(args[1])
+  wrk.method = "PUT"
+  wrk.body = string.rep("v", tonumber(args[2]))
+end
+function request()
+  counter = counter + 1
+  return wrk.format(nil, "/v1/keyspaces/mem/keys/" .. prefix .. "-" .. counter)
+end
+function response()
+  if counter >= limit then wrk.thread:stop() end
+end
+LUA
+memory_rows=()
+for size in 16 1024 65536; do
+  base="$(free_base 1)"
+  DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/mem" ./scripts/cluster.sh up 1 >/dev/null
+  "$bin" --endpoint "127.0.0.1:$base" keyspace create mem --max-bytes "$memory_max_bytes" --source none >/dev/null
+  pid="$(cat "$work"/mem/*.pid)"
+  before="$(rss_kib "$pid")"
+  max_bytes="$("$bin" --endpoint "127.0.0.1:$base" keyspace get mem -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["max_bytes"])')"
+  # Three times max_bytes, counting a key of ~20 bytes with each value.
+  per_thread=$(( 3 * max_bytes / (size + 20) / threads + 1 ))
+  wrk -t"$threads" -c"$connections" -d120s -s "$work/put.lua" "http://127.0.0.1:$base" -- "$per_thread" "$size" >/dev/null
+  held="$("$bin" --endpoint "127.0.0.1:$base" stats mem -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d[0] if isinstance(d,list) else d; print(d["main_cache_bytes"]+d["hot_cache_bytes"])')"
+  after="$(rss_kib "$pid")"
+  memory_rows+=("$size $before $after $held")
+  CLUSTER_DIR="$work/mem" ./scripts/cluster.sh down >/dev/null
+done
+
 echo
 printf '%-28s %12s %10s %10s %12s %10s %10s\n' "GET hit, c=$connections" "req/s" "p50 ms" "p99 ms" "rps/redis" "p50/redis" "p99/redis"
 row() {
@@ -127,3 +170,11 @@ row "distcache, one node" "$one_rps" "$one_p50" "$one_p99"
 row "distcache, 3 nodes, owner" "$own_rps" "$own_p50" "$own_p99"
 row "distcache, 3 nodes, non-owner" "$non_rps" "$non_p50" "$non_p99"
 row "redis-server (reference)" "$redis_rps" "$redis_p50" "$redis_p99"
+
+echo
+printf '%-28s %12s %12s %14s %12s\n' "memory, 3x max_bytes PUT" "RSS before" "RSS after" "bytes held" "growth/held"
+for r in "${memory_rows[@]}"; do
+  read -r size before after held <<<"$r"
+  awk -v s="$size" -v b="$before" -v a="$after" -v h="$held" \
+    'BEGIN { printf "%-28s %10.1fMB %10.1fMB %12.1fMB %12.2f  (P6 goal <= 1.30)\n", s " B values", b / 1024, a / 1024, h / 1e6, (a - b) * 1024 / h }'
+done

@@ -108,4 +108,5 @@ pub use spec::{
     read_keyspace_file,
 };
 pub use stats::{HotKey, KeySpaceSnapshot, Stats};
+pub use store::ENTRY_OVERHEAD;
 pub use warmup::{KeyFailure, WarmOutcome, WarmupConfig, WarmupRun, WarmupTrigger};

@@ -138,7 +138,7 @@ impl Space {
                 len: entry.value.as_ref().map_or(0, Bytes::len),
                 max: usize::try_from(self.main.capacity())
                     .unwrap_or(usize::MAX)
-                    .saturating_sub(key.len()),
+                    .saturating_sub(key.len() + crate::store::ENTRY_OVERHEAD),
             });
         }
         self.flights.invalidate(key);

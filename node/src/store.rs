@@ -1,7 +1,11 @@
 //! One byte-weighed cache of a keyspace (main or hot), on moka.
 //!
-//! An entry weighs `len(key) + len(value)` bytes, as in groupcache, so the cache never holds
-//! more than its capacity once moka's maintenance has run. Each entry carries its own deadline,
+//! An entry weighs what it really costs: `len(key) + len(value)` plus [`ENTRY_OVERHEAD`] bytes
+//! of bookkeeping (moka's entry, its queue and timer nodes, the key's and value's headers), so
+//! `max_bytes` bounds the memory a keyspace takes, small values included, once moka's
+//! maintenance has run. A stored value owns an allocation of exactly its length: a value that
+//! arrived as a slice of a larger buffer (a request read buffer, a decoded batch) is copied,
+//! so a 16-byte value can never keep kilobytes of someone else's buffer alive. Each entry carries its own deadline,
 //! which moka's per-entry expiry honours. A remembered not-found is an entry without a value.
 //! Writes go through moka's per-key compute so that a put or delete and a finishing load of the
 //! same key are ordered, never interleaved.
@@ -17,6 +21,12 @@ use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 
 use crate::spec::Eviction;
+
+/// Bytes an entry costs beyond its key and value: moka's entry record, access-order and
+/// timer-wheel nodes, hash-table slot and frequency-sketch share, the key's `String` and the
+/// value's `Bytes` headers, and the allocator's rounding. Measured by the `memory` test,
+/// which fails when the real cost outgrows this figure.
+pub const ENTRY_OVERHEAD: usize = 384;
 
 /// A cached answer: a value, or a remembered not-found.
 #[derive(Debug, Clone)]
@@ -51,8 +61,16 @@ impl Cached {
     }
 
     fn weight(key: &str, value: &Cached) -> u32 {
-        let len = key.len() + value.value.as_ref().map_or(0, Bytes::len);
-        u32::try_from(len).unwrap_or(u32::MAX).max(1)
+        let len = ENTRY_OVERHEAD + key.len() + value.value.as_ref().map_or(0, Bytes::len);
+        u32::try_from(len).unwrap_or(u32::MAX)
+    }
+
+    /// This entry with its value in an allocation of its own, exactly as long as the value.
+    fn compacted(self) -> Cached {
+        Cached {
+            value: self.value.map(|v| Bytes::copy_from_slice(&v)),
+            expires_at: self.expires_at,
+        }
     }
 
     /// Weight of this entry under `key`, in bytes.
@@ -131,6 +149,7 @@ impl Store {
         if !self.fits(key, &value) {
             return false;
         }
+        let value = value.compacted();
         let result = self
             .cache
             .entry_by_ref(key)
@@ -153,6 +172,7 @@ impl Store {
         if !self.fits(key, &value) {
             return false;
         }
+        let value = value.compacted();
         self.cache
             .entry_by_ref(key)
             .and_compute_with(|_| async { Op::Put(value) })
@@ -208,19 +228,19 @@ mod tests {
     /// The cache never holds more bytes than its capacity once maintenance ran.
     #[tokio::test]
     async fn stays_within_capacity() {
-        let store = Store::new(1000, Eviction::TinyLfu);
+        let store = Store::new(10_000, Eviction::TinyLfu);
         for i in 0..200 {
             store.insert(&format!("key-{i:03}"), value(&[7; 50])).await;
         }
         store.settle().await;
-        assert!(store.bytes() <= 1000, "holds {} bytes", store.bytes());
+        assert!(store.bytes() <= 10_000, "holds {} bytes", store.bytes());
         assert!(store.entries() > 0);
     }
 
     /// A value larger than the whole cache is refused instead of flushing everything else.
     #[tokio::test]
     async fn refuses_entries_larger_than_capacity() {
-        let store = Store::new(10, Eviction::Lru);
+        let store = Store::new(ENTRY_OVERHEAD as u64 + 10, Eviction::Lru);
         assert!(store.insert("small", value(b"v")).await);
         assert!(!store.insert("big", value(&[0; 64])).await);
         assert!(store.get("big").await.is_none());
@@ -266,6 +286,25 @@ mod tests {
         }
         let got = store.get("k").await.expect("still there");
         assert_eq!(got.value.as_deref(), Some(&b"y"[..]));
+    }
+
+    /// A value sliced out of a larger buffer is stored in an allocation of its own length,
+    /// and its weight counts the bookkeeping (issue 12: slices pinned whole read buffers).
+    #[tokio::test]
+    async fn stored_values_do_not_pin_their_source_buffer() {
+        let store = Store::new(1 << 20, Eviction::TinyLfu);
+        let buffer = Bytes::from(vec![1u8; 8192]);
+        let slice = buffer.slice(100..116);
+        store.insert("k", Cached::found(slice.clone(), None)).await;
+        let stored = store.get("k").await.and_then(|c| c.value).expect("stored");
+        assert_eq!(stored, slice);
+        let range = buffer.as_ptr_range();
+        assert!(
+            !range.contains(&stored.as_ptr()),
+            "the stored value still points into the 8 KiB buffer"
+        );
+        store.settle().await;
+        assert_eq!(store.bytes(), (ENTRY_OVERHEAD + 1 + 16) as u64);
     }
 
     /// A cancelled load does not store; an uncancelled one does.

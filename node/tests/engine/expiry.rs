@@ -140,7 +140,7 @@ async fn no_ttl_means_no_expiry() {
 async fn keyspace_holds_at_most_max_bytes() {
     let source = TestSource::new();
     let engine = engine_with(source.clone(), EngineConfig::for_test(), |s| {
-        s.max_bytes = Some(8 * 1024)
+        s.max_bytes = Some(64 * 1024)
     })
     .await;
     for i in 0..2000 {
@@ -149,7 +149,7 @@ async fn keyspace_holds_at_most_max_bytes() {
     engine.put("ks", "direct", vec![7u8; 512]).await.unwrap();
     let snap = engine.keyspace_stats("ks").await.unwrap();
     assert!(
-        snap.main_cache_bytes + snap.hot_cache_bytes <= 8 * 1024,
+        snap.main_cache_bytes + snap.hot_cache_bytes <= 64 * 1024,
         "holds {} + {} bytes",
         snap.main_cache_bytes,
         snap.hot_cache_bytes
@@ -181,7 +181,8 @@ async fn eviction_policy_is_selectable() {
     async fn hot_survives_scan(eviction: Option<Eviction>) -> bool {
         let source = TestSource::new();
         let engine = engine_with(source.clone(), EngineConfig::for_test(), |s| {
-            s.max_bytes = Some(1600);
+            // About 58 entries of key, value and bookkeeping in the main cache.
+            s.max_bytes = Some(27_000);
             s.eviction = eviction;
         })
         .await;

@@ -166,11 +166,14 @@ async fn bad_input_has_distinct_errors() {
 #[tokio::test]
 async fn put_larger_than_the_keyspace_is_refused() {
     let source = TestSource::new();
-    let engine = engine_with(source, EngineConfig::for_test(), |s| s.max_bytes = Some(64)).await;
+    let engine = engine_with(source, EngineConfig::for_test(), |s| {
+        s.max_bytes = Some(1024)
+    })
+    .await;
     engine.put("ks", "k", "small").await.unwrap();
-    let err = engine.put("ks", "k", vec![1u8; 100]).await.unwrap_err();
+    let err = engine.put("ks", "k", vec![1u8; 1000]).await.unwrap_err();
     assert!(
-        matches!(err, Error::ValueTooLarge { len: 100, .. }),
+        matches!(err, Error::ValueTooLarge { len: 1000, .. }),
         "{err:?}"
     );
     assert_eq!(text(&engine, "ks", "k").await.as_deref(), Some("small"));

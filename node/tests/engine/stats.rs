@@ -54,8 +54,12 @@ async fn snapshot_matches_the_seed_admin_json() {
     assert_eq!(json["read_timeout"], "250ms");
     assert_eq!(json["write_timeout"], "500ms");
     assert_eq!(json["warm_keys"], serde_json::json!(["user:1", "user:2"]));
-    // The two warm keys were loaded at start: (6 + 8) bytes each, key plus value.
-    assert_eq!(json["main_cache_bytes"], 2 * (6 + 8), "key + value bytes");
+    // The two warm keys were loaded at start: key, value and bookkeeping bytes each.
+    assert_eq!(
+        json["main_cache_bytes"],
+        2 * (distcache::ENTRY_OVERHEAD + 6 + 8),
+        "key + value + bookkeeping bytes"
+    );
     assert_eq!(json["hot_cache_bytes"], 0);
     let stats = json["stats"].as_object().unwrap();
     for field in [
