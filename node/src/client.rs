@@ -51,6 +51,19 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// A call on one key under `prefix` (`…/keys`): the key as the last path segment, or as
+    /// `?key=` when it is `.` or `..`, which no URL can carry as a segment (it would be
+    /// resolved as "this" or "parent" directory on the way).
+    fn on_key(method: Method, prefix: &[&'a str], key: &'a str) -> Self {
+        let mut call = Call::new(method, prefix);
+        if net::is_dot_segment(key) {
+            call.query.push(("key", key.to_owned()));
+        } else {
+            call.path.push(key);
+        }
+        call
+    }
+
     fn query(mut self, name: &'a str, value: impl ToString) -> Self {
         self.query.push((name, value.to_string()));
         self
@@ -199,9 +212,10 @@ impl Client {
     /// Reads `key`; `Ok(None)` when the data source does not have it.
     pub async fn get(&self, keyspace: &str, key: &str) -> Result<Option<Bytes>> {
         let response = self
-            .send(Call::new(
+            .send(Call::on_key(
                 Method::GET,
-                &["v1", "keyspaces", keyspace, "keys", key],
+                &["v1", "keyspaces", keyspace, "keys"],
+                key,
             ))
             .await?;
         match response.status() {
@@ -229,8 +243,8 @@ impl Client {
         value: impl Into<Bytes>,
         ttl: Option<Duration>,
     ) -> Result<()> {
-        let mut call =
-            Call::new(Method::PUT, &["v1", "keyspaces", keyspace, "keys", key]).bytes(value.into());
+        let mut call = Call::on_key(Method::PUT, &["v1", "keyspaces", keyspace, "keys"], key)
+            .bytes(value.into());
         if let Some(ttl) = ttl {
             call = call.query("ttl", humantime::format_duration(ttl));
         }
@@ -239,9 +253,10 @@ impl Client {
 
     /// Removes `key` on every node.
     pub async fn delete(&self, keyspace: &str, key: &str) -> Result<()> {
-        self.expect_empty(Call::new(
+        self.expect_empty(Call::on_key(
             Method::DELETE,
-            &["v1", "keyspaces", keyspace, "keys", key],
+            &["v1", "keyspaces", keyspace, "keys"],
+            key,
         ))
         .await
     }
@@ -367,9 +382,10 @@ impl Client {
 
     /// Which node owns `key` of `keyspace`, as the answering node sees the ring.
     pub async fn owner(&self, keyspace: &str, key: &str) -> Result<Owner> {
-        self.expect_json(Call::new(
+        self.expect_json(Call::on_key(
             Method::GET,
-            &["_distcache", "admin", "owner", keyspace, key],
+            &["_distcache", "admin", "owner", keyspace],
+            key,
         ))
         .await
     }

@@ -19,7 +19,9 @@ pub(crate) fn client_builder() -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
         .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90))
+        // Below the servers' default header_read_timeout (10 s), which also closes idle
+        // keep-alive connections: the pool drops a connection before the server can.
+        .pool_idle_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(256)
         .connect_timeout(Duration::from_secs(2))
         .no_proxy()
@@ -41,8 +43,21 @@ pub(crate) fn with_token(
     Ok(builder.default_headers(headers))
 }
 
-/// `http://{addr}` with `segments` appended, each percent-encoded as one path segment.
+/// True for `.` and `..`: path segments that every URL parser resolves away (as "this" and
+/// "parent" directory), so no URL can carry them as a segment. Keys like these travel in a
+/// query string instead.
+pub(crate) fn is_dot_segment(segment: &str) -> bool {
+    segment == "." || segment == ".."
+}
+
+/// `http://{addr}` with `segments` appended, each percent-encoded as one path segment. A
+/// `.` or `..` segment is refused rather than silently dropped.
 pub(crate) fn url(scheme: &str, addr: &str, segments: &[&str]) -> Result<reqwest::Url, String> {
+    if let Some(dot) = segments.iter().find(|s| is_dot_segment(s)) {
+        return Err(format!(
+            "`{dot}` cannot be a path segment of a URL (send it in the query string)"
+        ));
+    }
     let mut url = reqwest::Url::parse(&format!("{scheme}://{addr}/"))
         .map_err(|e| format!("`{addr}` is not a host:port address ({e})"))?;
     url.path_segments_mut()
@@ -79,5 +94,7 @@ mod tests {
             "http://127.0.0.1:3320/v1/keyspaces/ks/keys/a%2Fb%20c%3F%C3%A9"
         );
         assert!(url("http", "not an address", &[]).is_err());
+        assert!(url("http", "127.0.0.1:1", &["keys", ".."]).is_err());
+        assert!(url("http", "127.0.0.1:1", &["keys", "."]).is_err());
     }
 }

@@ -77,11 +77,12 @@ impl Guard {
             Err(_) => Err(Error::timeout("fetch", timeout)),
         };
         if let Some(permit) = permit {
-            let failure = match &outcome {
-                Ok(value) => failed(value),
-                Err(_) => true,
-            };
-            permit.record(!failure);
+            match &outcome {
+                // The source was never asked: nothing learnt about its health.
+                Err(Error::DataSource(e)) if e.is_refusal() => drop(permit),
+                Ok(value) => permit.record(!failed(value)),
+                Err(_) => permit.record(false),
+            }
         }
         outcome
     }

@@ -83,6 +83,21 @@ pub(super) async fn keyspaces(State(state): State<AppState>) -> Json<Vec<KeySpac
     Json(state.engine.stats().await)
 }
 
+/// `?key=` of an owner look-up, for keys a URL path cannot carry.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OwnerQuery {
+    key: String,
+}
+
+pub(super) async fn owner_by_query(
+    state: State<AppState>,
+    ApiPath(ks): ApiPath<String>,
+    super::extract::ApiQuery(query): super::extract::ApiQuery<OwnerQuery>,
+) -> Result<Json<Owner>, ApiError> {
+    owner(state, ApiPath((ks, query.key))).await
+}
+
 pub(super) async fn owner(
     State(state): State<AppState>,
     ApiPath((ks, key)): ApiPath<(String, String)>,

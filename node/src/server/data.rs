@@ -16,6 +16,58 @@ pub(super) async fn empty_key() -> ApiError {
     ApiError::from(Error::EmptyKey)
 }
 
+/// The key of a `…/keys?key=` request, which carries it in the query string: the form for
+/// keys that a URL path cannot carry (`.`, `..`), good for any key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KeyQuery {
+    key: Option<String>,
+    ttl: Option<String>,
+}
+
+impl KeyQuery {
+    fn key(&mut self) -> Result<String, ApiError> {
+        self.key
+            .take()
+            .ok_or_else(|| ApiError::from(Error::EmptyKey))
+    }
+}
+
+pub(super) async fn get_by_query(
+    state: State<AppState>,
+    ApiPath(ks): ApiPath<String>,
+    ApiQuery(mut query): ApiQuery<KeyQuery>,
+) -> Result<Response, ApiError> {
+    if query.ttl.is_some() {
+        return Err(ApiError::bad_request("ttl applies to PUT only"));
+    }
+    let key = query.key()?;
+    get(state, ApiPath((ks, key))).await
+}
+
+pub(super) async fn put_by_query(
+    state: State<AppState>,
+    ApiPath(ks): ApiPath<String>,
+    ApiQuery(mut query): ApiQuery<KeyQuery>,
+    body: Result<ApiBody, ApiError>,
+) -> Result<StatusCode, ApiError> {
+    let key = query.key()?;
+    let ttl = query.ttl.take();
+    put(state, ApiPath((ks, key)), ApiQuery(PutQuery { ttl }), body).await
+}
+
+pub(super) async fn delete_by_query(
+    state: State<AppState>,
+    ApiPath(ks): ApiPath<String>,
+    ApiQuery(mut query): ApiQuery<KeyQuery>,
+) -> Result<StatusCode, ApiError> {
+    if query.ttl.is_some() {
+        return Err(ApiError::bad_request("ttl applies to PUT only"));
+    }
+    let key = query.key()?;
+    delete(state, ApiPath((ks, key))).await
+}
+
 pub(super) async fn get(
     State(state): State<AppState>,
     ApiPath((ks, key)): ApiPath<(String, String)>,

@@ -24,6 +24,9 @@ const KEY: &AsciiSet = &NON_ALPHANUMERIC
 pub(crate) struct HttpSource {
     client: reqwest::Client,
     template: String,
+    /// `{key}` stands as a whole path segment (`…/users/{key}` or `…/{key}/profile`), where
+    /// the keys `.` and `..` would be resolved away by URL parsing.
+    key_is_segment: bool,
 }
 
 impl HttpSource {
@@ -44,6 +47,7 @@ impl HttpSource {
         Ok(HttpSource {
             client,
             template: template.to_owned(),
+            key_is_segment: key_is_segment(template),
         })
     }
 
@@ -51,6 +55,20 @@ impl HttpSource {
         self.template
             .replace("{key}", &utf8_percent_encode(key, KEY).to_string())
     }
+}
+
+/// Whether some `{key}` of `template` is a whole segment of its path.
+fn key_is_segment(template: &str) -> bool {
+    let scheme_end = template.find("://").map_or(0, |i| i + 3);
+    let path_end = template[scheme_end..]
+        .find(['?', '#'])
+        .map_or(template.len(), |i| i + scheme_end);
+    let path = &template[..path_end];
+    path.match_indices("{key}").any(|(at, _)| {
+        let before = path[..at].ends_with('/');
+        let after = &path[at + "{key}".len()..];
+        before && (after.is_empty() || after.starts_with('/'))
+    })
 }
 
 fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -67,6 +85,14 @@ fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 #[async_trait]
 impl DataSource for HttpSource {
     async fn fetch(&self, key: &str) -> FetchResult {
+        if self.key_is_segment && net::is_dot_segment(key) {
+            // Sent as is, `…/users/..` would ask for `…/` and cache its answer under `..`.
+            return Err(SourceError::refused(format!(
+                "the key `{key}` cannot be sent to {}: a URL path resolves a `.` or `..` \
+                 segment away; put {{key}} in the query string (…?id={{key}}) to serve such keys",
+                self.template
+            )));
+        }
         let url = self.url(key);
         let response = self
             .client
@@ -112,6 +138,19 @@ mod tests {
             .err()
             .expect("bad url");
         assert!(err.to_string().contains("source.url"), "{err}");
+    }
+
+    /// Where `{key}` is a whole path segment, dot keys are refused; elsewhere they are sent.
+    #[test]
+    fn dot_keys_are_placed_or_refused() {
+        assert!(key_is_segment("http://h/users/{key}"));
+        assert!(key_is_segment("http://h/{key}/profile?v=1"));
+        assert!(!key_is_segment("http://h/users/u-{key}"));
+        assert!(!key_is_segment("http://h/users?id={key}"));
+        assert!(!key_is_segment("http://h/users#{key}"));
+        let s = HttpSource::open("http://127.0.0.1:1/users?id={key}").expect("open");
+        assert_eq!(s.url(".."), "http://127.0.0.1:1/users?id=..");
+        assert_eq!(s.url("a&b=c"), "http://127.0.0.1:1/users?id=a%26b%3Dc");
     }
 
     /// Cache-Control max-age becomes the value's TTL.

@@ -12,6 +12,7 @@ mod auth;
 mod control;
 mod errors;
 mod http_api;
+mod keys;
 mod membership;
 mod routing;
 mod single_flight;
