@@ -22,6 +22,11 @@ pub const HOP_HEADER: &str = "x-distcache-hop";
 pub const TTL_HEADER: &str = "x-distcache-ttl-ms";
 /// Header naming the node that answered a data request.
 pub const NODE_HEADER: &str = "x-distcache-node";
+
+/// The catalog revision the sending node has applied, on every peer request: the receiver
+/// first catches up to it (within the keyspace write timeout), so a keyspace created through
+/// one node is known to the owner that node forwards to.
+pub const REVISION_HEADER: &str = "x-distcache-revision";
 /// Wire code of a key that is not found (a `get` answering `None`, not an [`Error`]).
 pub const KEY_NOT_FOUND: &str = "KEY_NOT_FOUND";
 

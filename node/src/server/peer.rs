@@ -9,18 +9,68 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::transport::HotKeysByKeyspace;
 use crate::warmup::{Ownership, WarmOutcome};
 use crate::wire::{
-    BatchResponse, HOP_HEADER, Health, KeyOutcome, KeysRequest, PutManyRequest, Status, TTL_HEADER,
+    BatchResponse, HOP_HEADER, Health, KeyOutcome, KeysRequest, PutManyRequest, REVISION_HEADER,
+    Status, TTL_HEADER,
 };
+
+/// Waits until this node applied the catalog revision the sender had applied (its
+/// `x-distcache-revision`), at most half the engine's read timeout, then serves the request. A
+/// keyspace created through the sender is then known here too; after the wait the request
+/// is served whatever the revision (a node cut off from the control plane still serves).
+pub(super) async fn catch_up(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let wanted = request
+        .headers()
+        .get(REVISION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(wanted) = wanted
+        && state.engine.revision() < wanted
+    {
+        let mut applied = state.engine.watch_revision();
+        // Half a read timeout at most: the caller's own deadline must not pass meanwhile.
+        let limit = state.engine.config().read_timeout / 2;
+        let caught_up = tokio::time::timeout(limit, applied.wait_for(|r| *r >= wanted)).await;
+        if !matches!(caught_up, Ok(Ok(_))) {
+            tracing::debug!(
+                from = from(request.headers()),
+                wanted,
+                applied = state.engine.revision(),
+                "serving a peer request before catching up with its catalog revision"
+            );
+        }
+    }
+    next.run(request).await
+}
 
 fn from(headers: &HeaderMap) -> &str {
     headers
         .get(HOP_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("unknown")
+}
+
+/// `?key=` of a peer get: peers always send the key this way, so any key arrives verbatim.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KeyQuery {
+    key: String,
+}
+
+pub(super) async fn get_by_query(
+    state: State<AppState>,
+    headers: HeaderMap,
+    ApiPath(ks): ApiPath<String>,
+    ApiQuery(query): ApiQuery<KeyQuery>,
+) -> Result<Response, ApiError> {
+    get(state, headers, ApiPath((ks, query.key))).await
 }
 
 pub(super) async fn get(

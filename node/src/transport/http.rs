@@ -1,11 +1,13 @@
 //! The HTTP peer transport: reqwest with a keep-alive pool against the peer routes of
 //! `server` (`/_distcache/peer/…`).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::StatusCode;
+use tokio::sync::watch;
 
 use super::{HotKeysByKeyspace, PeerError, PeerTransport, RemoteGet, RemoteValue};
 use crate::engine::Entry;
@@ -13,7 +15,8 @@ use crate::error::Error;
 use crate::net;
 use crate::warmup::WarmOutcome;
 use crate::wire::{
-    BatchResponse, ErrorBody, HOP_HEADER, Health, KeysRequest, PutManyRequest, TTL_HEADER,
+    BatchResponse, ErrorBody, HOP_HEADER, Health, KeysRequest, PutManyRequest, REVISION_HEADER,
+    TTL_HEADER,
 };
 
 /// Peer calls over HTTP/1.1 with pooled connections.
@@ -22,6 +25,8 @@ pub struct HttpTransport {
     client: reqwest::Client,
     /// Sent as the hop marker, so the receiver knows who asks.
     from: String,
+    /// The catalog revision this node applied, sent with every request once known.
+    revision: Arc<OnceLock<watch::Receiver<u64>>>,
 }
 
 impl HttpTransport {
@@ -40,7 +45,14 @@ impl HttpTransport {
         Ok(HttpTransport {
             client,
             from: from.to_owned(),
+            revision: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// Sends the revision `applied` holds with every later request (set once; later calls
+    /// are ignored).
+    pub fn follow_revision(&self, applied: watch::Receiver<u64>) {
+        let _ = self.revision.set(applied);
     }
 
     fn url(&self, peer: &str, segments: &[&str]) -> Result<reqwest::Url, PeerError> {
@@ -56,6 +68,10 @@ impl HttpTransport {
         request: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> Result<reqwest::Response, PeerError> {
+        let request = match self.revision.get() {
+            Some(applied) => request.header(REVISION_HEADER, *applied.borrow()),
+            None => request,
+        };
         request
             .header(HOP_HEADER, &self.from)
             .timeout(timeout)
@@ -184,10 +200,9 @@ impl PeerTransport for HttpTransport {
         key: &str,
         timeout: Duration,
     ) -> Result<Option<RemoteValue>, PeerError> {
-        let url = self.url(
-            peer,
-            &["_distcache", "peer", "keyspaces", keyspace, "keys", key],
-        )?;
+        // The key rides in the query string: any bytes, `.` and `..` included, arrive as sent.
+        let mut url = self.url(peer, &["_distcache", "peer", "keyspaces", keyspace, "keys"])?;
+        url.query_pairs_mut().append_pair("key", key);
         let response = self.send(peer, self.client.get(url), timeout).await?;
         match response.status() {
             StatusCode::OK => {

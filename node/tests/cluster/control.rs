@@ -359,3 +359,26 @@ async fn leader_keeps_three_voters_and_replaces_a_dead_one() {
         .unwrap();
     cluster.shutdown().await;
 }
+
+/// Read-your-writes on the node that created a keyspace: a key of the new keyspace owned by
+/// another node reads at once through the creating node, which forwards its catalog revision
+/// so the owner catches up first (issue 12: 31 of 120 reads answered KEYSPACE_NOT_FOUND).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_a_created_keyspace_is_readable_at_once_through_its_creator() {
+    let cluster = TestCluster::start(3).await;
+    for round in 0..30 {
+        let creator = round % 3;
+        let name = format!("new-{round}");
+        let client = cluster.client(creator);
+        client.create_keyspace(&spec(&name)).await.unwrap();
+        for owner in (0..3).filter(|o| *o != creator) {
+            let key = cluster.key_owned_by(&name, owner, "k");
+            let got = client.get(&name, &key).await;
+            assert!(
+                matches!(got, Ok(Some(_))),
+                "round {round}: {key} of {name} through creator {creator} (owner {owner}): {got:?}"
+            );
+        }
+    }
+    cluster.shutdown().await;
+}
