@@ -263,12 +263,16 @@ impl NodeBuilder {
             me.clone(),
             addr.clone(),
             config.cluster.clone(),
-            transport,
+            Arc::clone(&transport) as Arc<dyn crate::transport::PeerTransport>,
         ));
         let engine = engine
             .config(config.engine.clone())
             .cluster(Arc::clone(&cluster))
             .build()?;
+        if control.is_some() {
+            // Revisions compare only between nodes that share one catalog.
+            transport.follow_revision(engine.watch_revision());
+        }
         let discovery: Arc<dyn Discovery> = match discovery {
             Some(d) => d,
             None => Arc::new(StaticDiscovery::new(config.peers.iter().map(|p| p.trim()))?),
@@ -285,9 +289,13 @@ impl NodeBuilder {
             config.server.clone(),
         );
         let mut server_stop = shutdown_rx.clone();
-        let server = tokio::spawn(server::serve(listener, router, async move {
-            crate::net::stopped(&mut server_stop).await;
-        }));
+        let server_config = config.server.clone();
+        let server = tokio::spawn(async move {
+            server::serve(listener, router, &server_config, async move {
+                crate::net::stopped(&mut server_stop).await;
+            })
+            .await
+        });
 
         let node = Node {
             id: me,

@@ -5,6 +5,7 @@
 //! /v1/keyspaces                       GET list · POST create · DELETE ?names=a,b
 //! /v1/keyspaces/{ks}                  GET · PUT create-or-replace (?expected_revision=) · DELETE
 //! /v1/keyspaces/{ks}/keys/{key}       GET read-through · PUT (?ttl=5m) · DELETE
+//! /v1/keyspaces/{ks}/keys?key=…       the same, the key in the query (any key, `.` and `..` too)
 //! /v1/keyspaces/{ks}/get-many|put-many|delete-many    POST, JSON (values base64)
 //! /_distcache/admin/peers|keyspaces|cluster   GET
 //! /_distcache/admin/owner/{ks}/{key}  GET which node owns a key
@@ -40,6 +41,7 @@ mod catalog;
 mod data;
 mod error;
 mod extract;
+mod listen;
 mod peer;
 
 use error::ApiError;
@@ -55,6 +57,13 @@ pub struct ServerConfig {
     /// Deadline of any request, whatever it waits on. Default 30 s.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// How long a client may take to send a whole request head (request line and headers),
+    /// and how long a keep-alive connection may stay idle. Default 10 s, at most 1 h.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Most connections open at once; at the cap the node stops accepting until one closes.
+    /// Default 4096.
+    pub max_connections: usize,
     /// Bearer token every request must carry (`Authorization: Bearer …`), nodes' requests to
     /// each other included; `/healthz` and `/readyz` stay open for probes. Default: none.
     #[serde(skip_serializing)]
@@ -66,6 +75,8 @@ impl Default for ServerConfig {
         ServerConfig {
             max_request_bytes: 32 << 20,
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
             token: None,
         }
     }
@@ -78,8 +89,18 @@ impl ServerConfig {
         if self.max_request_bytes == 0 {
             problems.push("max_request_bytes", "must be greater than zero");
         }
-        if self.request_timeout.is_zero() {
-            problems.push("request_timeout", "must be greater than zero");
+        problems.duration_within(
+            "request_timeout",
+            self.request_timeout,
+            crate::units::MAX_TIMEOUT,
+        );
+        problems.duration_within(
+            "header_read_timeout",
+            self.header_read_timeout,
+            crate::units::MAX_TIMEOUT,
+        );
+        if self.max_connections == 0 {
+            problems.push("max_connections", "must be at least 1");
         }
         if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             problems.push("token", "must not be empty (leave it out to disable)");
@@ -173,7 +194,13 @@ pub(crate) fn router(
             "/v1/keyspaces/{ks}",
             get(catalog::get).put(catalog::put).delete(catalog::delete),
         )
-        .route("/v1/keyspaces/{ks}/keys", any(data::empty_key))
+        .route(
+            "/v1/keyspaces/{ks}/keys",
+            get(data::get_by_query)
+                .put(data::put_by_query)
+                .delete(data::delete_by_query)
+                .layer(DefaultBodyLimit::max(value_limit.saturating_add(1))),
+        )
         .route("/v1/keyspaces/{ks}/keys/", any(data::empty_key))
         .route(
             "/v1/keyspaces/{ks}/keys/{*key}",
@@ -189,6 +216,7 @@ pub(crate) fn router(
         .route("/_distcache/admin/peers", get(admin::peers))
         .route("/_distcache/admin/keyspaces", get(admin::keyspaces))
         .route("/_distcache/admin/cluster", get(admin::cluster))
+        .route("/_distcache/admin/owner/{ks}", get(admin::owner_by_query))
         .route("/_distcache/admin/owner/{ks}/{*key}", get(admin::owner))
         .route(
             "/_distcache/admin/keyspaces/{ks}/warmup",
@@ -198,6 +226,26 @@ pub(crate) fn router(
         .route("/_distcache/admin/warmups/{id}", get(admin::warmup))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
+        .merge(peer_routes(state.clone()))
+        .with_state(state.clone());
+    if let Some(raft) = raft_routes {
+        router = router.merge(raft);
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(request_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
+        .layer(middleware::from_fn_with_state(state, authorize))
+}
+
+/// The node-to-node routes. Each first catches up with the sender's catalog revision.
+fn peer_routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/_distcache/peer/keyspaces/{ks}/keys",
+            get(peer::get_by_query),
+        )
         .route(
             "/_distcache/peer/keyspaces/{ks}/keys/{*key}",
             get(peer::get),
@@ -218,16 +266,7 @@ pub(crate) fn router(
         .route("/_distcache/peer/hot", get(peer::hot))
         .route("/_distcache/peer/flush", post(peer::flush))
         .route("/_distcache/peer/leaving", post(peer::leaving))
-        .with_state(state.clone());
-    if let Some(raft) = raft_routes {
-        router = router.merge(raft);
-    }
-    router
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(request_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), deadline))
-        .layer(middleware::from_fn_with_state(state, authorize))
+        .route_layer(middleware::from_fn_with_state(state, peer::catch_up))
 }
 
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -260,15 +299,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes requests in flight.
+/// Serves `router` on `listener` under `config`'s connection limits until `shutdown`
+/// resolves, then finishes requests in flight.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
+    config: &ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = listen::ConnectionLimits {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+    };
+    listen::serve(listener, router, limits, shutdown).await
 }
 
 async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {

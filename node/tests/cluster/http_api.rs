@@ -413,6 +413,46 @@ async fn bad_input_on_every_route() {
         ["max_bytes", "read_timeout"],
         "every bad field: {v}"
     );
+    // Issue 12: numbers that are no byte size, text that is no duration, and values over
+    // the documented maxima name their field.
+    for (body, field, mentions) in [
+        (r#"{"max_bytes":-1}"#, "max_bytes", "negative"),
+        (r#"{"max_bytes":1e30}"#, "max_bytes", "whole number"),
+        (r#"{"max_bytes":"1000000TiB"}"#, "max_bytes", "maximum"),
+        (
+            r#"{"max_bytes":18446744073709551615}"#,
+            "max_bytes",
+            "maximum",
+        ),
+        (r#"{"default_ttl":"soon"}"#, "default_ttl", "soon"),
+        (
+            r#"{"circuit_breaker":{"failure_threshold":1,"reset_timeout":"300000000000y"}}"#,
+            "circuit_breaker.reset_timeout",
+            "maximum",
+        ),
+        (
+            r#"{"rate_limit":{"requests_per_second":1,"burst":1,"wait_timeout":"300000000000y"}}"#,
+            "rate_limit.wait_timeout",
+            "maximum",
+        ),
+    ] {
+        let (status, v) = api
+            .json(
+                Method::PUT,
+                "/v1/keyspaces/bad",
+                Some(serde_json::from_str(body).unwrap()),
+            )
+            .await;
+        assert_eq!(status, S::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(v["code"], "INVALID_SPEC", "{body}: {v}");
+        let problems = v["problems"].as_array().expect("problems");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p["field"] == field && p["message"].as_str().unwrap().contains(mentions)),
+            "{body}: expected `{field}` … `{mentions}` in {v}"
+        );
+    }
     api.expect_error(
         Method::PUT,
         "/v1/keyspaces/bad",
@@ -562,5 +602,59 @@ async fn bad_input_on_every_route() {
     );
     let (status, _) = api.json(Method::GET, "/readyz", None).await;
     assert_eq!(status, S::OK);
+    cluster.shutdown().await;
+}
+
+/// A client that trickles its request head is cut off after `header_read_timeout`, and at
+/// `max_connections` the node stops accepting until a connection closes (issue 12: 200
+/// one-byte-a-second connections stayed open for good).
+#[tokio::test]
+async fn issue_12_slow_heads_are_closed_and_connections_capped() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let cluster = crate::harness::TestCluster::builder(1)
+        .edit(|_, c| {
+            c.server.header_read_timeout = Duration::from_secs(3);
+            c.server.max_connections = 2;
+        })
+        .build()
+        .await;
+    let addr = cluster.addrs[0].clone();
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHo").await.unwrap();
+        slow.push(s);
+    }
+    // Both slots are taken by the trickling clients: a third request is not served.
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/healthz");
+    let blocked = http
+        .get(&url)
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(
+        blocked.is_err(),
+        "served although both connection slots were taken"
+    );
+    // The trickling clients are closed, a byte at a time notwithstanding.
+    for mut s in slow {
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = [0u8; 256];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a slow client was not closed");
+    }
+    // Then the slots are free again.
+    let response = http.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
     cluster.shutdown().await;
 }
