@@ -13,7 +13,8 @@
 # missing.
 #
 # Environment: CONNECTIONS (50), DURATION (10s), THREADS (2), VALUE_BYTES (128),
-# MEMORY_MAX_BYTES (128MiB, the keyspace of the memory runs).
+# MEMORY_MAX_BYTES (128MiB, the keyspace of the memory runs), DISTCACHE_BIN (a prebuilt
+# binary to measure instead of building this checkout's), ONLY (`memory`: just that part).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -89,9 +90,14 @@ wrk_run() {
 }
 
 need
-bin="$(cargo build --quiet --release -p distcache-cli >&2 && echo "${CARGO_TARGET_DIR:-$root/target}/release/distcache")"
+if [[ -n "${DISTCACHE_BIN:-}" ]]; then
+  bin="$DISTCACHE_BIN"
+else
+  bin="$(cargo build --quiet --release -p distcache-cli >&2 && echo "${CARGO_TARGET_DIR:-$root/target}/release/distcache")"
+fi
 value="$(head -c "$value_bytes" /dev/zero | tr '\0' 'x')"
 
+if [[ "${ONLY:-}" != memory ]]; then
 echo "== one node"
 base="$(free_base 1)"
 DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/one" ./scripts/cluster.sh up 1 >/dev/null
@@ -122,6 +128,8 @@ csv="$(redis-benchmark -p "$redis_port" -t get -c "$connections" -n "$requests" 
 redis_rps="$(cut -d, -f2 <<<"$csv" | tr -d '"')"
 redis_p50="$(cut -d, -f5 <<<"$csv" | tr -d '"')"
 redis_p99="$(cut -d, -f7 <<<"$csv" | tr -d '"')"
+
+fi
 
 echo "== memory (P6)"
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -154,12 +162,13 @@ for size in 16 1024 65536; do
   # Three times max_bytes, counting a key of ~20 bytes with each value.
   per_thread=$(( 3 * max_bytes / (size + 20) / threads + 1 ))
   wrk -t"$threads" -c"$connections" -d120s -s "$work/put.lua" "http://127.0.0.1:$base" -- "$per_thread" "$size" >/dev/null
-  held="$("$bin" --endpoint "127.0.0.1:$base" stats mem -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d[0] if isinstance(d,list) else d; print(d["main_cache_bytes"]+d["hot_cache_bytes"])')"
+  held="$("$bin" --endpoint "127.0.0.1:$base" stats mem -o json | python3 -c 'import json,sys; k=json.load(sys.stdin)["nodes"][0]["keyspaces"][0]; print(k["main_cache_bytes"]+k["hot_cache_bytes"])')"
   after="$(rss_kib "$pid")"
   memory_rows+=("$size $before $after $held")
   CLUSTER_DIR="$work/mem" ./scripts/cluster.sh down >/dev/null
 done
 
+if [[ "${ONLY:-}" != memory ]]; then
 echo
 printf '%-28s %12s %10s %10s %12s %10s %10s\n' "GET hit, c=$connections" "req/s" "p50 ms" "p99 ms" "rps/redis" "p50/redis" "p99/redis"
 row() {
@@ -170,6 +179,7 @@ row "distcache, one node" "$one_rps" "$one_p50" "$one_p99"
 row "distcache, 3 nodes, owner" "$own_rps" "$own_p50" "$own_p99"
 row "distcache, 3 nodes, non-owner" "$non_rps" "$non_p50" "$non_p99"
 row "redis-server (reference)" "$redis_rps" "$redis_p50" "$redis_p99"
+fi
 
 echo
 printf '%-28s %12s %12s %14s %12s\n' "memory, 3x max_bytes PUT" "RSS before" "RSS after" "bytes held" "growth/held"

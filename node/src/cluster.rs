@@ -21,6 +21,7 @@ use crate::ring::{NodeId, Ring};
 use crate::transport::PeerTransport;
 
 mod config;
+mod join;
 mod probe;
 
 pub use config::ClusterConfig;
@@ -124,6 +125,10 @@ struct Tracked {
     id: Option<NodeId>,
     reachable: bool,
     healthy: bool,
+    /// Serves its keys itself (not still taking them over).
+    owning: bool,
+    /// Its ring as it last reported it, by id, sorted.
+    ring: Vec<String>,
     failures: u32,
     last_seen: Option<Instant>,
     /// Left the ring after having been in it: flush before it comes back.
@@ -134,11 +139,14 @@ struct Tracked {
 
 /// The live membership of the ring and the ring itself.
 pub(crate) struct View {
+    /// Every ready member, this node included: where requests for a key are sent.
     pub ring: Ring,
     pub peers: HashMap<NodeId, Arc<Peer>>,
-    /// The ring once every reachable member serves (starting ones included): who will own a
-    /// key, which is what warmups go by, so nodes starting together warm each key once.
-    pub settled: Ring,
+    /// The members that serve their keys themselves (this node once it is owning): where a
+    /// joining member forwards the keys it does not serve yet.
+    pub owners: Ring,
+    /// Whether this node serves the keys the ring gives it.
+    pub owning: bool,
 }
 
 /// Membership, probing and ownership for one node.
@@ -150,6 +158,8 @@ pub struct Cluster {
     tracked: Mutex<BTreeMap<String, Tracked>>,
     view: ArcSwap<View>,
     events: broadcast::Sender<TopologyEvent>,
+    /// Whether this node serves its keys itself (see `cluster/join.rs`).
+    owning: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -164,7 +174,8 @@ impl Cluster {
         let view = View {
             ring: Ring::new([me.clone()]),
             peers: HashMap::new(),
-            settled: Ring::new([me.clone()]),
+            owners: Ring::new(std::iter::empty()),
+            owning: false,
         };
         Cluster {
             me,
@@ -174,6 +185,7 @@ impl Cluster {
             tracked: Mutex::new(BTreeMap::new()),
             view: ArcSwap::from_pointee(view),
             events,
+            owning: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -223,16 +235,20 @@ impl Cluster {
         self.rebuild(Vec::new());
     }
 
-    /// Whether this node will own `(keyspace, key)` once every reachable member serves.
+    /// Whether this node serves `(keyspace, key)` itself: it owns the key and is owning.
+    /// Warmups go by it, so a key is warmed by the node that will serve it, once.
     pub(crate) fn will_own(&self, keyspace: &str, key: &str) -> bool {
-        self.view
-            .load()
-            .settled
-            .owner(keyspace, key)
-            .is_none_or(|owner| *owner == self.me)
+        let view = self.view.load();
+        view.owning
+            && view
+                .ring
+                .owner(keyspace, key)
+                .is_none_or(|owner| *owner == self.me)
     }
 
-    /// Where `(keyspace, key)` is loaded.
+    /// Where `(keyspace, key)` is loaded: on the owner the ring names, or, for a key this
+    /// node owns but does not serve yet (it is joining), on the owner among the owning
+    /// members.
     #[inline]
     pub(crate) fn route(&self, keyspace: &str, key: &str) -> Route {
         let view = self.view.load();
@@ -241,8 +257,56 @@ impl Cluster {
                 Some(peer) => Route::Remote(Arc::clone(peer)),
                 None => Route::Local,
             },
-            _ => Route::Local,
+            _ if view.owning => Route::Local,
+            _ => match Self::forward_in(&view, &self.me, keyspace, key) {
+                Some(peer) => Route::Remote(peer),
+                None => Route::Local,
+            },
         }
+    }
+
+    /// Where a joining node sends a key a peer asked it for: the key's owner among the
+    /// owning members, unless that is this node. `None` once this node is owning: a peer's
+    /// request is then always served here.
+    pub(crate) fn forward_target(&self, keyspace: &str, key: &str) -> Option<Arc<Peer>> {
+        let view = self.view.load();
+        if view.owning {
+            return None;
+        }
+        Self::forward_in(&view, &self.me, keyspace, key)
+    }
+
+    fn forward_in(view: &View, me: &NodeId, keyspace: &str, key: &str) -> Option<Arc<Peer>> {
+        view.owners
+            .owner(keyspace, key)
+            .filter(|owner| *owner != me)
+            .and_then(|owner| view.peers.get(owner))
+            .cloned()
+    }
+
+    /// Whether this node serves the keys it owns itself.
+    pub fn is_owning(&self) -> bool {
+        self.owning.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Declares this node owning (or not) and rebuilds the ring.
+    pub(crate) fn set_owning(&self, owning: bool) {
+        self.owning
+            .store(owning, std::sync::atomic::Ordering::Release);
+        self.rebuild(Vec::new());
+    }
+
+    /// The ids of the ring's members, sorted (what `/healthz` reports).
+    pub fn ring_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .view
+            .load()
+            .ring
+            .members()
+            .map(NodeId::to_string)
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// Splits `items` by the owner of their key, so that each owner gets one batch.

@@ -33,6 +33,7 @@ use crate::warmup::WarmupLog;
 
 mod batch;
 mod builder;
+mod handoff;
 mod keyspaces;
 mod peer;
 
@@ -127,6 +128,9 @@ pub(crate) struct Inner {
     applied_keyspaces: broadcast::Sender<String>,
     /// The warmup manager, stopped with the engine.
     manager: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Held shared by writes this node forwards while it joins, exclusively by its takeover
+    /// (`engine/handoff.rs`).
+    join_gate: tokio::sync::RwLock<()>,
 }
 
 /// The live keyspaces by name. Looked up on every get: a fast hasher (names are short and
@@ -166,6 +170,7 @@ impl Inner {
             shared_hot: std::sync::Mutex::new(HashMap::new()),
             applied_keyspaces: broadcast::channel(64).0,
             manager: std::sync::Mutex::new(None),
+            join_gate: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -297,7 +302,10 @@ impl Engine {
         self.follow_catalog();
         self.inner.lifecycle.store(RUNNING, Ordering::Release);
         tracing::info!(keyspaces = self.inner.spaces.load().len(), "engine started");
-        self.warm_at_start().await;
+        if self.inner.cluster.is_none() {
+            // A node warms once it owns its keys and the cluster agrees (`Node::start`).
+            self.warm_at_start().await;
+        }
         let manager = crate::warmup::spawn_manager(&self.inner, applied, topology);
         *self.inner.manager.lock().unwrap_or_else(|e| e.into_inner()) = Some(manager);
         Ok(())
@@ -391,6 +399,7 @@ impl Engine {
         self.check_entry(key, &value, ttl)?;
         let span = tracing::debug_span!("distcache.put", distcache.keyspace = keyspace, key);
         async {
+            let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
             match self.inner.owner(&space, key) {
                 Route::Local => {
                     space.store_put(key, value, ttl).await?;

@@ -3,8 +3,11 @@
 //!
 //! Start-up order: serve HTTP at once (so peers can probe this node; `readyz` answers 503
 //! meanwhile), find peers through discovery, wait for the start-up quorum, start the engine,
-//! then declare readiness and keep probing. Shutdown runs the other way: not ready first (peers
-//! stop routing here at their next probe), then the engine, then the server.
+//! then declare readiness (peers route this node's keys here, and it forwards them to their
+//! previous owners), take the keys over once every peer does (`cluster/join.rs`), warm once
+//! the cluster agrees, and keep probing. `readyz` answers 200 from then on. Shutdown runs the
+//! other way: not ready first (peers stop routing here at their next probe), then the engine,
+//! then the server.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -402,8 +405,29 @@ impl Node {
                 }
             }
         }));
+        // Take this node's keys over (peers route them here meanwhile, and it forwards them
+        // to their previous owners), then warm once the cluster agrees who owns what.
+        let engine = self.engine.clone();
+        let warmup = self.engine.config().warmup.clone();
+        let mut joined = tokio::spawn(async move {
+            engine.join_cluster().await;
+            if warmup.warm_on_start {
+                if !engine.wait_settled(warmup.start_timeout).await {
+                    tracing::warn!("the members do not agree on the ring yet; warming anyway");
+                }
+                engine.warm_at_start().await;
+            }
+        });
+        let limit = self.cluster.config().bootstrap_timeout;
+        if tokio::time::timeout(limit, &mut joined).await.is_err() {
+            tracing::warn!(
+                waited = %humantime::format_duration(limit),
+                "still joining: serving by forwarding this node's keys to their previous owners"
+            );
+            tasks.push(joined);
+        }
         *self.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
-        tracing::info!(node = %self.id, addr = %self.addr, "node ready");
+        tracing::info!(node = %self.id, addr = %self.addr, owning = self.cluster.is_owning(), "node ready");
         Ok(())
     }
 

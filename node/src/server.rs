@@ -11,7 +11,9 @@
 //! /_distcache/admin/owner/{ks}/{key}  GET which node owns a key
 //! /_distcache/admin/keyspaces/{ks}/warmup   POST start a cluster-wide warmup ({"keys": [..]}?)
 //! /_distcache/admin/warmups[/{id}]    GET warmup runs of this node
-//! /_distcache/peer/…                  node-to-node (hop-marked: always served here)
+//! /_distcache/peer/…                  node-to-node (hop-marked: served here, or by an owning
+//!                                     member while this node joins); /_distcache/peer/handoff
+//!                                     streams the entries a joining node takes over
 //! /_distcache/raft/…                  control plane (raft RPC, forwarded writes, joins)
 //! /healthz  /readyz
 //! ```
@@ -266,6 +268,7 @@ fn peer_routes(state: AppState) -> Router<AppState> {
         .route("/_distcache/peer/hot", get(peer::hot))
         .route("/_distcache/peer/flush", post(peer::flush))
         .route("/_distcache/peer/leaving", post(peer::leaving))
+        .route("/_distcache/peer/handoff", get(peer::handoff))
         .route_layer(middleware::from_fn_with_state(state, peer::catch_up))
 }
 

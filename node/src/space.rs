@@ -23,6 +23,9 @@ use crate::units::format_duration;
 use crate::warmup::tracker::HotKeys;
 
 mod load;
+mod takeover;
+
+pub(crate) use takeover::Touched;
 
 /// When an entry expires.
 pub(crate) enum Deadline {
@@ -43,12 +46,19 @@ pub(crate) struct Space {
     pub(crate) source: Arc<dyn DataSource>,
     expiry: Option<Arc<dyn KeySpace>>,
     pub(crate) guard: Guard,
+    /// Loads of keys this node owns (from the data source).
     pub flights: Flights,
+    /// Loads through other nodes (into the hot cache). Kept apart from `flights`: a peer's
+    /// request for a key must never wait on this node's own request for it to that peer,
+    /// as it would while a joining node forwards the key back here.
+    pub peer_flights: Flights,
     pub stats: Arc<Counters>,
     /// Reads per key, for warmup (kept across updates like the counters).
     pub hot_keys: Arc<HotKeys>,
     /// Where loads run, so that `stop` can wait for them.
     pub(crate) tasks: TaskTracker,
+    /// While this node takes its keys over: the keys written or removed meanwhile.
+    touched: std::sync::Mutex<Option<Touched>>,
 }
 
 impl Space {
@@ -77,11 +87,13 @@ impl Space {
             expiry,
             guard,
             flights: Flights::default(),
+            peer_flights: Flights::default(),
             stats,
             hot_keys,
             tasks,
             settings,
             spec,
+            touched: std::sync::Mutex::new(None),
         }
     }
 
@@ -130,6 +142,7 @@ impl Space {
 
     /// Stores a put in the main cache, ordered after any load of the key in flight.
     pub async fn store_put(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.touch(key);
         let entry = self.entry_for_put(key, value, ttl);
         if let Some(entry) = &entry
             && !self.main.fits(key, entry)
@@ -141,7 +154,7 @@ impl Space {
                     .saturating_sub(key.len() + crate::store::ENTRY_OVERHEAD),
             });
         }
-        self.flights.invalidate(key);
+        self.invalidate_flights(key);
         match entry {
             Some(entry) => {
                 self.main.insert(key, entry).await;
@@ -154,13 +167,21 @@ impl Space {
         self.hot.remove(key).await;
         // A load that claimed the key between the first invalidation and the insert fetched
         // before the put landed: stop it from storing too.
-        self.flights.invalidate(key);
+        self.invalidate_flights(key);
         Ok(())
+    }
+
+    /// Stops every load of `key` in flight from storing what it loaded.
+    fn invalidate_flights(&self, key: &str) {
+        self.flights.invalidate(key);
+        self.peer_flights.invalidate(key);
     }
 
     /// Empties both caches and keeps loads in flight from refilling them.
     pub fn flush(&self) {
+        self.touch_all();
         self.flights.invalidate_all();
+        self.peer_flights.invalidate_all();
         self.main.clear();
         self.hot.clear();
     }
@@ -168,10 +189,11 @@ impl Space {
     /// Removes `key` from both caches (and stops loads in flight from storing it again);
     /// returns whether anything was removed.
     pub async fn remove(&self, key: &str) -> bool {
-        self.flights.invalidate(key);
+        self.touch(key);
+        self.invalidate_flights(key);
         let main = self.main.remove(key).await;
         let hot = self.hot.remove(key).await;
-        self.flights.invalidate(key);
+        self.invalidate_flights(key);
         main || hot
     }
 

@@ -180,6 +180,42 @@ impl Store {
         true
     }
 
+    /// Stores `value` unless `key` already has a live entry or `allowed` (asked under the
+    /// key's lock, so ordered with every other write of the key) says no; returns whether it
+    /// was stored.
+    pub async fn insert_if_absent(
+        &self,
+        key: &str,
+        value: Cached,
+        allowed: impl FnOnce() -> bool,
+    ) -> bool {
+        if !self.fits(key, &value) {
+            return false;
+        }
+        let value = value.compacted();
+        let result = self
+            .cache
+            .entry_by_ref(key)
+            .and_compute_with(|existing| async move {
+                if existing.is_some() || !allowed() {
+                    Op::Nop
+                } else {
+                    Op::Put(value)
+                }
+            })
+            .await;
+        matches!(result, CompResult::Inserted(_))
+    }
+
+    /// The live entries with a value (not the remembered not-founds) whose key `keep`
+    /// accepts. Values are shared, not copied.
+    pub fn entries_where(&self, keep: impl Fn(&str) -> bool) -> Vec<(Arc<String>, Cached)> {
+        self.cache
+            .iter()
+            .filter(|(key, value)| value.value.is_some() && keep(key))
+            .collect()
+    }
+
     /// Removes `key`; returns whether a live entry was there.
     pub async fn remove(&self, key: &str) -> bool {
         let result = self

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::engine::Entry;
 use crate::error::Error;
 use crate::warmup::WarmOutcome;
-use crate::wire::Health;
+use crate::wire::{HandoffEntry, Health};
 
 mod http;
 
@@ -151,4 +151,15 @@ pub trait PeerTransport: Send + Sync + 'static {
 
     /// Asks the node at `peer` who it is and whether it serves.
     async fn probe(&self, peer: &str, timeout: Duration) -> Result<Health, PeerError>;
+
+    /// Streams into `sink` the entries the node at `peer` caches for keys that node `to`
+    /// owns in its ring (a joining `to` taking its keys over); returns how many came. Fails
+    /// when `to` is not in that node's ring yet.
+    async fn handoff(
+        &self,
+        peer: &str,
+        to: &str,
+        timeout: Duration,
+        sink: tokio::sync::mpsc::Sender<HandoffEntry>,
+    ) -> Result<u64, PeerError>;
 }

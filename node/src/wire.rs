@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorCode, Problems, SourceError};
 use crate::spec::KeySpaceSpec;
 
+mod handoff;
+
+pub use handoff::HandoffEntry;
+
 /// Header naming the node that sent a peer request (the hop marker): such requests are always
 /// served by the receiving node, never forwarded again.
 pub const HOP_HEADER: &str = "x-distcache-hop";
@@ -389,6 +393,24 @@ pub struct Health {
     /// for it to stop answering.
     #[serde(default)]
     pub stopping: bool,
+    /// Whether it serves the keys it owns itself. A node that joins is ready (peers route to
+    /// it) but not owning until it took over its keys' entries from their previous owners;
+    /// meanwhile it forwards them there. Absent (older nodes): owning.
+    #[serde(default = "owning_by_default")]
+    pub owning: bool,
+    /// The members of its ring, by id, sorted: the nodes it routes keys to. Peers compare it
+    /// with their own to tell when the cluster agrees on ownership.
+    #[serde(default)]
+    pub ring: Vec<String>,
+    /// Whether, as far as it can tell, the cluster agrees on ownership: it is owning, and
+    /// every healthy peer is owning and reports the same ring. `/readyz` answers 200 only
+    /// then. Absent (older nodes): agreed.
+    #[serde(default = "owning_by_default")]
+    pub agreed: bool,
+}
+
+fn owning_by_default() -> bool {
+    true
 }
 
 /// `GET /v1/keyspaces`.

@@ -345,8 +345,22 @@ fn unreachable_info() -> ClusterInfo {
 /// Whether the cluster is ready by the wait's terms, and if not, why.
 async fn readiness(client: &Client, args: &WaitArgs) -> (bool, String, Option<ClusterInfo>) {
     match client.health().await {
-        Ok(h) if h.ready => {}
-        Ok(h) => return (false, format!("{} is starting", h.node_id), None),
+        Ok(h) if h.ready && h.owning && h.agreed => {}
+        Ok(h) if !h.ready => return (false, format!("{} is starting", h.node_id), None),
+        Ok(h) if !h.owning => {
+            return (
+                false,
+                format!("{} is taking its keys over", h.node_id),
+                None,
+            );
+        }
+        Ok(h) => {
+            return (
+                false,
+                format!("{}: the members do not agree on the ring yet", h.node_id),
+                None,
+            );
+        }
         Err(e) => return (false, format!("no answer ({e})"), None),
     }
     if args.nodes.is_none() && !args.healthy {

@@ -77,6 +77,9 @@ impl Cluster {
             addr: self.my_addr.clone(),
             ready: false,
             stopping: true,
+            owning: false,
+            ring: Vec::new(),
+            agreed: false,
         };
         // The peer probes this node back before it acts: room for that round trip too.
         let timeout = self.config.probe_timeout * 2;
@@ -153,9 +156,11 @@ impl Cluster {
         }
         t.failures = 0;
         t.last_seen = Some(Instant::now());
+        t.owning = health.owning;
+        t.ring = health.ring;
         if health.stopping {
-            // Leaving for good: out of the ring and of the settled ring at once, so warmups
-            // triggered by its leaving already count it out.
+            // Leaving for good: out of the ring at once, so warmups triggered by its leaving
+            // already count it out.
             t.reachable = false;
             if t.healthy {
                 t.healthy = false;
@@ -212,16 +217,13 @@ impl Cluster {
         }
     }
 
-    /// Rebuilds the ring from the healthy peers and publishes `events`.
+    /// Rebuilds the ring from the healthy peers (and the owners' ring from those of them
+    /// that are owning) and publishes `events`.
     pub(super) fn rebuild(&self, mut events: Vec<TopologyEvent>) {
+        let owning = self.is_owning();
         let tracked = self.lock();
-        let mut reachable: Vec<NodeId> = tracked
-            .values()
-            .filter(|t| t.reachable && !t.is_self)
-            .filter_map(|t| t.id.clone())
-            .collect();
-        reachable.push(self.me.clone());
         let mut peers: HashMap<NodeId, Arc<Peer>> = HashMap::new();
+        let mut owners: Vec<NodeId> = Vec::new();
         for (addr, t) in tracked.iter() {
             if let (true, false, Some(id)) = (t.healthy, t.is_self, t.id.as_ref()) {
                 if let Some(existing) = peers.get(id) {
@@ -235,13 +237,19 @@ impl Cluster {
                         addr: addr.clone(),
                     }),
                 );
+                if t.owning {
+                    owners.push(id.clone());
+                }
             }
         }
         drop(tracked);
+        if owning {
+            owners.push(self.me.clone());
+        }
         let current = self.view.load();
-        let settled = Ring::new(reachable);
-        let settled_changed = settled.members().ne(current.settled.members());
-        let changed = settled_changed
+        let owners = Ring::new(owners);
+        let changed = owning != current.owning
+            || owners.members().ne(current.owners.members())
             || current.peers.len() != peers.len()
             || peers
                 .iter()
@@ -255,11 +263,17 @@ impl Cluster {
                 }
             }
             let ring = Ring::new(peers.keys().cloned().chain([self.me.clone()]));
-            tracing::info!(members = ring.len(), "ring rebuilt");
+            tracing::info!(
+                members = ring.len(),
+                owners = owners.len(),
+                owning,
+                "ring rebuilt"
+            );
             self.view.store(Arc::new(View {
                 ring,
                 peers,
-                settled,
+                owners,
+                owning,
             }));
         }
         for e in events {

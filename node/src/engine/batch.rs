@@ -95,6 +95,7 @@ impl Engine {
             keys = entries.len()
         );
         async {
+            let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
             let mut results: Vec<Option<KeyResult<()>>> = vec![None; entries.len()];
             let mut valid: Vec<(usize, Entry)> = Vec::with_capacity(entries.len());
             for (slot, entry) in entries.into_iter().enumerate() {

@@ -1,6 +1,7 @@
 //! The engine's side of node-to-node calls: writes sent to owners, invalidations sent to every
-//! peer, and the owner-side handlers that serve peers' requests (always locally: a request
-//! that came from a peer is never forwarded again).
+//! peer, and the owner-side handlers that serve peers' requests (locally once this node is
+//! owning: a request that came from a peer is then never forwarded again; while it joins, to
+//! an owning member, which serves it).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Engine, Entry, Inner, KeyResult};
-use crate::cluster::Peer;
+use crate::cluster::{Cluster, Peer};
 use crate::error::{Error, Result};
 use crate::space::Space;
 use crate::store::Cached;
@@ -112,10 +113,19 @@ impl Inner {
 }
 
 impl Engine {
-    /// Serves a peer's read of a key this node owns: from the cache, else loaded here.
+    /// Serves a peer's read of a key this node owns: from the cache, else loaded here. While
+    /// this node is joining, forwarded to the key's owner among the owning members.
     pub(crate) async fn serve_get(&self, keyspace: &str, key: &str) -> Result<Served> {
         let space = self.inner.space(keyspace)?;
         self.inner.config.limits.check_key(key)?;
+        if let Some((cluster, peer)) = self.forward_target(keyspace, key) {
+            let remote = cluster
+                .transport()
+                .get(&peer.addr, keyspace, key, space.settings.read_timeout)
+                .await
+                .map_err(|e| e.into_error())?;
+            return Ok(remote.map(|r| (r.value, r.ttl)));
+        }
         if let Some(hit) = space.cached(key).await {
             space.stats.cache_hits.inc();
             space.hot_keys.record(key, false);
@@ -130,7 +140,8 @@ impl Engine {
         }
     }
 
-    /// Serves a peer's batch read: hits from the cache, misses in one `fetch_many`.
+    /// Serves a peer's batch read: hits from the cache, misses in one `fetch_many`. While
+    /// this node is joining, each key is read from its owner among the owning members.
     pub(crate) async fn serve_get_many(
         &self,
         keyspace: &str,
@@ -139,6 +150,15 @@ impl Engine {
         let space = self.inner.space(keyspace)?;
         let limits = &self.inner.config.limits;
         limits.check_batch(keys.len())?;
+        if self.inner.cluster.as_ref().is_some_and(|c| !c.is_owning()) {
+            let reads = keys.iter().map(|key| async move {
+                KeyResult {
+                    key: key.clone(),
+                    result: self.serve_get(keyspace, key).await,
+                }
+            });
+            return Ok(futures::future::join_all(reads).await);
+        }
         let mut answers: Vec<Option<Result<Served>>> = Vec::with_capacity(keys.len());
         let mut misses: Vec<(usize, &str)> = Vec::new();
         for (slot, key) in keys.iter().enumerate() {
@@ -179,9 +199,19 @@ impl Engine {
     ) -> Result<Vec<KeyResult<()>>> {
         let space = self.inner.space(keyspace)?;
         self.inner.config.limits.check_batch(entries.len())?;
+        let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
         let mut results = Vec::with_capacity(entries.len());
         let mut stored = Vec::new();
         for entry in entries {
+            if let Some((_, peer)) = self.forward_target(keyspace, &entry.key) {
+                let key = entry.key.clone();
+                let mut answer = self.inner.put_remote(&space, &peer, vec![entry]).await;
+                results.push(answer.pop().unwrap_or_else(|| KeyResult {
+                    key,
+                    result: Err(Error::Internal("the owner answered no result".into())),
+                }));
+                continue;
+            }
             let result = match self.check_entry(&entry.key, &entry.value, entry.ttl) {
                 Ok(()) => space.store_put(&entry.key, entry.value, entry.ttl).await,
                 Err(e) => Err(e),
@@ -200,6 +230,15 @@ impl Engine {
             }
         }
         Ok(results)
+    }
+
+    /// Where a peer's request for `key` goes instead of being served here: its owner among
+    /// the owning members, while this node is joining.
+    fn forward_target(&self, keyspace: &str, key: &str) -> Option<(&Arc<Cluster>, Arc<Peer>)> {
+        let cluster = self.inner.cluster.as_ref()?;
+        cluster
+            .forward_target(keyspace, key)
+            .map(|peer| (cluster, peer))
     }
 
     /// Drops `keys` from this node's caches at a peer's request (a put or delete elsewhere).

@@ -155,21 +155,43 @@ pub(super) async fn warmup(
 }
 
 pub(super) async fn healthz(State(state): State<AppState>) -> Json<Health> {
-    Json(Health {
+    Json(health(&state))
+}
+
+fn health(state: &AppState) -> Health {
+    let (owning, ring, agreed) = match state.engine.cluster() {
+        Some(cluster) => (cluster.is_owning(), cluster.ring_ids(), cluster.agreed()),
+        None => (true, vec![state.node_id.clone()], true),
+    };
+    Health {
         status: "ok".into(),
         node_id: state.node_id.clone(),
         addr: state.addr.clone(),
         ready: state.is_ready(),
         stopping: state.readiness.is_stopping(),
-    })
+        owning,
+        ring,
+        agreed,
+    }
 }
 
+/// 200 once the node serves, owns its keys, and the cluster agrees on who owns what (every
+/// healthy member owning, with the same ring); 503 with the reason before.
 pub(super) async fn readyz(
     State(state): State<AppState>,
 ) -> Result<(StatusCode, Json<Health>), ApiError> {
-    if state.is_ready() {
-        Ok((StatusCode::OK, healthz(State(state)).await))
-    } else {
+    let health = health(&state);
+    if !health.ready {
         Err(ApiError::from(Error::NotRunning))
+    } else if !health.owning {
+        Err(ApiError::from(Error::Unavailable(
+            "this node is joining: it is taking its keys over from their previous owners".into(),
+        )))
+    } else if !health.agreed {
+        Err(ApiError::from(Error::Unavailable(
+            "the members do not agree on the ring yet".into(),
+        )))
+    } else {
+        Ok((StatusCode::OK, Json(health)))
     }
 }

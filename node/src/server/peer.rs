@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 
 use super::AppState;
 use super::error::ApiError;
@@ -173,4 +174,30 @@ pub(super) async fn leaving(
         cluster.peer_leaving(peer).await;
     }
     StatusCode::NO_CONTENT
+}
+
+/// `?to=` of a handoff: the joining node taking its keys over.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HandoffQuery {
+    to: String,
+}
+
+/// The entries this node caches for keys `to` owns, as newline-delimited JSON, written as
+/// the joining node reads them.
+pub(super) async fn handoff(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<HandoffQuery>,
+) -> Result<Response, ApiError> {
+    let entries = state.engine.handoff_entries(&query.to)?;
+    let lines = futures::stream::iter(entries).map(|entry| {
+        let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        Ok::<_, std::io::Error>(bytes::Bytes::from(line))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response())
 }

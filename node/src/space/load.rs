@@ -11,7 +11,7 @@ use tracing::{Instrument, debug, warn};
 use super::{Deadline, Space};
 use crate::cluster::{Cluster, Peer};
 use crate::error::{Error, Result, SourceError};
-use crate::flight::{Claim, Outcome, Pending, Ticket};
+use crate::flight::{Claim, Flights, Outcome, Pending, Ticket};
 use crate::source::{FetchResult, Fetched};
 use crate::store::{Cached, Store};
 use crate::transport::RemoteGet;
@@ -35,11 +35,11 @@ impl Space {
 
     /// Claims a flight for every key; returns the pending outcomes in order and the tickets
     /// of the keys this caller leads.
-    fn claim(&self, keys: &[&str]) -> (Vec<Pending>, Vec<Ticket>) {
+    fn claim(&self, keys: &[&str], flights: &Flights) -> (Vec<Pending>, Vec<Ticket>) {
         let mut pending = Vec::with_capacity(keys.len());
         let mut tickets = Vec::new();
         for key in keys {
-            match self.flights.claim(key) {
+            match flights.claim(key) {
                 Claim::Joined(p) => pending.push(p),
                 Claim::Leader(ticket, p) => {
                     tickets.push(ticket);
@@ -52,7 +52,7 @@ impl Space {
 
     /// Loads `keys` that this node owns from its data source into the main cache.
     pub fn load_owned(self: &Arc<Self>, keys: &[&str]) -> Vec<Pending> {
-        let (pending, tickets) = self.claim(keys);
+        let (pending, tickets) = self.claim(keys, &self.flights);
         if !tickets.is_empty() {
             let span = tracing::debug_span!("distcache.load", distcache.keyspace = %self.name(), keys = tickets.len());
             let space = Arc::clone(self);
@@ -71,7 +71,7 @@ impl Space {
     /// Fetches `keys` again from this node's data source and replaces what is cached
     /// (refresh-ahead): joins a load already running, starts one otherwise.
     pub fn refresh_owned(self: &Arc<Self>, keys: &[&str]) -> Vec<Pending> {
-        let (pending, tickets) = self.claim(keys);
+        let (pending, tickets) = self.claim(keys, &self.flights);
         if !tickets.is_empty() {
             let space = Arc::clone(self);
             self.tasks.spawn(async move {
@@ -90,7 +90,7 @@ impl Space {
         peer: Arc<Peer>,
         keys: &[&str],
     ) -> Vec<Pending> {
-        let (pending, tickets) = self.claim(keys);
+        let (pending, tickets) = self.claim(keys, &self.peer_flights);
         if !tickets.is_empty() {
             let span = tracing::debug_span!("distcache.peer_load", distcache.keyspace = %self.name(), peer = %peer.id, keys = tickets.len());
             let space = Arc::clone(self);

@@ -15,8 +15,8 @@ use crate::error::Error;
 use crate::net;
 use crate::warmup::WarmOutcome;
 use crate::wire::{
-    BatchResponse, ErrorBody, HOP_HEADER, Health, KeysRequest, PutManyRequest, REVISION_HEADER,
-    TTL_HEADER,
+    BatchResponse, ErrorBody, HOP_HEADER, HandoffEntry, Health, KeysRequest, PutManyRequest,
+    REVISION_HEADER, TTL_HEADER,
 };
 
 /// Peer calls over HTTP/1.1 with pooled connections.
@@ -367,5 +367,52 @@ impl PeerTransport for HttpTransport {
         let url = self.url(peer, &["healthz"])?;
         let response = self.send(peer, self.client.get(url), timeout).await?;
         self.json(peer, response, timeout).await
+    }
+
+    async fn handoff(
+        &self,
+        peer: &str,
+        to: &str,
+        timeout: Duration,
+        sink: tokio::sync::mpsc::Sender<HandoffEntry>,
+    ) -> Result<u64, PeerError> {
+        let mut url = self.url(peer, &["_distcache", "peer", "handoff"])?;
+        url.query_pairs_mut().append_pair("to", to);
+        let mut response = self.send(peer, self.client.get(url), timeout).await?;
+        if !response.status().is_success() {
+            return Err(remote_error(peer, response, timeout).await);
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        let mut count = 0u64;
+        let bad_line = |e: serde_json::Error| PeerError::Protocol {
+            peer: peer.to_owned(),
+            reason: format!("bad handoff line: {e}"),
+        };
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| classify(peer, timeout, e))?
+        {
+            pending.extend_from_slice(&chunk);
+            let mut start = 0;
+            while let Some(len) = pending[start..].iter().position(|b| *b == b'\n') {
+                let line = &pending[start..start + len];
+                start += len + 1;
+                let entry: HandoffEntry = serde_json::from_slice(line).map_err(bad_line)?;
+                count += 1;
+                if sink.send(entry).await.is_err() {
+                    // The receiver gave up: stop reading.
+                    return Ok(count);
+                }
+            }
+            pending.drain(..start);
+        }
+        if pending.iter().any(|b| !b.is_ascii_whitespace()) {
+            return Err(PeerError::Protocol {
+                peer: peer.to_owned(),
+                reason: "the handoff stream ended in the middle of a line".into(),
+            });
+        }
+        Ok(count)
     }
 }

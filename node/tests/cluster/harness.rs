@@ -65,6 +65,11 @@ impl Builder {
     }
 
     pub async fn build(self) -> TestCluster {
+        self.build_with(|_| {}).await
+    }
+
+    /// Like `build`, telling `bound` the nodes' addresses before any node starts.
+    pub async fn build_with(self, bound: impl FnOnce(&[String])) -> TestCluster {
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
         for _ in 0..self.nodes {
@@ -72,6 +77,7 @@ impl Builder {
             addrs.push(l.local_addr().expect("addr").to_string());
             listeners.push(Some(l));
         }
+        bound(&addrs);
         let mut cluster = TestCluster {
             nodes: (0..self.nodes).map(|_| None).collect(),
             listeners,
@@ -199,7 +205,8 @@ impl TestCluster {
             .expect("some key is owned by every node")
     }
 
-    /// Waits until every running node's ring holds exactly the running nodes.
+    /// Waits until every running node's ring holds exactly the running nodes, and every node
+    /// is owning and agrees with the others.
     pub async fn wait_converged(&self) {
         let mut want: Vec<String> = self
             .running()
@@ -220,7 +227,7 @@ impl TestCluster {
                         .map(|id| id.to_string())
                         .collect();
                     have.sort();
-                    have == want
+                    have == want && self.node(i).cluster().agreed()
                 });
                 async move { all }
             },

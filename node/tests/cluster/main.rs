@@ -14,6 +14,7 @@ mod errors;
 mod http_api;
 mod keys;
 mod membership;
+mod ownership;
 mod routing;
 mod single_flight;
 mod warmup;

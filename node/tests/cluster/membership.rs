@@ -12,9 +12,13 @@ use crate::source::wait_until;
 /// every ring.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_owner_falls_back_to_a_local_load() {
-    // Nodes that stop without a word, as a crashed one would.
+    // Nodes that stop without a word, as a crashed one would; probed seldom, so that no
+    // probe happens to catch node 2 saying it is stopping (start-up probes on its own).
     let mut cluster = TestCluster::builder(3)
-        .edit(|_, c| c.cluster.announce_leave = false)
+        .edit(|_, c| {
+            c.cluster.announce_leave = false;
+            c.cluster.probe_interval = std::time::Duration::from_secs(1);
+        })
         .build()
         .await;
     let key = cluster.key_owned_by("ks", 2, "f:");
@@ -122,6 +126,9 @@ async fn forged_leave_announcements_are_ignored() {
             addr,
             ready: false,
             stopping: true,
+            owning: false,
+            ring: Vec::new(),
+            agreed: false,
         };
         let response = http
             .post(format!(

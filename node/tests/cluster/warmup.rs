@@ -46,8 +46,35 @@ async fn start_warms_each_warm_key_once() {
     cluster.shutdown().await;
 }
 
-/// A node that joins learns the hot keys from its peers and holds the ones it now owns before
-/// its first request.
+/// Start after start: each of 40 warm keys is fetched once in the whole cluster, by the
+/// member that keeps it, because nodes warm only once the ring is agreed and settled (issue
+/// 12: in 2 of 4 start-ups 17 keys were fetched twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_every_start_warms_each_key_once() {
+    let warm = keys("s", 40);
+    for start in 0..4 {
+        let mut s = spec("ks");
+        s.warm_keys = warm.clone();
+        let cluster = TestCluster::builder(3).specs(vec![s]).build().await;
+        for key in &warm {
+            let fetched: Vec<usize> = (0..3).map(|n| cluster.sources[n].fetches_of(key)).collect();
+            assert_eq!(
+                fetched.iter().sum::<usize>(),
+                1,
+                "start {start}: {key} fetched per node {fetched:?}"
+            );
+            assert_eq!(
+                fetched[cluster.owner_of("ks", key)],
+                1,
+                "start {start}: {key}"
+            );
+        }
+        cluster.shutdown().await;
+    }
+}
+
+/// A node that joins holds the hot keys it now owns before its first request: taken over
+/// from their previous owners, or warmed from what its peers share.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_node_warms_the_hot_keys_it_owns() {
     let mut cluster = TestCluster::builder(3)
@@ -69,10 +96,10 @@ async fn joining_node_warms_the_hot_keys_it_owns() {
         .collect();
     assert!(mine.len() > 5, "node 2 owns {} of the hot keys", mine.len());
     for key in &mine {
-        assert_eq!(
-            cluster.sources[2].fetches_of(key),
-            1,
-            "{key} was warmed at join"
+        // Taken over from the previous owner (no fetch) or warmed (one fetch).
+        assert!(
+            cluster.sources[2].fetches_of(key) <= 1,
+            "{key} was fetched more than once"
         );
     }
     let before = cluster.sources[2].fetches();

@@ -1,0 +1,94 @@
+//! Joining without a stale read: a node takes ownership of its keys only once every peer
+//! routes them to it, and only after taking over what their previous owners cached.
+//!
+//! A node that starts is *ready* (peers put it in their rings and send it its keys) but not
+//! *owning*: it forwards the keys it owns to their owner among the owning members, and
+//! answers peers' requests for them the same way. Once every reachable peer lists it in its
+//! ring (the acknowledgement), the engine takes the entries of its keys over from the owning
+//! peers (`engine/handoff.rs`) and the node becomes owning. The cluster *agrees* when every
+//! healthy member is owning and reports the same ring: `/readyz` waits for that.
+
+use std::sync::Arc;
+
+use super::{Cluster, Peer};
+
+impl Cluster {
+    /// `Ok` when every reachable peer is ready and lists this node in its ring, so every
+    /// request for this node's keys comes here; else who is missing.
+    pub(crate) fn acknowledged(&self) -> Result<(), String> {
+        let me = self.me.as_str();
+        let missing: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, t)| t.reachable && !t.is_self)
+            .filter(|(_, t)| !(t.healthy && t.ring.iter().any(|id| id == me)))
+            .map(|(addr, t)| match &t.id {
+                Some(id) => format!("{id} ({addr})"),
+                None => addr.clone(),
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join(", "))
+        }
+    }
+
+    /// Whether some peer answers probes: a node alone owns its keys at once.
+    pub(crate) fn has_reachable_peers(&self) -> bool {
+        self.lock().values().any(|t| t.reachable && !t.is_self)
+    }
+
+    /// The peers in the ring that serve their keys themselves: where a joining node takes its
+    /// keys' entries over from.
+    pub(crate) fn owning_peers(&self) -> Vec<Arc<Peer>> {
+        let view = self.view.load();
+        view.owners
+            .members()
+            .filter(|id| **id != self.me)
+            .filter_map(|id| view.peers.get(id).cloned())
+            .collect()
+    }
+
+    /// Whether `node` owns `(keyspace, key)` in this node's ring.
+    pub(crate) fn owner_is(&self, node: &str, keyspace: &str, key: &str) -> bool {
+        self.view
+            .load()
+            .ring
+            .owner(keyspace, key)
+            .is_some_and(|owner| owner.as_str() == node)
+    }
+
+    /// Whether `node` is a member of this node's ring.
+    pub(crate) fn in_ring(&self, node: &str) -> bool {
+        self.view
+            .load()
+            .ring
+            .members()
+            .any(|id| id.as_str() == node)
+    }
+
+    /// Whether the cluster agrees on ownership as far as this node can tell: it is owning,
+    /// and every healthy peer is owning and reports the same ring as this node's.
+    pub fn agreed(&self) -> bool {
+        if !self.is_owning() {
+            return false;
+        }
+        let mine = self.ring_ids();
+        self.lock()
+            .values()
+            .filter(|t| t.healthy && !t.is_self)
+            .all(|t| t.owning && t.ring == mine)
+    }
+
+    /// Whether the cluster agrees and no reachable peer is still starting (one that is would
+    /// change the ring when it becomes ready). Start warmups wait for this, so that a key is
+    /// warmed once, by the member that keeps it.
+    pub(crate) fn settled(&self) -> bool {
+        self.agreed()
+            && self
+                .lock()
+                .values()
+                .all(|t| t.is_self || !t.reachable || t.healthy)
+    }
+}
