@@ -159,13 +159,15 @@ for size in 16 1024 65536; do
   pid="$(cat "$work"/mem/*.pid)"
   before="$(rss_kib "$pid")"
   max_bytes="$("$bin" --endpoint "127.0.0.1:$base" keyspace get mem -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["max_bytes"])')"
-  # Three times max_bytes, counting a key of ~20 bytes with each value.
-  per_thread=$(( 3 * max_bytes / (size + 20) / threads + 1 ))
+  # Three times max_bytes, counting with each value a key of ~20 bytes and the 384 bytes of
+  # bookkeeping an entry weighs.
+  per_thread=$(( 3 * max_bytes / (size + 404) / threads + 1 ))
   wrk -t"$threads" -c"$connections" -d120s -s "$work/put.lua" "http://127.0.0.1:$base" -- "$per_thread" "$size" >/dev/null
   held="$("$bin" --endpoint "127.0.0.1:$base" stats mem -o json | python3 -c 'import json,sys; k=json.load(sys.stdin)["nodes"][0]["keyspaces"][0]; print(k["main_cache_bytes"]+k["hot_cache_bytes"])')"
   after="$(rss_kib "$pid")"
   memory_rows+=("$size $before $after $held")
   CLUSTER_DIR="$work/mem" ./scripts/cluster.sh down >/dev/null
+  rm -rf "$work/mem"
 done
 
 if [[ "${ONLY:-}" != memory ]]; then

@@ -61,6 +61,8 @@ pub enum TopologyChange {
     Left,
     /// A known peer now answers at another address.
     Updated,
+    /// A peer that joined took its keys over and now serves them itself.
+    Owning,
 }
 
 /// One membership change, as seen by this node.
@@ -160,6 +162,10 @@ pub struct Cluster {
     events: broadcast::Sender<TopologyEvent>,
     /// Whether this node serves its keys itself (see `cluster/join.rs`).
     owning: std::sync::atomic::AtomicBool,
+    /// One probe round at a time (the prober, joining and start-up all probe): two rounds
+    /// that both found a returning peer would flush it twice, the second time after it was
+    /// back in the ring and held new writes.
+    probing: tokio::sync::Mutex<()>,
 }
 
 impl Cluster {
@@ -186,6 +192,7 @@ impl Cluster {
             view: ArcSwap::from_pointee(view),
             events,
             owning: std::sync::atomic::AtomicBool::new(false),
+            probing: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -43,6 +43,7 @@ mod catalog;
 mod data;
 mod error;
 mod extract;
+mod head_errors;
 mod listen;
 mod peer;
 

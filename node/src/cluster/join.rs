@@ -59,6 +59,14 @@ impl Cluster {
             .is_some_and(|owner| owner.as_str() == node)
     }
 
+    /// Whether a peer that serves its keys itself owns `(keyspace, key)` in this node's ring.
+    pub(crate) fn owned_by_owning_peer(&self, keyspace: &str, key: &str) -> bool {
+        let view = self.view.load();
+        view.ring
+            .owner(keyspace, key)
+            .is_some_and(|owner| *owner != self.me && view.owners.members().any(|o| o == owner))
+    }
+
     /// Whether `node` is a member of this node's ring.
     pub(crate) fn in_ring(&self, node: &str) -> bool {
         self.view

@@ -94,6 +94,7 @@ impl Cluster {
 
     /// Probes every address once, applies what changed, and rebuilds the ring.
     pub async fn probe_round(&self) {
+        let _one_at_a_time = self.probing.lock().await;
         let addrs: Vec<String> = self
             .lock()
             .iter()
@@ -156,6 +157,9 @@ impl Cluster {
         }
         t.failures = 0;
         t.last_seen = Some(Instant::now());
+        if health.owning && !t.owning && t.healthy && health.ready {
+            events.push(event(TopologyChange::Owning, &id, addr));
+        }
         t.owning = health.owning;
         t.ring = health.ring;
         if health.stopping {

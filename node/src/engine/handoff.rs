@@ -77,6 +77,30 @@ impl Engine {
         Ok(out)
     }
 
+    /// Drops from the main caches the entries of keys that another member owns and serves
+    /// itself: copies left behind after a joining member took them over. Requests for them
+    /// go to that member; writes there would have removed them here anyway.
+    pub(crate) async fn drop_handed_over(&self) {
+        let Some(cluster) = &self.inner.cluster else {
+            return;
+        };
+        let mut dropped = 0usize;
+        for space in self.inner.spaces_now().values() {
+            let name = space.name();
+            let moved = space
+                .main
+                .entries_where(|k| cluster.owned_by_owning_peer(name, k));
+            for (key, _) in moved {
+                if space.main.remove(&key).await {
+                    dropped += 1;
+                }
+            }
+        }
+        if dropped > 0 {
+            tracing::info!(dropped, "dropped entries handed over to their new owners");
+        }
+    }
+
     /// Takes this node's keys over: with forwarded writes held back, adopts the entries every
     /// owning peer caches for them (never over a key written or removed meanwhile), then
     /// becomes owning. Returns how many entries were adopted. On failure the node stays

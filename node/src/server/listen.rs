@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use super::head_errors::JsonHeadErrors;
+
 /// How connections are accepted and bounded.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnectionLimits {
@@ -74,7 +76,7 @@ pub(crate) async fn serve(
                 .map_request(|request: hyper::Request<Incoming>| request.map(Body::new)),
         );
         let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(JsonHeadErrors::new(stream)), service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -489,6 +489,7 @@ pub(crate) fn spawn_manager(
                     Some(e) if e.change == TopologyChange::Left && warm_on_leave => {
                         Duty::Warm(None, WarmupTrigger::Leave)
                     }
+                    Some(e) if e.change == TopologyChange::Owning => Duty::DropHandedOver,
                     Some(_) => continue,
                     None => {
                         topology = None;
@@ -532,6 +533,7 @@ pub(crate) fn spawn_manager(
                     }
                 }
                 Duty::Share => engine.exchange_hot_keys().await,
+                Duty::DropHandedOver => engine.drop_handed_over().await,
             }
         }
     })
@@ -545,6 +547,8 @@ enum Duty {
     Age,
     /// Exchange hot keys with the peers.
     Share,
+    /// Drop the entries a peer that is now owning took over.
+    DropHandedOver,
 }
 
 /// `every` ± 10%, so nodes do not refresh in step (`None` when refresh is off).

@@ -206,7 +206,7 @@ impl TestCluster {
     }
 
     /// Waits until every running node's ring holds exactly the running nodes, and every node
-    /// is owning and agrees with the others.
+    /// is owning and agrees with the others. On time-out, says what each node sees.
     pub async fn wait_converged(&self) {
         let mut want: Vec<String> = self
             .running()
@@ -214,25 +214,37 @@ impl TestCluster {
             .map(|i| self.ids[*i].clone())
             .collect();
         want.sort();
-        wait_until(
-            CONVERGE,
-            "every ring holds exactly the running nodes",
-            || {
-                let all = self.running().into_iter().all(|i| {
-                    let mut have: Vec<String> = self
-                        .node(i)
-                        .cluster()
-                        .ring_members()
-                        .iter()
-                        .map(|id| id.to_string())
-                        .collect();
-                    have.sort();
-                    have == want && self.node(i).cluster().agreed()
-                });
-                async move { all }
-            },
-        )
-        .await;
+        let converged = |i: usize| {
+            let cluster = self.node(i).cluster();
+            let mut have: Vec<String> = cluster
+                .ring_members()
+                .iter()
+                .map(|id| id.to_string())
+                .collect();
+            have.sort();
+            have == want && cluster.agreed()
+        };
+        let deadline = std::time::Instant::now() + CONVERGE;
+        while !self.running().into_iter().all(converged) {
+            if std::time::Instant::now() >= deadline {
+                let seen: Vec<String> = self
+                    .running()
+                    .into_iter()
+                    .map(|i| {
+                        let c = self.node(i).cluster();
+                        format!(
+                            "node {i}: ring {:?}, owning {}, agreed {}, members {:?}",
+                            c.ring_ids(),
+                            c.is_owning(),
+                            c.agreed(),
+                            c.members()
+                        )
+                    })
+                    .collect();
+                panic!("rings did not converge on {want:?}:\n{}", seen.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// The index of the node that leads the control plane, once every running node agrees.

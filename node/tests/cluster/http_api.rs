@@ -658,3 +658,66 @@ async fn issue_12_slow_heads_are_closed_and_connections_capped() {
     assert_eq!(response.status(), StatusCode::OK);
     cluster.shutdown().await;
 }
+
+/// Request heads hyper refuses by itself — a NUL or 0xFF byte in the request line, a head
+/// over the size limit — get the same JSON error as every other refusal, not an empty body
+/// (issue 12).
+#[tokio::test]
+async fn issue_12_malformed_request_heads_get_json_errors() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (cluster, api) = api().await;
+    let addr = cluster.addrs[0].clone();
+    let send = |request: Vec<u8>| {
+        let addr = addr.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            // The node may answer and close before it read everything: a failed write is fine.
+            let _ = s.write_all(&request).await;
+            let mut response = Vec::new();
+            let _ = s.read_to_end(&mut response).await;
+            String::from_utf8_lossy(&response).into_owned()
+        }
+    };
+    let huge_header = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(600 << 10)
+    );
+    let many_headers = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\n{}\r\n",
+        (0..150)
+            .map(|i| format!("x-h{i}: v\r\n"))
+            .collect::<String>()
+    );
+    for (request, status, code) in [
+        (
+            b"GET /v1/\x00 HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(),
+            "400",
+            "MALFORMED_REQUEST",
+        ),
+        (
+            b"GET /v1/\xff HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(),
+            "400",
+            "MALFORMED_REQUEST",
+        ),
+        (huge_header.into_bytes(), "431", "HEADERS_TOO_LARGE"),
+        (many_headers.into_bytes(), "431", "HEADERS_TOO_LARGE"),
+    ] {
+        let response = send(request).await;
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{response}"
+        );
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or("");
+        let json: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"));
+        assert_eq!(json["code"], code, "{response}");
+        assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // The node is unharmed.
+    let (status, _) = api.json(Method::GET, "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    cluster.shutdown().await;
+}

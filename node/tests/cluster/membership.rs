@@ -42,7 +42,7 @@ async fn unreachable_owner_falls_back_to_a_local_load() {
 }
 
 /// A node that starts later joins every ring and takes over its keys; when it stops, it
-/// leaves them again. Subscribers see both events.
+/// leaves them again. Subscribers see it join, become owning, and leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_and_leave() {
     let mut cluster = TestCluster::builder(3).started(2).build().await;
@@ -67,6 +67,13 @@ async fn join_and_leave() {
     assert_eq!(joined.change, TopologyChange::Joined);
     assert_eq!(joined.node_id, "node-2");
     assert_eq!(joined.addr, cluster.addrs[2]);
+    // Then it took its keys over and serves them itself.
+    let owning = tokio::time::timeout(CONVERGE, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(owning.change, TopologyChange::Owning);
+    assert_eq!(owning.node_id, "node-2");
 
     // The new owner now loads its keys (a fresh key, so nothing is cached yet).
     let fresh = cluster.key_owned_by("ks", 2, "fresh:");
