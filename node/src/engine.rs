@@ -3,9 +3,9 @@
 //! Data operations (`get`, `put`, `delete`; the `_many` forms are in `engine/batch.rs`)
 //! validate their input, find the keyspace, and answer from the caches or load through
 //! single-flight. Which node loads or stores a key is decided in one place, the cluster's ring
-//! (`Inner::route`); without a cluster every key is owned here. Writes reach the owner and
-//! then invalidate copies on every other node (`engine/peer.rs`), so that after a put or a
-//! delete no node serves the old value. Keyspace operations go through the
+//! (`Inner::route`); without a cluster every key is owned here. Writes, puts and deletes
+//! alike, reach the owner and then invalidate copies on every other node
+//! (`engine/writes.rs`), so that after a put or a delete no node serves the old value. Keyspace operations go through the
 //! [`Catalog`](crate::Catalog) and return once this node applied the change
 //! (`engine/keyspaces.rs`).
 
@@ -36,6 +36,7 @@ mod builder;
 mod handoff;
 mod keyspaces;
 mod peer;
+mod writes;
 
 pub use builder::EngineBuilder;
 
@@ -131,6 +132,9 @@ pub(crate) struct Inner {
     /// Held shared by writes this node forwards while it joins, exclusively by its takeover
     /// (`engine/handoff.rs`).
     join_gate: tokio::sync::RwLock<()>,
+    /// Held shared by writes this node applies as the key's owner, exclusively while it
+    /// collects entries to hand to a joining peer (`engine/writes.rs`).
+    owner_gate: tokio::sync::RwLock<()>,
 }
 
 /// The live keyspaces by name. Looked up on every get: a fast hasher (names are short and
@@ -171,6 +175,7 @@ impl Inner {
             applied_keyspaces: broadcast::channel(64).0,
             manager: std::sync::Mutex::new(None),
             join_gate: tokio::sync::RwLock::new(()),
+            owner_gate: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -400,23 +405,19 @@ impl Engine {
         let span = tracing::debug_span!("distcache.put", distcache.keyspace = keyspace, key);
         async {
             let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
-            match self.inner.owner(&space, key) {
-                Route::Local => {
-                    space.store_put(key, value, ttl).await?;
-                    self.inner.invalidate_peers(&space, &[key.to_owned()]).await
-                }
-                Route::Remote(peer) => {
-                    let entry = Entry {
-                        key: key.to_owned(),
-                        value,
-                        ttl,
-                    };
-                    let mut results = self.inner.put_remote(&space, &peer, vec![entry]).await;
-                    results.pop().map(|r| r.result).unwrap_or_else(|| {
-                        Err(Error::Internal("the owner answered no result".into()))
-                    })
-                }
-            }
+            let entry = vec![Entry {
+                key: key.to_owned(),
+                value,
+                ttl,
+            }];
+            let mut results = match self.inner.owner(&space, key) {
+                Route::Local => self.inner.put_local(&space, entry).await,
+                Route::Remote(peer) => self.inner.put_remote(&space, &peer, entry).await,
+            };
+            results
+                .pop()
+                .map(|r| r.result)
+                .unwrap_or_else(|| Err(Error::Internal("the owner answered no result".into())))
         }
         .instrument(span)
         .await
@@ -436,17 +437,23 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes `key` from the caches. A later get loads it again from the source.
+    /// Removes `key` from the caches: its owner removes it and drops every other node's copy.
+    /// A later get loads it again from the source.
     pub async fn delete(&self, keyspace: &str, key: &str) -> Result<()> {
         let space = self.inner.space(keyspace)?;
         self.inner.config.limits.check_key(key)?;
         space.stats.remove_keys_requests.inc();
         let span = tracing::debug_span!("distcache.delete", distcache.keyspace = keyspace, key);
         async {
-            if space.remove(key).await {
-                space.stats.removed_keys.inc();
-            }
-            self.inner.invalidate_peers(&space, &[key.to_owned()]).await
+            let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
+            let mut results = self
+                .inner
+                .delete_routed(&space, vec![key.to_owned()])
+                .await?;
+            results
+                .pop()
+                .map(|r| r.result)
+                .unwrap_or_else(|| Err(Error::Internal("the delete was not answered".into())))
         }
         .instrument(span)
         .await

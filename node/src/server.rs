@@ -262,6 +262,10 @@ fn peer_routes(state: AppState) -> Router<AppState> {
             post(peer::put_many),
         )
         .route(
+            "/_distcache/peer/keyspaces/{ks}/delete-many",
+            post(peer::delete_many),
+        )
+        .route(
             "/_distcache/peer/keyspaces/{ks}/invalidate",
             post(peer::invalidate),
         )
@@ -270,7 +274,7 @@ fn peer_routes(state: AppState) -> Router<AppState> {
         .route("/_distcache/peer/flush", post(peer::flush))
         .route("/_distcache/peer/leaving", post(peer::leaving))
         .route("/_distcache/peer/handoff", get(peer::handoff))
-        .route_layer(middleware::from_fn_with_state(state, peer::catch_up))
+        .route_layer(middleware::from_fn_with_state(state, peer::peer_context))
 }
 
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -25,7 +25,7 @@ use crate::warmup::tracker::HotKeys;
 mod load;
 mod takeover;
 
-pub(crate) use takeover::Touched;
+pub(crate) use takeover::Takeover;
 
 /// When an entry expires.
 pub(crate) enum Deadline {
@@ -57,8 +57,8 @@ pub(crate) struct Space {
     pub hot_keys: Arc<HotKeys>,
     /// Where loads run, so that `stop` can wait for them.
     pub(crate) tasks: TaskTracker,
-    /// While this node takes its keys over: the keys written or removed meanwhile.
-    touched: std::sync::Mutex<Option<Touched>>,
+    /// While this node takes its keys over: whether the caches were flushed meanwhile.
+    takeover: std::sync::Mutex<Option<Takeover>>,
 }
 
 impl Space {
@@ -93,7 +93,7 @@ impl Space {
             tasks,
             settings,
             spec,
-            touched: std::sync::Mutex::new(None),
+            takeover: std::sync::Mutex::new(None),
         }
     }
 
@@ -142,7 +142,6 @@ impl Space {
 
     /// Stores a put in the main cache, ordered after any load of the key in flight.
     pub async fn store_put(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        self.touch(key);
         let entry = self.entry_for_put(key, value, ttl);
         if let Some(entry) = &entry
             && !self.main.fits(key, entry)
@@ -179,7 +178,7 @@ impl Space {
 
     /// Empties both caches and keeps loads in flight from refilling them.
     pub fn flush(&self) {
-        self.touch_all();
+        self.note_flush();
         self.flights.invalidate_all();
         self.peer_flights.invalidate_all();
         self.main.clear();
@@ -189,7 +188,6 @@ impl Space {
     /// Removes `key` from both caches (and stops loads in flight from storing it again);
     /// returns whether anything was removed.
     pub async fn remove(&self, key: &str) -> bool {
-        self.touch(key);
         self.invalidate_flights(key);
         let main = self.main.remove(key).await;
         let hot = self.hot.remove(key).await;

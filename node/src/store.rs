@@ -143,9 +143,10 @@ impl Store {
         self.cache.get(key).await
     }
 
-    /// Stores `value` unless `cancelled` is set when the per-key lock is held. Returns whether
-    /// it was stored.
-    pub async fn insert_unless(&self, key: &str, value: Cached, cancelled: &AtomicBool) -> bool {
+    /// Stores `value` if `store` (asked under the key's lock, so ordered with every other
+    /// write of the key, and told whether a live entry is there) says so, and the entry fits.
+    /// Returns whether it was stored.
+    async fn put_if(&self, key: &str, value: Cached, store: impl FnOnce(bool) -> bool) -> bool {
         if !self.fits(key, &value) {
             return false;
         }
@@ -153,11 +154,11 @@ impl Store {
         let result = self
             .cache
             .entry_by_ref(key)
-            .and_compute_with(|_| async {
-                if cancelled.load(Ordering::Acquire) {
-                    Op::Nop
-                } else {
+            .and_compute_with(|existing| async move {
+                if store(existing.is_some()) {
                     Op::Put(value)
+                } else {
+                    Op::Nop
                 }
             })
             .await;
@@ -167,44 +168,27 @@ impl Store {
         )
     }
 
+    /// Stores `value` unless `cancelled` is set when the per-key lock is held. Returns whether
+    /// it was stored.
+    pub async fn insert_unless(&self, key: &str, value: Cached, cancelled: &AtomicBool) -> bool {
+        self.put_if(key, value, |_| !cancelled.load(Ordering::Acquire))
+            .await
+    }
+
     /// Stores `value`, replacing what was there. Returns false when it is too large to hold.
     pub async fn insert(&self, key: &str, value: Cached) -> bool {
-        if !self.fits(key, &value) {
-            return false;
-        }
-        let value = value.compacted();
-        self.cache
-            .entry_by_ref(key)
-            .and_compute_with(|_| async { Op::Put(value) })
-            .await;
-        true
+        self.put_if(key, value, |_| true).await
     }
 
     /// Stores `value` unless `key` already has a live entry or `allowed` (asked under the
-    /// key's lock, so ordered with every other write of the key) says no; returns whether it
-    /// was stored.
+    /// key's lock) says no; returns whether it was stored.
     pub async fn insert_if_absent(
         &self,
         key: &str,
         value: Cached,
         allowed: impl FnOnce() -> bool,
     ) -> bool {
-        if !self.fits(key, &value) {
-            return false;
-        }
-        let value = value.compacted();
-        let result = self
-            .cache
-            .entry_by_ref(key)
-            .and_compute_with(|existing| async move {
-                if existing.is_some() || !allowed() {
-                    Op::Nop
-                } else {
-                    Op::Put(value)
-                }
-            })
-            .await;
-        matches!(result, CompResult::Inserted(_))
+        self.put_if(key, value, |exists| !exists && allowed()).await
     }
 
     /// The live entries with a value (not the remembered not-founds) whose key `keep`

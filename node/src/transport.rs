@@ -19,6 +19,23 @@ mod http;
 
 pub use http::HttpTransport;
 
+/// Most times a request between nodes is passed on to another node. A node that does not
+/// own a key passes a peer's request for it to the owner it knows, and a joining owner passes
+/// it to the previous one; nodes whose views of the ring differ could pass it round in a
+/// circle, and this ends that.
+pub(crate) const MAX_HOPS: u8 = 3;
+
+tokio::task_local! {
+    /// How many nodes the peer request being served has passed through (0: none, the work
+    /// comes from this node's own client). Requests sent while serving it count one more.
+    pub(crate) static HOPS: u8;
+}
+
+/// Hops of the peer request this task serves (0 outside one).
+pub(crate) fn hops() -> u8 {
+    HOPS.try_with(|h| *h).unwrap_or(0)
+}
+
 /// A value read from a peer, with its remaining time to live there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteValue {
@@ -119,6 +136,16 @@ pub trait PeerTransport: Send + Sync + 'static {
         peer: &str,
         keyspace: &str,
         entries: &[Entry],
+        timeout: Duration,
+    ) -> Result<Vec<Result<(), Error>>, PeerError>;
+
+    /// Deletes `keys` on their owner at `peer`, which drops every other node's copies; one
+    /// result per key in order.
+    async fn delete_many(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        keys: &[String],
         timeout: Duration,
     ) -> Result<Vec<Result<(), Error>>, PeerError>;
 

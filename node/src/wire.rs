@@ -22,6 +22,9 @@ pub use handoff::HandoffEntry;
 /// Header naming the node that sent a peer request (the hop marker): such requests are always
 /// served by the receiving node, never forwarded again.
 pub const HOP_HEADER: &str = "x-distcache-hop";
+/// Header counting the nodes a peer request went through (1: sent by the node that took
+/// the client's request); a node passes a request on only below a limit.
+pub const HOPS_HEADER: &str = "x-distcache-hops";
 /// Header with a value's remaining time to live in milliseconds (absent: no expiry).
 pub const TTL_HEADER: &str = "x-distcache-ttl-ms";
 /// Header naming the node that answered a data request.

@@ -50,6 +50,16 @@ impl Cluster {
             .collect()
     }
 
+    /// The peer that owns `(keyspace, key)` in this node's ring (`None`: this node does).
+    pub(crate) fn ring_owner_peer(&self, keyspace: &str, key: &str) -> Option<Arc<Peer>> {
+        let view = self.view.load();
+        view.ring
+            .owner(keyspace, key)
+            .filter(|owner| **owner != self.me)
+            .and_then(|owner| view.peers.get(owner))
+            .cloned()
+    }
+
     /// Whether `node` owns `(keyspace, key)` in this node's ring.
     pub(crate) fn owner_is(&self, node: &str, keyspace: &str, key: &str) -> bool {
         self.view

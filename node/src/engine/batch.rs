@@ -2,7 +2,7 @@
 //!
 //! `get_many` answers hits at once and loads the misses in one batch per owner, owners in
 //! parallel. `put_many` stores each owner's entries with one call per owner, then invalidates
-//! copies elsewhere. `delete_many` removes the keys here and sends one invalidation per peer.
+//! copies elsewhere. `delete_many` sends each owner its keys the same way.
 
 use std::collections::HashMap;
 
@@ -126,29 +126,12 @@ impl Engine {
                 }
             });
             let local_call = async {
-                let mut stored = Vec::new();
-                let mut answers = Vec::new();
-                for (slot, entry) in local {
-                    let result = space.store_put(&entry.key, entry.value, entry.ttl).await;
-                    if result.is_ok() {
-                        stored.push(entry.key.clone());
-                    }
-                    answers.push((
-                        slot,
-                        KeyResult {
-                            key: entry.key,
-                            result,
-                        },
-                    ));
+                let (slots, entries): (Vec<usize>, Vec<Entry>) = local.into_iter().unzip();
+                if entries.is_empty() {
+                    return Vec::new();
                 }
-                if let Err(e) = self.inner.invalidate_peers(&space, &stored).await {
-                    for (_, answer) in answers.iter_mut() {
-                        if answer.result.is_ok() {
-                            answer.result = Err(e.clone());
-                        }
-                    }
-                }
-                answers
+                let answers = self.inner.put_local(&space, entries).await;
+                slots.into_iter().zip(answers).collect::<Vec<_>>()
             };
             let (local_answers, remote_answers) =
                 futures::join!(local_call, futures::future::join_all(remote_calls));
@@ -172,8 +155,8 @@ impl Engine {
         .await
     }
 
-    /// Removes many keys, here and on every other node, answering one result per key in
-    /// order.
+    /// Removes many keys on their owners, which drop every other node's copies, answering one
+    /// result per key in order.
     pub async fn delete_many<K: AsRef<str>>(
         &self,
         keyspace: &str,
@@ -188,32 +171,38 @@ impl Engine {
             keys = keys.len()
         );
         async {
-            let mut results = Vec::with_capacity(keys.len());
+            let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
+            let mut results: Vec<Option<KeyResult<()>>> = Vec::with_capacity(keys.len());
             let mut valid = Vec::new();
-            for key in keys {
+            let mut valid_slots = Vec::new();
+            for (slot, key) in keys.iter().enumerate() {
                 let key = key.as_ref();
-                let result = match limits.check_key(key) {
+                match limits.check_key(key) {
                     Ok(()) => {
                         space.stats.remove_keys_requests.inc();
-                        if space.remove(key).await {
-                            space.stats.removed_keys.inc();
-                        }
                         valid.push(key.to_owned());
-                        Ok(())
+                        valid_slots.push(slot);
+                        results.push(None);
                     }
-                    Err(e) => Err(e),
-                };
-                results.push(KeyResult {
-                    key: key.to_owned(),
-                    result,
-                });
-            }
-            if let Err(e) = self.inner.invalidate_peers(&space, &valid).await {
-                for r in results.iter_mut().filter(|r| r.result.is_ok()) {
-                    r.result = Err(e.clone());
+                    Err(e) => results.push(Some(KeyResult {
+                        key: key.to_owned(),
+                        result: Err(e),
+                    })),
                 }
             }
-            Ok(results)
+            let answers = self.inner.delete_routed(&space, valid).await?;
+            for (slot, answer) in valid_slots.into_iter().zip(answers) {
+                results[slot] = Some(answer);
+            }
+            Ok(results
+                .into_iter()
+                .map(|r| {
+                    r.unwrap_or_else(|| KeyResult {
+                        key: String::new(),
+                        result: Err(Error::Internal("key was not answered".into())),
+                    })
+                })
+                .collect())
         }
         .instrument(span)
         .await

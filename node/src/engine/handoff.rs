@@ -37,9 +37,10 @@ impl Inner {
 
 impl Engine {
     /// The entries this node caches for keys that node `to` owns in its ring, for `to` to
-    /// take over. Values are shared, not copied. Fails while `to` is not in the ring: its
+    /// take over, collected once the writes this node is applying are done. Values are
+    /// shared, not copied. Fails while `to` is not in the ring: its
     /// keys are still this node's to serve, and it would miss some.
-    pub(crate) fn handoff_entries(&self, to: &str) -> Result<Vec<HandoffEntry>> {
+    pub(crate) async fn handoff_entries(&self, to: &str) -> Result<Vec<HandoffEntry>> {
         let Some(cluster) = &self.inner.cluster else {
             return Ok(Vec::new());
         };
@@ -49,6 +50,9 @@ impl Engine {
                 cluster.me()
             )));
         }
+        // Writes this node applies as owner finish first (they were routed here before `to`
+        // joined the ring); later ones for `to`'s keys are passed on to it.
+        let _barrier = self.inner.owner_gate.write().await;
         let mut out = Vec::new();
         for space in self.inner.spaces_now().values() {
             let name = space.name();
@@ -101,9 +105,9 @@ impl Engine {
         }
     }
 
-    /// Takes this node's keys over: with forwarded writes held back, adopts the entries every
-    /// owning peer caches for them (never over a key written or removed meanwhile), then
-    /// becomes owning. Returns how many entries were adopted. On failure the node stays
+    /// Takes this node's keys over: with forwarded writes held back (every write of them comes
+    /// through here once every peer routes them here), adopts the entries every owning peer
+    /// caches for them, then becomes owning. Returns how many entries were adopted. On failure the node stays
     /// joining (and forwarding), to try again.
     pub(crate) async fn take_over(&self) -> Result<u64> {
         let Some(cluster) = &self.inner.cluster else {
@@ -143,10 +147,16 @@ impl Engine {
                 break;
             }
         }
+        let mut held = true;
         for space in spaces.values() {
-            space.end_takeover();
+            held &= space.end_takeover();
         }
         outcome?;
+        if !held {
+            return Err(Error::Unavailable(
+                "the caches were flushed during the takeover; taking the keys over again".into(),
+            ));
+        }
         cluster.set_owning(true);
         tracing::info!(adopted, "took the keys over; serving them");
         Ok(adopted)

@@ -1,7 +1,7 @@
 //! The engine's side of node-to-node calls: writes sent to owners, invalidations sent to every
-//! peer, and the owner-side handlers that serve peers' requests (locally once this node is
-//! owning: a request that came from a peer is then never forwarded again; while it joins, to
-//! an owning member, which serves it).
+//! peer, and the owner-side handlers that serve peers' requests: here when this node serves
+//! the key, else passed on once — to the owner this node knows (never back to the sender,
+//! never past `MAX_HOPS` nodes) or, while this node joins, to the key's previous owner.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,10 +115,10 @@ impl Inner {
 impl Engine {
     /// Serves a peer's read of a key this node owns: from the cache, else loaded here. While
     /// this node is joining, forwarded to the key's owner among the owning members.
-    pub(crate) async fn serve_get(&self, keyspace: &str, key: &str) -> Result<Served> {
+    pub(crate) async fn serve_get(&self, keyspace: &str, key: &str, from: &str) -> Result<Served> {
         let space = self.inner.space(keyspace)?;
         self.inner.config.limits.check_key(key)?;
-        if let Some((cluster, peer)) = self.forward_target(keyspace, key) {
+        if let Some((cluster, peer)) = self.pass_on(keyspace, key, from) {
             let remote = cluster
                 .transport()
                 .get(&peer.addr, keyspace, key, space.settings.read_timeout)
@@ -146,15 +146,19 @@ impl Engine {
         &self,
         keyspace: &str,
         keys: &[String],
+        from: &str,
     ) -> Result<Vec<KeyResult<Served>>> {
         let space = self.inner.space(keyspace)?;
         let limits = &self.inner.config.limits;
         limits.check_batch(keys.len())?;
-        if self.inner.cluster.as_ref().is_some_and(|c| !c.is_owning()) {
+        if keys
+            .iter()
+            .any(|key| self.pass_on(keyspace, key, from).is_some())
+        {
             let reads = keys.iter().map(|key| async move {
                 KeyResult {
                     key: key.clone(),
-                    result: self.serve_get(keyspace, key).await,
+                    result: self.serve_get(keyspace, key, from).await,
                 }
             });
             return Ok(futures::future::join_all(reads).await);
@@ -191,54 +195,101 @@ impl Engine {
     }
 
     /// Serves a peer's writes of keys this node owns: stores them, then invalidates every
-    /// other node's copies (the sender's included).
+    /// other node's copies (the sender's included). Keys this node does not serve are passed
+    /// on (see [`pass_on`](Self::pass_on)).
     pub(crate) async fn serve_put_many(
         &self,
         keyspace: &str,
         entries: Vec<Entry>,
+        from: &str,
     ) -> Result<Vec<KeyResult<()>>> {
         let space = self.inner.space(keyspace)?;
         self.inner.config.limits.check_batch(entries.len())?;
         let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
-        let mut results = Vec::with_capacity(entries.len());
-        let mut stored = Vec::new();
-        for entry in entries {
-            if let Some((_, peer)) = self.forward_target(keyspace, &entry.key) {
-                let key = entry.key.clone();
+        let mut results: Vec<Option<KeyResult<()>>> = (0..entries.len()).map(|_| None).collect();
+        let mut local = Vec::new();
+        for (slot, entry) in entries.into_iter().enumerate() {
+            if let Err(e) = self.check_entry(&entry.key, &entry.value, entry.ttl) {
+                results[slot] = Some(KeyResult {
+                    key: entry.key,
+                    result: Err(e),
+                });
+            } else if let Some((_, peer)) = self.pass_on(keyspace, &entry.key, from) {
                 let mut answer = self.inner.put_remote(&space, &peer, vec![entry]).await;
-                results.push(answer.pop().unwrap_or_else(|| KeyResult {
-                    key,
-                    result: Err(Error::Internal("the owner answered no result".into())),
-                }));
-                continue;
-            }
-            let result = match self.check_entry(&entry.key, &entry.value, entry.ttl) {
-                Ok(()) => space.store_put(&entry.key, entry.value, entry.ttl).await,
-                Err(e) => Err(e),
-            };
-            if result.is_ok() {
-                stored.push(entry.key.clone());
-            }
-            results.push(KeyResult {
-                key: entry.key,
-                result,
-            });
-        }
-        if let Err(e) = self.inner.invalidate_peers(&space, &stored).await {
-            for r in results.iter_mut().filter(|r| r.result.is_ok()) {
-                r.result = Err(e.clone());
+                results[slot] = answer.pop();
+            } else {
+                local.push((slot, entry));
             }
         }
-        Ok(results)
+        let (slots, entries): (Vec<usize>, Vec<Entry>) = local.into_iter().unzip();
+        if !entries.is_empty() {
+            for (slot, answer) in slots
+                .into_iter()
+                .zip(self.inner.put_local(&space, entries).await)
+            {
+                results[slot] = Some(answer);
+            }
+        }
+        Ok(answered(results))
     }
 
-    /// Where a peer's request for `key` goes instead of being served here: its owner among
-    /// the owning members, while this node is joining.
-    fn forward_target(&self, keyspace: &str, key: &str) -> Option<(&Arc<Cluster>, Arc<Peer>)> {
+    /// Serves a peer's deletes of keys this node owns: removes them, then invalidates every
+    /// other node's copies. Keys this node does not serve are passed on.
+    pub(crate) async fn serve_delete_many(
+        &self,
+        keyspace: &str,
+        keys: &[String],
+        from: &str,
+    ) -> Result<Vec<KeyResult<()>>> {
+        let space = self.inner.space(keyspace)?;
+        let limits = &self.inner.config.limits;
+        limits.check_batch(keys.len())?;
+        let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
+        let mut results: Vec<Option<KeyResult<()>>> = (0..keys.len()).map(|_| None).collect();
+        let mut local = Vec::new();
+        for (slot, key) in keys.iter().enumerate() {
+            if let Err(e) = limits.check_key(key) {
+                results[slot] = Some(KeyResult {
+                    key: key.clone(),
+                    result: Err(e),
+                });
+            } else if let Some((_, peer)) = self.pass_on(keyspace, key, from) {
+                let mut answer = self
+                    .inner
+                    .delete_remote(&space, &peer, vec![key.clone()])
+                    .await;
+                results[slot] = answer.pop();
+            } else {
+                local.push((slot, key.clone()));
+            }
+        }
+        let (slots, keys): (Vec<usize>, Vec<String>) = local.into_iter().unzip();
+        if !keys.is_empty() {
+            for (slot, answer) in slots
+                .into_iter()
+                .zip(self.inner.delete_local(&space, keys).await)
+            {
+                results[slot] = Some(answer);
+            }
+        }
+        Ok(answered(results))
+    }
+
+    /// Where a peer's request for `key` (sent by node `from`) goes instead of being served
+    /// here: to the key's owner when that is another node and not the sender (the sender's
+    /// view of the ring is behind this node's: a write served here now might miss the owner's
+    /// takeover); while this node joins, to the key's owner among the owning members. `None`
+    /// once the request went through `MAX_HOPS` nodes: views that differ in a circle end here.
+    fn pass_on(&self, keyspace: &str, key: &str, from: &str) -> Option<(&Arc<Cluster>, Arc<Peer>)> {
         let cluster = self.inner.cluster.as_ref()?;
-        cluster
-            .forward_target(keyspace, key)
-            .map(|peer| (cluster, peer))
+        if crate::transport::hops() >= crate::transport::MAX_HOPS {
+            return None;
+        }
+        let peer = match cluster.ring_owner_peer(keyspace, key) {
+            Some(owner) => (owner.id.as_str() != from).then_some(owner)?,
+            None => cluster.forward_target(keyspace, key)?,
+        };
+        Some((cluster, peer))
     }
 
     /// Drops `keys` from this node's caches at a peer's request (a put or delete elsewhere).
@@ -264,4 +315,17 @@ impl Engine {
         }
         tracing::info!("caches flushed at a peer's request");
     }
+}
+
+/// Batch results in order; a slot never filled is an internal error, not a panic.
+fn answered(results: Vec<Option<KeyResult<()>>>) -> Vec<KeyResult<()>> {
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| KeyResult {
+                key: String::new(),
+                result: Err(Error::Internal("key was not answered".into())),
+            })
+        })
+        .collect()
 }

@@ -26,46 +26,47 @@ pub(super) struct KeyQuery {
 }
 
 impl KeyQuery {
-    fn key(&mut self) -> Result<String, ApiError> {
-        self.key
-            .take()
-            .ok_or_else(|| ApiError::from(Error::EmptyKey))
+    /// The key and the TTL of a PUT.
+    fn key_and_ttl(self) -> Result<(String, Option<String>), ApiError> {
+        match self.key {
+            Some(key) => Ok((key, self.ttl)),
+            None => Err(ApiError::from(Error::EmptyKey)),
+        }
+    }
+
+    /// The key of a GET or DELETE, which take no `ttl`.
+    fn key_alone(self) -> Result<String, ApiError> {
+        if self.ttl.is_some() {
+            return Err(ApiError::bad_request("ttl applies to PUT only"));
+        }
+        self.key_and_ttl().map(|(key, _)| key)
     }
 }
 
 pub(super) async fn get_by_query(
     state: State<AppState>,
     ApiPath(ks): ApiPath<String>,
-    ApiQuery(mut query): ApiQuery<KeyQuery>,
+    ApiQuery(query): ApiQuery<KeyQuery>,
 ) -> Result<Response, ApiError> {
-    if query.ttl.is_some() {
-        return Err(ApiError::bad_request("ttl applies to PUT only"));
-    }
-    let key = query.key()?;
-    get(state, ApiPath((ks, key))).await
+    get(state, ApiPath((ks, query.key_alone()?))).await
 }
 
 pub(super) async fn put_by_query(
     state: State<AppState>,
     ApiPath(ks): ApiPath<String>,
-    ApiQuery(mut query): ApiQuery<KeyQuery>,
+    ApiQuery(query): ApiQuery<KeyQuery>,
     body: Result<ApiBody, ApiError>,
 ) -> Result<StatusCode, ApiError> {
-    let key = query.key()?;
-    let ttl = query.ttl.take();
+    let (key, ttl) = query.key_and_ttl()?;
     put(state, ApiPath((ks, key)), ApiQuery(PutQuery { ttl }), body).await
 }
 
 pub(super) async fn delete_by_query(
     state: State<AppState>,
     ApiPath(ks): ApiPath<String>,
-    ApiQuery(mut query): ApiQuery<KeyQuery>,
+    ApiQuery(query): ApiQuery<KeyQuery>,
 ) -> Result<StatusCode, ApiError> {
-    if query.ttl.is_some() {
-        return Err(ApiError::bad_request("ttl applies to PUT only"));
-    }
-    let key = query.key()?;
-    delete(state, ApiPath((ks, key))).await
+    delete(state, ApiPath((ks, query.key_alone()?))).await
 }
 
 pub(super) async fn get(

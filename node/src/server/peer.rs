@@ -14,15 +14,17 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::transport::HotKeysByKeyspace;
 use crate::warmup::{Ownership, WarmOutcome};
 use crate::wire::{
-    BatchResponse, HOP_HEADER, Health, KeyOutcome, KeysRequest, PutManyRequest, REVISION_HEADER,
-    Status, TTL_HEADER,
+    BatchResponse, HOP_HEADER, HOPS_HEADER, Health, KeyOutcome, KeysRequest, PutManyRequest,
+    REVISION_HEADER, Status, TTL_HEADER,
 };
 
-/// Waits until this node applied the catalog revision the sender had applied (its
-/// `x-distcache-revision`), at most half the engine's read timeout, then serves the request. A
-/// keyspace created through the sender is then known here too; after the wait the request
-/// is served whatever the revision (a node cut off from the control plane still serves).
-pub(super) async fn catch_up(
+/// Sets up every peer request: waits until this node applied the catalog revision the
+/// sender had applied (its `x-distcache-revision`), at most half the engine's read timeout,
+/// so a keyspace created through the sender is known here too (after the wait the request is
+/// served whatever the revision: a node cut off from the control plane still serves); and
+/// serves it counting the nodes it went through (`x-distcache-hops`), which bounds how often
+/// it is passed on.
+pub(super) async fn peer_context(
     State(state): State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -48,7 +50,13 @@ pub(super) async fn catch_up(
             );
         }
     }
-    next.run(request).await
+    let hops = request
+        .headers()
+        .get(HOPS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u8>().ok())
+        .unwrap_or(1);
+    crate::transport::HOPS.scope(hops, next.run(request)).await
 }
 
 fn from(headers: &HeaderMap) -> &str {
@@ -80,7 +88,7 @@ pub(super) async fn get(
     ApiPath((ks, key)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     tracing::trace!(from = from(&headers), keyspace = %ks, key = %key, "peer get");
-    match state.engine.serve_get(&ks, &key).await? {
+    match state.engine.serve_get(&ks, &key, from(&headers)).await? {
         Some((value, ttl)) => {
             let mut response =
                 ([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response();
@@ -103,7 +111,10 @@ pub(super) async fn get_many(
     ApiJson(request): ApiJson<KeysRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
     tracing::trace!(from = from(&headers), keyspace = %ks, keys = request.keys.len(), "peer get-many");
-    let results = state.engine.serve_get_many(&ks, &request.keys).await?;
+    let results = state
+        .engine
+        .serve_get_many(&ks, &request.keys, from(&headers))
+        .await?;
     Ok(Json(BatchResponse {
         results: results
             .into_iter()
@@ -114,12 +125,26 @@ pub(super) async fn get_many(
 
 pub(super) async fn put_many(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiPath(ks): ApiPath<String>,
     ApiJson(request): ApiJson<PutManyRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
     let results = state
         .engine
-        .serve_put_many(&ks, request.into_entries())
+        .serve_put_many(&ks, request.into_entries(), from(&headers))
+        .await?;
+    Ok(Json(super::data::writes(results)))
+}
+
+pub(super) async fn delete_many(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(ks): ApiPath<String>,
+    ApiJson(request): ApiJson<KeysRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let results = state
+        .engine
+        .serve_delete_many(&ks, &request.keys, from(&headers))
         .await?;
     Ok(Json(super::data::writes(results)))
 }
@@ -189,7 +214,7 @@ pub(super) async fn handoff(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<HandoffQuery>,
 ) -> Result<Response, ApiError> {
-    let entries = state.engine.handoff_entries(&query.to)?;
+    let entries = state.engine.handoff_entries(&query.to).await?;
     let lines = futures::stream::iter(entries).map(|entry| {
         let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
         line.push(b'\n');

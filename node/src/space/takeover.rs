@@ -1,8 +1,9 @@
-//! A keyspace's part in a takeover: while a joining node adopts the entries of its keys from
-//! their previous owners, the keys written or removed here meanwhile are remembered, and an
-//! adopted entry never replaces them (it is older than the write or the removal).
+//! A keyspace's part in a takeover: a joining node adopts the entries of its keys that their
+//! previous owners hand over. Every write of those keys goes through the joining node, which
+//! holds them back during the takeover, and the previous owners finish their own writes
+//! before they collect the entries (`engine/writes.rs`): an adopted entry is never older than
+//! a write. A flush during the takeover (the node missed changes) voids it.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,61 +11,46 @@ use bytes::Bytes;
 use super::Space;
 use crate::store::Cached;
 
-/// The keys written or removed during a takeover.
+/// A takeover in progress.
 #[derive(Debug, Default)]
-pub(crate) struct Touched {
-    keys: HashSet<String>,
-    /// The caches were flushed: nothing may be adopted any more.
-    all: bool,
+pub(crate) struct Takeover {
+    /// The caches were flushed since it began: nothing may be adopted.
+    flushed: bool,
 }
 
 impl Space {
-    fn touched(&self) -> std::sync::MutexGuard<'_, Option<Touched>> {
-        self.touched.lock().unwrap_or_else(|e| e.into_inner())
+    fn takeover(&self) -> std::sync::MutexGuard<'_, Option<Takeover>> {
+        self.takeover.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts remembering written and removed keys.
+    /// Starts a takeover.
     pub(crate) fn begin_takeover(&self) {
-        *self.touched() = Some(Touched::default());
+        *self.takeover() = Some(Takeover::default());
     }
 
-    /// Stops remembering them.
-    pub(crate) fn end_takeover(&self) {
-        *self.touched() = None;
+    /// Ends the takeover; returns whether it held (no flush voided it).
+    pub(crate) fn end_takeover(&self) -> bool {
+        self.takeover().take().is_some_and(|t| !t.flushed)
     }
 
-    /// Notes that `key` was written or removed (only during a takeover).
-    pub(super) fn touch(&self, key: &str) {
-        if let Some(touched) = self.touched().as_mut() {
-            touched.keys.insert(key.to_owned());
+    /// Notes a flush (only during a takeover).
+    pub(super) fn note_flush(&self) {
+        if let Some(takeover) = self.takeover().as_mut() {
+            takeover.flushed = true;
         }
     }
 
-    /// Notes that every key was removed (only during a takeover).
-    pub(super) fn touch_all(&self) {
-        if let Some(touched) = self.touched().as_mut() {
-            touched.all = true;
-        }
-    }
-
-    /// Stores an entry handed over by the key's previous owner, unless a takeover is not
-    /// running, the key was written or removed since it began, or it is cached already.
-    /// Returns whether it was stored.
+    /// Stores an entry handed over by the key's previous owner, unless no takeover holds or
+    /// the key is cached already. Returns whether it was stored.
     pub(crate) async fn adopt(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> bool {
         let expires_at = match ttl {
             Some(ttl) if ttl.is_zero() => return false,
             Some(ttl) => Instant::now().checked_add(ttl),
             None => None,
         };
-        // Asked under the key's lock: a removal touches the key before it takes that lock,
-        // so it either sees the adopted entry and removes it, or is seen here.
-        let untouched = || {
-            self.touched()
-                .as_ref()
-                .is_some_and(|t| !t.all && !t.keys.contains(key))
-        };
+        let holds = || self.takeover().as_ref().is_some_and(|t| !t.flushed);
         self.main
-            .insert_if_absent(key, Cached::found(value, expires_at), untouched)
+            .insert_if_absent(key, Cached::found(value, expires_at), holds)
             .await
     }
 }

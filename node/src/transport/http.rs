@@ -15,8 +15,8 @@ use crate::error::Error;
 use crate::net;
 use crate::warmup::WarmOutcome;
 use crate::wire::{
-    BatchResponse, ErrorBody, HOP_HEADER, HandoffEntry, Health, KeysRequest, PutManyRequest,
-    REVISION_HEADER, TTL_HEADER,
+    BatchResponse, ErrorBody, HOP_HEADER, HOPS_HEADER, HandoffEntry, Health, KeysRequest,
+    PutManyRequest, REVISION_HEADER, TTL_HEADER,
 };
 
 /// Peer calls over HTTP/1.1 with pooled connections.
@@ -74,6 +74,7 @@ impl HttpTransport {
         };
         request
             .header(HOP_HEADER, &self.from)
+            .header(HOPS_HEADER, u16::from(super::hops()) + 1)
             .timeout(timeout)
             .send()
             .await
@@ -280,6 +281,31 @@ impl PeerTransport for HttpTransport {
                 body,
                 timeout,
                 entries.len(),
+            )
+            .await?;
+        Ok(batch.results.into_iter().map(|o| o.into_write()).collect())
+    }
+
+    async fn delete_many(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<Result<(), Error>>, PeerError> {
+        let body = encode(
+            peer,
+            &KeysRequest {
+                keys: keys.to_vec(),
+            },
+        )?;
+        let batch = self
+            .batch(
+                peer,
+                &["_distcache", "peer", "keyspaces", keyspace, "delete-many"],
+                body,
+                timeout,
+                keys.len(),
             )
             .await?;
         Ok(batch.results.into_iter().map(|o| o.into_write()).collect())

@@ -10,6 +10,16 @@ use distcache::client::Client;
 
 use crate::harness::{CONVERGE, TestCluster};
 
+/// `n` keys of `ks` that node 2 owns once all three nodes are up.
+fn owned_by_node_2(prefix: &str, n: usize) -> Vec<String> {
+    let all = distcache::Ring::new(["node-0", "node-1", "node-2"].map(distcache::NodeId::from));
+    (0..10_000)
+        .map(|i| format!("{prefix}{i}"))
+        .filter(|k| all.owner("ks", k).map(|id| id.as_str()) == Some("node-2"))
+        .take(n)
+        .collect()
+}
+
 /// Writes new versions of `keys` through the nodes in turn and, after each acknowledged
 /// write, reads the key through every node: any answer but the version just written (or no
 /// answer at all, from a node that is down or starting) is a stale read. Runs until `done`,
@@ -58,11 +68,7 @@ async fn write_then_read_everywhere(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_12_no_stale_read_across_a_restart() {
     let mut cluster = TestCluster::start(3).await;
-    let keys: Vec<String> = (0..2000)
-        .map(|n| format!("r{n}"))
-        .filter(|k| cluster.owner_of("ks", k) == 2)
-        .take(12)
-        .collect();
+    let keys = owned_by_node_2("r", 12);
     let clients: Vec<Client> = (0..3).map(|i| cluster.client(i)).collect();
     for key in &keys {
         clients[0].put("ks", key, "old", None).await.unwrap();
@@ -94,12 +100,7 @@ async fn issue_12_no_stale_read_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_12_a_joining_node_takes_written_values_over() {
     let mut cluster = TestCluster::builder(3).started(2).build().await;
-    let all = distcache::Ring::new(["node-0", "node-1", "node-2"].map(distcache::NodeId::from));
-    let keys: Vec<String> = (0..2000)
-        .map(|n| format!("j{n}"))
-        .filter(|k| all.owner("ks", k).map(|id| id.as_str()) == Some("node-2"))
-        .take(20)
-        .collect();
+    let keys = owned_by_node_2("j", 20);
     let clients: Vec<Client> = (0..3).map(|i| cluster.client(i)).collect();
     for key in &keys {
         clients[1]

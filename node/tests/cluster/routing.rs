@@ -188,32 +188,56 @@ async fn put_many_reaches_each_owner() {
     cluster.shutdown().await;
 }
 
-/// A request that came from a peer (the peer routes are hop-marked) is served by the node it
-/// reached, even for a key that node does not own: never forwarded, so nodes that disagree on
-/// ownership cannot bounce a key or wait on each other.
+/// A peer's request for a key the node does not own goes on to the owner, so a write from a
+/// node whose view is behind cannot land beside the owner; it is served where it arrived when
+/// the sender is the owner itself (the two views differ: it never goes back), or when it has
+/// gone through `MAX_HOPS` nodes, so nodes that disagree cannot bounce a key for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peer_requests_are_never_forwarded() {
+async fn peer_requests_go_to_the_owner_but_never_back() {
     let cluster = TestCluster::start(2).await;
-    let key = cluster.key_owned_by("ks", 1, "hop:");
-    let url = format!(
-        "http://{}/_distcache/peer/keyspaces/ks/keys/{key}",
-        cluster.addrs[0]
-    );
-    let response = reqwest::get(&url).await.unwrap();
-    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let http = reqwest::Client::new();
+    let ask = |key: String, from: &'static str, hops: u8| {
+        let http = http.clone();
+        let addr = cluster.addrs[0].clone();
+        async move {
+            let response = http
+                .get(format!(
+                    "http://{addr}/_distcache/peer/keyspaces/ks/keys?key={key}"
+                ))
+                .header("x-distcache-hop", from)
+                .header("x-distcache-hops", hops.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), reqwest::StatusCode::OK);
+            assert_eq!(
+                response.bytes().await.unwrap(),
+                format!("v:{key}").as_bytes()
+            );
+        }
+    };
+    // From a third node whose view is behind: passed on to the owner, node 1.
+    let on = cluster.key_owned_by("ks", 1, "on:");
+    ask(on.clone(), "node-9", 1).await;
+    assert_eq!(cluster.sources[1].fetches_of(&on), 1, "loaded by the owner");
+    assert_eq!(cluster.sources[0].fetches_of(&on), 0);
+    // From the owner itself: served here, not sent back.
+    let back = cluster.key_owned_by("ks", 1, "back:");
+    ask(back.clone(), "node-1", 1).await;
     assert_eq!(
-        response.bytes().await.unwrap(),
-        format!("v:{key}").as_bytes()
-    );
-    assert_eq!(
-        cluster.sources[0].fetches_of(&key),
+        cluster.sources[0].fetches_of(&back),
         1,
         "served where it arrived"
     );
+    assert_eq!(cluster.sources[1].fetches_of(&back), 0);
+    // Through three nodes already: served here.
+    let far = cluster.key_owned_by("ks", 1, "far:");
+    ask(far.clone(), "node-9", 3).await;
     assert_eq!(
-        cluster.sources[1].fetches_of(&key),
-        0,
-        "not forwarded to the owner"
+        cluster.sources[0].fetches_of(&far),
+        1,
+        "served where it arrived"
     );
+    assert_eq!(cluster.sources[1].fetches_of(&far), 0);
     cluster.shutdown().await;
 }
