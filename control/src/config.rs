@@ -72,8 +72,7 @@ impl ControlConfig {
         }
     }
 
-    /// Every problem, fields named as in the TOML file. Every duration is at most
-    /// [`MAX_DURATION`].
+    /// Every problem, fields named as in the TOML file. Every duration is at most 1 hour.
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut problems = Vec::new();
         let mut push = |f: &str, m: &str| problems.push((f.to_owned(), m.to_owned()));
@@ -142,7 +141,7 @@ impl ControlConfig {
 }
 
 /// Longest accepted control-plane duration: 1 hour.
-pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)

@@ -21,7 +21,11 @@ impl Cluster {
             .lock()
             .iter()
             .filter(|(_, t)| t.reachable && !t.is_self)
-            .filter(|(_, t)| !(t.healthy && t.ring.iter().any(|id| id == me)))
+            // A peer that reports no ring runs a version without it: it cannot say, and
+            // waiting for it would stall a rolling upgrade for good.
+            .filter(|(_, t)| {
+                !(t.healthy && (t.ring.is_empty() || t.ring.iter().any(|id| id == me)))
+            })
             .map(|(addr, t)| match &t.id {
                 Some(id) => format!("{id} ({addr})"),
                 None => addr.clone(),
@@ -96,7 +100,7 @@ impl Cluster {
         self.lock()
             .values()
             .filter(|t| t.healthy && !t.is_self)
-            .all(|t| t.owning && t.ring == mine)
+            .all(|t| t.owning && (t.ring.is_empty() || t.ring == mine))
     }
 
     /// Whether the cluster agrees and no reachable peer is still starting (one that is would

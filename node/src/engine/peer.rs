@@ -208,6 +208,7 @@ impl Engine {
         let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
         let mut results: Vec<Option<KeyResult<()>>> = (0..entries.len()).map(|_| None).collect();
         let mut local = Vec::new();
+        let mut passed = ByPeer::default();
         for (slot, entry) in entries.into_iter().enumerate() {
             if let Err(e) = self.check_entry(&entry.key, &entry.value, entry.ttl) {
                 results[slot] = Some(KeyResult {
@@ -215,20 +216,33 @@ impl Engine {
                     result: Err(e),
                 });
             } else if let Some((_, peer)) = self.pass_on(keyspace, &entry.key, from) {
-                let mut answer = self.inner.put_remote(&space, &peer, vec![entry]).await;
-                results[slot] = answer.pop();
+                passed.add(peer, slot, entry);
             } else {
                 local.push((slot, entry));
             }
         }
         let (slots, entries): (Vec<usize>, Vec<Entry>) = local.into_iter().unzip();
-        if !entries.is_empty() {
-            for (slot, answer) in slots
-                .into_iter()
-                .zip(self.inner.put_local(&space, entries).await)
-            {
-                results[slot] = Some(answer);
+        let local = async {
+            if entries.is_empty() {
+                Vec::new()
+            } else {
+                self.inner.put_local(&space, entries).await
             }
+        };
+        let remote = passed.groups.into_iter().map(|(peer, slots, entries)| {
+            let space = &space;
+            async move {
+                let answers = self.inner.put_remote(space, &peer, entries).await;
+                slots.into_iter().zip(answers).collect::<Vec<_>>()
+            }
+        });
+        let (local, remote) = futures::join!(local, futures::future::join_all(remote));
+        for (slot, answer) in slots
+            .into_iter()
+            .zip(local)
+            .chain(remote.into_iter().flatten())
+        {
+            results[slot] = Some(answer);
         }
         Ok(answered(results))
     }
@@ -247,6 +261,7 @@ impl Engine {
         let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
         let mut results: Vec<Option<KeyResult<()>>> = (0..keys.len()).map(|_| None).collect();
         let mut local = Vec::new();
+        let mut passed = ByPeer::default();
         for (slot, key) in keys.iter().enumerate() {
             if let Err(e) = limits.check_key(key) {
                 results[slot] = Some(KeyResult {
@@ -254,23 +269,33 @@ impl Engine {
                     result: Err(e),
                 });
             } else if let Some((_, peer)) = self.pass_on(keyspace, key, from) {
-                let mut answer = self
-                    .inner
-                    .delete_remote(&space, &peer, vec![key.clone()])
-                    .await;
-                results[slot] = answer.pop();
+                passed.add(peer, slot, key.clone());
             } else {
                 local.push((slot, key.clone()));
             }
         }
         let (slots, keys): (Vec<usize>, Vec<String>) = local.into_iter().unzip();
-        if !keys.is_empty() {
-            for (slot, answer) in slots
-                .into_iter()
-                .zip(self.inner.delete_local(&space, keys).await)
-            {
-                results[slot] = Some(answer);
+        let local = async {
+            if keys.is_empty() {
+                Vec::new()
+            } else {
+                self.inner.delete_local(&space, keys).await
             }
+        };
+        let remote = passed.groups.into_iter().map(|(peer, slots, keys)| {
+            let space = &space;
+            async move {
+                let answers = self.inner.delete_remote(space, &peer, keys).await;
+                slots.into_iter().zip(answers).collect::<Vec<_>>()
+            }
+        });
+        let (local, remote) = futures::join!(local, futures::future::join_all(remote));
+        for (slot, answer) in slots
+            .into_iter()
+            .zip(local)
+            .chain(remote.into_iter().flatten())
+        {
+            results[slot] = Some(answer);
         }
         Ok(answered(results))
     }
@@ -328,4 +353,27 @@ fn answered(results: Vec<Option<KeyResult<()>>>) -> Vec<KeyResult<()>> {
             })
         })
         .collect()
+}
+
+/// Items passed on to other nodes, grouped by node, each with its slot in the answer.
+struct ByPeer<T> {
+    groups: Vec<(Arc<Peer>, Vec<usize>, Vec<T>)>,
+}
+
+impl<T> Default for ByPeer<T> {
+    fn default() -> Self {
+        ByPeer { groups: Vec::new() }
+    }
+}
+
+impl<T> ByPeer<T> {
+    fn add(&mut self, peer: Arc<Peer>, slot: usize, item: T) {
+        match self.groups.iter_mut().find(|(p, _, _)| p.id == peer.id) {
+            Some((_, slots, items)) => {
+                slots.push(slot);
+                items.push(item);
+            }
+            None => self.groups.push((peer, vec![slot], vec![item])),
+        }
+    }
 }

@@ -9,6 +9,7 @@ mod source;
 mod harness;
 
 mod auth;
+mod connections;
 mod control;
 mod errors;
 mod http_api;
