@@ -107,8 +107,8 @@ impl Engine {
 
     /// Takes this node's keys over: with forwarded writes held back (every write of them comes
     /// through here once every peer routes them here), adopts the entries every owning peer
-    /// caches for them, then becomes owning. Returns how many entries were adopted. On failure the node stays
-    /// joining (and forwarding), to try again.
+    /// caches for them, then becomes owning. Returns how many entries were adopted. On failure
+    /// the node stays joining (and forwarding), to try again.
     pub(crate) async fn take_over(&self) -> Result<u64> {
         let Some(cluster) = &self.inner.cluster else {
             return Ok(0);
