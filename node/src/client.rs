@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::cluster::MemberStatus;
-use crate::engine::{Entry, KeyResult};
+use crate::entry::{Entry, KeyResult};
 use crate::error::{Error, Result};
 use crate::net;
 use crate::spec::KeySpaceSpec;

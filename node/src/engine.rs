@@ -23,6 +23,7 @@ use tracing::Instrument;
 use crate::catalog::Catalog;
 use crate::cluster::{Cluster, Route};
 use crate::config::EngineConfig;
+use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::flight::Pending;
 use crate::keyspace::KeySpace;
@@ -60,45 +61,6 @@ pub use builder::EngineBuilder;
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) inner: Arc<Inner>,
-}
-
-/// One key/value to put, with an optional time to live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The key.
-    pub key: String,
-    /// The value.
-    pub value: Bytes,
-    /// How long the entry lives; `None` uses the keyspace's expiry rules.
-    pub ttl: Option<Duration>,
-}
-
-impl Entry {
-    /// An entry without a TTL of its own.
-    pub fn new(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
-        Entry {
-            key: key.into(),
-            value: value.into(),
-            ttl: None,
-        }
-    }
-
-    /// An entry that lives for `ttl`.
-    pub fn with_ttl(key: impl Into<String>, value: impl Into<Bytes>, ttl: Duration) -> Self {
-        Entry {
-            ttl: Some(ttl),
-            ..Entry::new(key, value)
-        }
-    }
-}
-
-/// The result of one key of a `_many` operation.
-#[derive(Debug, Clone)]
-pub struct KeyResult<T> {
-    /// The key, as given.
-    pub key: String,
-    /// What happened to it.
-    pub result: Result<T>,
 }
 
 const CREATED: u8 = 0;

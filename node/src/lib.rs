@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`engine`](Engine): the public API (`get`, `put`, `delete`, their `_many` forms,
 //!   keyspace management, `start`/`stop`) and its builder;
+//! - [`entry`](Entry), [`limits`](Limits): what a write carries and a batch answers per key,
+//!   and the limits on keys, values and batches — data types every layer shares;
 //! - `space`: one keyspace live on a node: caches, protection, single-flight loads;
 //! - `store`: a byte-weighed moka cache with per-entry expiry;
 //! - `flight`: single-flight registry of loads in progress;
@@ -22,7 +24,8 @@
 //! - [`transport`]: node-to-node calls ([`transport::HttpTransport`]);
 //! - `server`, [`node`](Node): the HTTP API and a whole node (engine + server + membership);
 //! - [`client`]: a typed client of a node's public API;
-//! - [`wire`]: what travels over HTTP (error bodies with stable codes, batch JSON);
+//! - [`wire`]: what travels over HTTP (error bodies with stable codes, batch JSON, warm
+//!   outcomes, the handoff stream);
 //! - [`stats`](KeySpaceSnapshot): counters and the admin snapshot;
 //! - [`error`](Error): typed errors with stable wire codes.
 //!
@@ -65,9 +68,11 @@ mod cluster;
 mod config;
 mod discovery;
 mod engine;
+mod entry;
 mod error;
 mod flight;
 mod keyspace;
+mod limits;
 mod net;
 mod node;
 mod protection;
@@ -92,12 +97,14 @@ pub use catalog::{Catalog, CatalogChange, CatalogState, LocalCatalog, RaftCatalo
 pub use cluster::{
     Cluster, ClusterConfig, MemberStatus, Peer, TopologyChange, TopologyEvent, TopologyEvents,
 };
-pub use config::{EngineConfig, KeySpaceOverrides, Limits, Settings};
+pub use config::{EngineConfig, KeySpaceOverrides, Settings};
 pub use discovery::{Discovery, StaticDiscovery};
 pub use distcache_control::{ControlConfig, ControlPlane, ControlStatus, Role};
-pub use engine::{Engine, EngineBuilder, Entry, KeyResult};
+pub use engine::{Engine, EngineBuilder};
+pub use entry::{Entry, KeyResult};
 pub use error::{Error, ErrorCode, Problem, Problems, Result, SourceError};
 pub use keyspace::KeySpace;
+pub use limits::Limits;
 pub use node::{Node, NodeBuilder, NodeConfig};
 pub use protection::BreakerState;
 pub use ring::{NodeId, Ring, key_hash};
@@ -109,4 +116,5 @@ pub use spec::{
 };
 pub use stats::{HotKey, KeySpaceSnapshot, Stats};
 pub use store::ENTRY_OVERHEAD;
-pub use warmup::{KeyFailure, WarmOutcome, WarmupConfig, WarmupRun, WarmupTrigger};
+pub use warmup::{WarmupConfig, WarmupRun, WarmupTrigger};
+pub use wire::{KeyFailure, WarmOutcome};

@@ -19,7 +19,6 @@ mod limiter;
 pub use breaker::BreakerState;
 use breaker::CircuitBreaker;
 use limiter::RateLimiter;
-pub(crate) use limiter::{MAX_BURST, MIN_REQUESTS_PER_SECOND};
 
 /// The limiter and breaker of one keyspace (each optional).
 pub(crate) struct Guard {

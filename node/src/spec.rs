@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Limits;
 use crate::error::{Error, Problems, Result};
+use crate::limits::Limits;
 
 mod file;
 pub(crate) mod validate;

@@ -10,10 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::engine::Entry;
+use crate::entry::Entry;
 use crate::error::Error;
-use crate::warmup::WarmOutcome;
-use crate::wire::{HandoffEntry, Health};
+use crate::wire::{HandoffEntry, Health, WarmOutcome};
 
 mod http;
 

@@ -19,11 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Problems;
 use crate::units::{MAX_INTERVAL, MAX_TIMEOUT};
+use crate::wire::{KEPT_FAILURES, KeyFailure, WarmOutcome};
 
 mod runner;
 pub(crate) mod tracker;
 
-pub use runner::WarmOutcome;
 pub(crate) use runner::{Ownership, spawn_manager};
 
 /// The hot keys one peer shared, by keyspace, and when.
@@ -143,15 +143,6 @@ pub enum WarmupTrigger {
     Refresh,
 }
 
-/// One key that failed to warm.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyFailure {
-    /// The key.
-    pub key: String,
-    /// Why.
-    pub error: String,
-}
-
 /// One warmup run on this node, while it runs and after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WarmupRun {
@@ -181,8 +172,6 @@ pub struct WarmupRun {
     pub failures: Vec<KeyFailure>,
 }
 
-/// Failures kept per run.
-pub(crate) const KEPT_FAILURES: usize = 10;
 /// Runs kept per node.
 const KEPT_RUNS: usize = 64;
 

@@ -16,8 +16,11 @@ use crate::error::{Error, ErrorCode, Problems, SourceError};
 use crate::spec::KeySpaceSpec;
 
 mod handoff;
+mod warm;
 
 pub use handoff::HandoffEntry;
+pub(crate) use warm::KEPT_FAILURES;
+pub use warm::{KeyFailure, WarmOutcome};
 
 /// Header naming the node that sent a peer request (the hop marker): such requests are always
 /// served by the receiving node, never forwarded again.
@@ -226,7 +229,7 @@ pub struct PutManyRequest {
 
 impl PutManyRequest {
     /// The request storing `entries`.
-    pub fn of(entries: &[crate::engine::Entry]) -> Self {
+    pub fn of(entries: &[crate::entry::Entry]) -> Self {
         PutManyRequest {
             entries: entries
                 .iter()
@@ -240,10 +243,10 @@ impl PutManyRequest {
     }
 
     /// The entries to store.
-    pub fn into_entries(self) -> Vec<crate::engine::Entry> {
+    pub fn into_entries(self) -> Vec<crate::entry::Entry> {
         self.entries
             .into_iter()
-            .map(|e| crate::engine::Entry {
+            .map(|e| crate::entry::Entry {
                 key: e.key,
                 value: e.value,
                 ttl: e.ttl,

@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use tracing::Instrument;
 
-use super::{Engine, Entry, KeyResult};
+use super::Engine;
 use crate::cluster::ByOwner;
+use crate::entry::{Entry, KeyResult};
 use crate::error::{Error, Result};
 
 impl Engine {

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Engine, Entry, Inner, KeyResult};
+use super::{Engine, Inner};
 use crate::cluster::{Cluster, Peer};
+use crate::entry::{Entry, KeyResult};
 use crate::error::{Error, Result};
 use crate::space::Space;
 use crate::store::Cached;

@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
-use super::{Entry, Inner, KeyResult};
+use super::Inner;
 use crate::cluster::Peer;
+use crate::entry::{Entry, KeyResult};
 use crate::error::{Error, Result};
 use crate::space::Space;
 

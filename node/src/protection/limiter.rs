@@ -8,6 +8,7 @@ use governor::{Quota, RateLimiter as Gcra};
 
 use crate::error::{Error, Result};
 use crate::spec::RateLimitConfig;
+use crate::spec::validate::{MAX_BURST, MIN_REQUESTS_PER_SECOND};
 use crate::units::deadline_after;
 
 type Direct = Gcra<
@@ -16,11 +17,6 @@ type Direct = Gcra<
     DefaultClock,
     governor::middleware::NoOpMiddleware,
 >;
-
-/// Slowest accepted rate: governor's arithmetic overflows for periods of centuries.
-pub(crate) const MIN_REQUESTS_PER_SECOND: f64 = 0.001;
-/// Largest accepted burst, for the same reason.
-pub(crate) const MAX_BURST: u32 = 1_000_000;
 
 pub(crate) struct RateLimiter {
     inner: Direct,

@@ -158,7 +158,7 @@ pub(super) async fn delete_many(
 }
 
 /// The batch response of a put-many or delete-many.
-pub(super) fn writes(results: Vec<crate::engine::KeyResult<()>>) -> BatchResponse {
+pub(super) fn writes(results: Vec<crate::entry::KeyResult<()>>) -> BatchResponse {
     BatchResponse {
         results: results
             .into_iter()

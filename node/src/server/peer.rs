@@ -12,7 +12,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::transport::HotKeysByKeyspace;
-use crate::warmup::{Ownership, WarmOutcome};
+use crate::warmup::Ownership;
+use crate::wire::WarmOutcome;
 use crate::wire::{
     BatchResponse, HOP_HEADER, HOPS_HEADER, Health, KeyOutcome, KeysRequest, PutManyRequest,
     REVISION_HEADER, Status, TTL_HEADER,

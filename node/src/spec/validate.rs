@@ -4,13 +4,19 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{CircuitBreakerConfig, KeySpaceSpec, RateLimitConfig, SourceSpec};
-use crate::config::Limits;
 use crate::error::Problems;
-use crate::protection::{MAX_BURST, MIN_REQUESTS_PER_SECOND};
+use crate::limits::Limits;
 use crate::units::{MAX_CACHE_BYTES, MAX_INTERVAL, MAX_TIMEOUT, MAX_TTL};
 
 /// Longest keyspace name, in bytes.
 pub const MAX_NAME_BYTES: usize = 128;
+
+/// Slowest accepted rate limit, in requests per second: the limiter's arithmetic (governor)
+/// overflows for periods of centuries.
+pub(crate) const MIN_REQUESTS_PER_SECOND: f64 = 0.001;
+
+/// Largest accepted rate-limit burst, for the same reason.
+pub(crate) const MAX_BURST: u32 = 1_000_000;
 
 /// Most `warm_keys` one keyspace may list.
 pub const MAX_WARM_KEYS: usize = 10_000;

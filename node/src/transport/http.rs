@@ -10,13 +10,12 @@ use reqwest::StatusCode;
 use tokio::sync::watch;
 
 use super::{HotKeysByKeyspace, PeerError, PeerTransport, RemoteGet, RemoteValue};
-use crate::engine::Entry;
+use crate::entry::Entry;
 use crate::error::Error;
 use crate::net;
-use crate::warmup::WarmOutcome;
 use crate::wire::{
     BatchResponse, ErrorBody, HOP_HEADER, HOPS_HEADER, HandoffEntry, Health, KeysRequest,
-    PutManyRequest, REVISION_HEADER, TTL_HEADER,
+    PutManyRequest, REVISION_HEADER, TTL_HEADER, WarmOutcome,
 };
 
 /// Peer calls over HTTP/1.1 with pooled connections.

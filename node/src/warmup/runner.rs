@@ -7,16 +7,16 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::tracker::random;
-use super::{DemandStart, KEPT_FAILURES, KeyFailure, PeerHotKeys, WarmupRun, WarmupTrigger};
+use super::{DemandStart, PeerHotKeys, WarmupRun, WarmupTrigger};
 use crate::cluster::{ByOwner, TopologyChange, TopologyEvents};
 use crate::engine::{Engine, Inner};
 use crate::error::{Error, Result};
 use crate::space::Space;
 use crate::units::deadline_after;
+use crate::wire::{KeyFailure, WarmOutcome};
 
 /// Keys sent to an owner per request of a cluster-wide warmup (progress moves per batch), at
 /// most: a batch is four rounds of `concurrency` prefetches, so its deadline stays a few
@@ -24,32 +24,6 @@ use crate::units::deadline_after;
 const BATCH: usize = 64;
 /// Demand runs that may go at once on one node.
 pub(crate) const MAX_RUNNING_DEMAND: usize = 8;
-
-/// What warming a set of keys did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WarmOutcome {
-    /// Keys loaded into a cache.
-    pub warmed: usize,
-    /// Keys that failed to load.
-    pub failed: usize,
-    /// Keys skipped: cached already, owned elsewhere, or not found at the source.
-    pub skipped: usize,
-    /// The first failures.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failures: Vec<KeyFailure>,
-}
-
-impl WarmOutcome {
-    fn fail(&mut self, key: &str, error: String) {
-        self.failed += 1;
-        if self.failures.len() < KEPT_FAILURES {
-            self.failures.push(KeyFailure {
-                key: key.to_owned(),
-                error,
-            });
-        }
-    }
-}
 
 /// Whether a warm request checks ownership: a node warming on its own does; a node asked by a
 /// coordinator serves what it was asked (like any hop-marked request).
