@@ -37,9 +37,11 @@ mod builder;
 mod handoff;
 mod keyspaces;
 mod peer;
+mod warming;
 mod writes;
 
 pub use builder::EngineBuilder;
+pub(crate) use warming::Ownership;
 
 /// A distributed read-through cache engine. Cheap to clone: clones share one engine.
 ///
@@ -273,7 +275,7 @@ impl Engine {
             // A node warms once it owns its keys and the cluster agrees (`Node::start`).
             self.warm_at_start().await;
         }
-        let manager = crate::warmup::spawn_manager(&self.inner, applied, topology);
+        let manager = warming::spawn_manager(&self.inner, applied, topology);
         *self.inner.manager.lock().unwrap_or_else(|e| e.into_inner()) = Some(manager);
         Ok(())
     }

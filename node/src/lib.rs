@@ -7,10 +7,12 @@
 //!
 //! # Layout
 //! - [`engine`](Engine): the public API (`get`, `put`, `delete`, their `_many` forms,
-//!   keyspace management, `start`/`stop`) and its builder;
+//!   keyspace management, `start`/`stop`) and its builder; running warmups
+//!   (`engine/warming.rs`) and joining a cluster (`engine/handoff.rs`);
 //! - [`entry`](Entry), [`limits`](Limits): what a write carries and a batch answers per key,
 //!   and the limits on keys, values and batches — data types every layer shares;
-//! - `space`: one keyspace live on a node: caches, protection, single-flight loads;
+//! - `space`: one keyspace live on a node: caches, protection, single-flight loads, hot-key
+//!   tracking;
 //! - `store`: a byte-weighed moka cache with per-entry expiry;
 //! - `flight`: single-flight registry of loads in progress;
 //! - `protection`: rate limiter and circuit breaker around fetches;
@@ -27,6 +29,7 @@
 //! - [`wire`]: what travels over HTTP (error bodies with stable codes, batch JSON, warm
 //!   outcomes, the handoff stream);
 //! - [`stats`](KeySpaceSnapshot): counters and the admin snapshot;
+//! - [`warmup`](WarmupConfig): what a warmup is — configuration, triggers, run records;
 //! - [`error`](Error): typed errors with stable wire codes.
 //!
 //! # Example

@@ -20,8 +20,9 @@ use crate::spec::KeySpaceSpec;
 use crate::stats::{Counters, KeySpaceSnapshot};
 use crate::store::{Cached, Store};
 use crate::units::format_duration;
-use crate::warmup::tracker::HotKeys;
+use hot_keys::HotKeys;
 
+pub(crate) mod hot_keys;
 mod load;
 mod takeover;
 

@@ -1,7 +1,8 @@
-//! Warmup: loading keys before anyone asks for them.
+//! Warmup: loading keys before anyone asks for them — what a warmup is (its configuration,
+//! triggers and run records); running one is `engine/warming.rs`.
 //!
 //! The keys to prefetch are a keyspace's `warm_keys` plus its hot keys — the most read ones,
-//! tracked per keyspace with bounded memory (`warmup/tracker.rs`) and shared between nodes, so
+//! tracked per keyspace with bounded memory (`space/hot_keys.rs`) and shared between nodes, so
 //! a node that becomes a key's owner knows what was hot elsewhere. Warmups run at start, after a
 //! keyspace update, when a node joins or leaves, and on demand; each node warms only the keys
 //! it owns and does not hold yet, so a cluster-wide warmup fetches every key once. Prefetches
@@ -20,11 +21,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::Problems;
 use crate::units::{MAX_INTERVAL, MAX_TIMEOUT};
 use crate::wire::{KEPT_FAILURES, KeyFailure, WarmOutcome};
-
-mod runner;
-pub(crate) mod tracker;
-
-pub(crate) use runner::{Ownership, spawn_manager};
 
 /// The hot keys one peer shared, by keyspace, and when.
 #[derive(Debug, Clone)]

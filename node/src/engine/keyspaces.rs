@@ -10,9 +10,9 @@ use super::{Engine, Inner, Spaces};
 use crate::catalog::{CatalogChange, CatalogState};
 use crate::error::{Error, Result};
 use crate::space::Space;
+use crate::space::hot_keys::HotKeys;
 use crate::spec::KeySpaceSpec;
 use crate::stats::{Counters, KeySpaceSnapshot};
-use crate::warmup::tracker::HotKeys;
 
 impl Engine {
     /// Creates a keyspace; fails with `KeySpaceExists` if the name is taken. Returns the

@@ -11,8 +11,8 @@ use futures::StreamExt;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::engine::Ownership;
 use crate::transport::HotKeysByKeyspace;
-use crate::warmup::Ownership;
 use crate::wire::WarmOutcome;
 use crate::wire::{
     BatchResponse, HOP_HEADER, HOPS_HEADER, Health, KeyOutcome, KeysRequest, PutManyRequest,
