@@ -119,9 +119,17 @@ impl ControlPlane {
             let text: Vec<String> = problems.iter().map(|(f, m)| format!("{f}: {m}")).collect();
             return Err(ControlError::Config(text.join("; ")));
         }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ControlError::Storage(format!("cannot create {}: {e}", dir.display())))?;
-        let (log, sm) = open_store(dir, name)?;
+        // Creating the directory and opening sled block (and opening may wait for a previous
+        // owner's lock): off the runtime's worker threads.
+        let (owned_dir, owned_name) = (dir.to_path_buf(), name.to_owned());
+        let (log, sm) = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&owned_dir).map_err(|e| {
+                ControlError::Storage(format!("cannot create {}: {e}", owned_dir.display()))
+            })?;
+            open_store(&owned_dir, &owned_name)
+        })
+        .await
+        .map_err(|e| ControlError::Storage(format!("opening the store failed: {e}")))??;
         let catalog = sm.subscribe();
         let raft_config = config
             .raft_config("distcache")

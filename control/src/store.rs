@@ -36,6 +36,7 @@ pub fn open_store(dir: &Path, name: &str) -> Result<(LogStore, StateMachine), Co
 
 /// Opens the database, waiting up to 5 s for a previous owner in this process to let go of
 /// its lock (sled releases it once its background flusher notices the last handle is gone).
+/// Blocks: callers on an async runtime run it with `spawn_blocking`.
 fn open_db(dir: &Path) -> Result<sled::Db, ControlError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {

@@ -71,7 +71,16 @@ impl SourceRegistry {
                 .cloned()
                 .ok_or_else(|| Error::Internal(format!("registered source `{name}` vanished"))),
             SourceSpec::Http { url } => Ok(Arc::new(HttpSource::open(url)?)),
-            SourceSpec::Sqlite { path, query } => Ok(Arc::new(SqliteSource::open(path, query)?)),
+            SourceSpec::Sqlite { path, query } => {
+                // Opening reads the file: off the runtime's worker threads.
+                let (path, query) = (path.clone(), query.clone());
+                let source = tokio::task::spawn_blocking(move || SqliteSource::open(&path, &query))
+                    .await
+                    .map_err(|e| {
+                        Error::Internal(format!("opening the sqlite source failed: {e}"))
+                    })??;
+                Ok(Arc::new(source))
+            }
             SourceSpec::Postgres { url, query } => {
                 Ok(Arc::new(PostgresSource::open(url, query).await?))
             }

@@ -9,6 +9,7 @@ use tracing::Instrument;
 use super::{Engine, Inner, Spaces};
 use crate::catalog::{CatalogChange, CatalogState};
 use crate::error::{Error, Result};
+use crate::source::DataSource;
 use crate::space::Space;
 use crate::space::hot_keys::HotKeys;
 use crate::spec::KeySpaceSpec;
@@ -206,12 +207,44 @@ impl Engine {
 }
 
 async fn sync(inner: &Inner) {
-    let mut applied = inner.applied.lock().await;
-    let state: Arc<CatalogState> = inner.catalog.subscribe().borrow().clone();
-    if state.revision <= *applied {
+    loop {
+        let state: Arc<CatalogState> = inner.catalog.subscribe().borrow().clone();
+        if state.revision <= *inner.applied.lock().await {
+            return;
+        }
+        // Open the sources of new and changed keyspaces with no lock held: opening may read a
+        // file or connect to a database.
+        let prepared = inner.spaces.load_full();
+        let mut opened: HashMap<String, Arc<dyn DataSource>> = HashMap::new();
+        for (name, spec) in &state.entries {
+            if prepared.get(name).is_none_or(|s| s.spec != *spec) {
+                let source = inner.registry.open_or_failing(name, &spec.source).await;
+                opened.insert(name.clone(), source);
+            }
+        }
+        let mut applied = inner.applied.lock().await;
+        if state.revision <= *applied {
+            return;
+        }
+        let current = inner.spaces.load_full();
+        if !Arc::ptr_eq(&prepared, &current) {
+            // Another application got in between: prepare against what it left.
+            continue;
+        }
+        apply(inner, &state, &current, opened, &mut applied);
         return;
     }
-    let current = inner.spaces.load_full();
+}
+
+/// Replaces the live keyspaces with the catalog's `state`, keeping unchanged ones, building
+/// the others over the sources `opened` for them; then publishes the applied revision.
+fn apply(
+    inner: &Inner,
+    state: &CatalogState,
+    current: &Spaces,
+    mut opened: HashMap<String, Arc<dyn DataSource>>,
+    applied: &mut u64,
+) {
     let mut next: Spaces =
         HashMap::with_capacity_and_hasher(state.entries.len(), Default::default());
     let mut changed = Vec::new();
@@ -223,7 +256,11 @@ async fn sync(inner: &Inner) {
             next.insert(name.clone(), Arc::clone(space));
             continue;
         }
-        let source = inner.registry.open_or_failing(name, &spec.source).await;
+        let Some(source) = opened.remove(name) else {
+            // Prepared against the same spaces and state: never happens.
+            tracing::error!(keyspace = %name, "no source was opened for a changed keyspace");
+            continue;
+        };
         let stats = existing
             .map(|s| Arc::clone(&s.stats))
             .unwrap_or_else(|| Arc::new(Counters::default()));
