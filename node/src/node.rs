@@ -10,20 +10,18 @@
 //! then the server.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use distcache_control::{ControlConfig, ControlError, ControlPlane};
+use distcache_control::{ControlError, ControlPlane};
 
 use crate::catalog::{Catalog, RaftCatalog};
-use crate::cluster::{Cluster, ClusterConfig, TopologyEvents};
-use crate::config::{EngineConfig, KeySpaceOverrides};
-use crate::discovery::{Discovery, StaticDiscovery, check_addr};
+use crate::cluster::{Cluster, TopologyEvents};
+use crate::config::KeySpaceOverrides;
+use crate::discovery::{Discovery, StaticDiscovery};
 use crate::engine::{Engine, EngineBuilder};
 use crate::error::{Error, Problems, Result};
 use crate::keyspace::KeySpace;
@@ -33,115 +31,9 @@ use crate::source::DataSource;
 use crate::spec::{KeySpaceSpec, read_keyspace_file};
 use crate::transport::HttpTransport;
 
-/// Everything a node needs to start; the TOML file of `--config` has these keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NodeConfig {
-    /// The node's name, unique in the cluster and stable across restarts.
-    pub id: String,
-    /// Address to listen on. Default `127.0.0.1:3320`.
-    pub listen: String,
-    /// Address peers and clients reach this node at. Default: `listen` (required when
-    /// `listen` is a wildcard such as `0.0.0.0`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub advertise: Option<String>,
-    /// Directory for the node's durable state. Default `./distcache-data`.
-    pub data_dir: PathBuf,
-    /// Addresses of the cluster's nodes (static discovery); this node's own may be listed.
-    pub peers: Vec<String>,
-    /// A TOML or JSON file of keyspace specs to serve.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keyspace_file: Option<PathBuf>,
-    /// Engine defaults and limits.
-    pub engine: EngineConfig,
-    /// Probing, quorum and topology settings.
-    pub cluster: ClusterConfig,
-    /// HTTP limits and deadlines.
-    pub server: ServerConfig,
-    /// Raft timings and membership targets of the control plane.
-    pub control: ControlConfig,
-}
+mod config;
 
-impl Default for NodeConfig {
-    fn default() -> Self {
-        NodeConfig {
-            id: String::new(),
-            listen: "127.0.0.1:3320".into(),
-            advertise: None,
-            data_dir: PathBuf::from("./distcache-data"),
-            peers: Vec::new(),
-            keyspace_file: None,
-            engine: EngineConfig::default(),
-            cluster: ClusterConfig::default(),
-            server: ServerConfig::default(),
-            control: ControlConfig::default(),
-        }
-    }
-}
-
-impl NodeConfig {
-    /// A node named `id` with millisecond timings, for tests.
-    pub fn for_test(id: &str) -> Self {
-        NodeConfig {
-            id: id.into(),
-            listen: "127.0.0.1:0".into(),
-            engine: EngineConfig::for_test(),
-            cluster: ClusterConfig::for_test(),
-            control: ControlConfig::for_test(),
-            ..NodeConfig::default()
-        }
-    }
-
-    /// Every problem of this configuration, fields named as in the TOML file.
-    pub fn problems(&self) -> Problems {
-        let mut problems = Problems::new();
-        if let Err(message) = crate::spec::validate::name(&self.id) {
-            problems.push("id", message);
-        }
-        if check_addr(&self.listen).is_err() {
-            problems.push(
-                "listen",
-                format!("`{}` is not a host:port address", self.listen),
-            );
-        }
-        if let Some(adv) = &self.advertise
-            && check_addr(adv).is_err()
-        {
-            problems.push("advertise", format!("`{adv}` is not a host:port address"));
-        }
-        for (i, peer) in self.peers.iter().enumerate() {
-            if check_addr(peer.trim()).is_err() {
-                problems.push(
-                    format!("peers[{i}]"),
-                    format!("`{peer}` is not a host:port address"),
-                );
-            }
-        }
-        problems.extend_prefixed("engine", self.engine.problems());
-        problems.extend_prefixed("cluster", self.cluster.problems());
-        problems.extend_prefixed("server", self.server.problems());
-        for (field, message) in self.control.problems() {
-            problems.push(format!("control.{field}"), message);
-        }
-        problems
-    }
-
-    /// The address this node announces, given the address it is bound to.
-    pub fn advertised(&self, bound: SocketAddr) -> Result<String> {
-        match &self.advertise {
-            Some(adv) => Ok(adv.clone()),
-            None if bound.ip().is_unspecified() => Err(Error::InvalidConfig({
-                let mut p = Problems::new();
-                p.push(
-                    "advertise",
-                    format!("is required when listening on the wildcard address {bound}"),
-                );
-                p
-            })),
-            None => Ok(bound.to_string()),
-        }
-    }
-}
+pub use config::NodeConfig;
 
 /// Builds a [`Node`]: the engine builder's keyspaces and sources, plus discovery.
 pub struct NodeBuilder {
@@ -191,96 +83,33 @@ impl NodeBuilder {
         self
     }
 
-    /// Starts the node on `listener` and returns once it serves (or why it cannot).
+    /// Starts the node on `listener` and returns once it serves (or why it cannot): checks
+    /// the configuration, opens the control plane, builds the engine and its cluster, serves
+    /// HTTP, then joins the cluster (`Node::join`).
     pub async fn start(self, listener: TcpListener) -> Result<Node> {
         let NodeBuilder {
             config,
-            mut engine,
+            engine,
             discovery,
             custom_catalog,
         } = self;
-        let mut problems = config.problems();
         let bound = listener
             .local_addr()
             .map_err(|e| Error::Internal(format!("listener has no address: {e}")))?;
-        let addr = match config.advertised(bound) {
-            Ok(addr) => addr,
-            Err(Error::InvalidConfig(p)) => {
-                problems.0.extend(p.0);
-                String::new()
-            }
-            Err(e) => return Err(e),
-        };
-        if let Some(file) = &config.keyspace_file {
-            match read_keyspace_file(file) {
-                Ok(specs) => {
-                    for spec in specs {
-                        engine = engine.keyspace_spec(spec);
-                    }
-                }
-                Err(Error::InvalidConfig(p)) => problems.0.extend(p.0),
-                Err(e) => return Err(e),
-            }
-        }
-        problems.into_result(Error::InvalidConfig)?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            Error::InvalidConfig({
-                let mut p = Problems::new();
-                p.push(
-                    "data_dir",
-                    format!("cannot create {}: {e}", config.data_dir.display()),
-                );
-                p
-            })
-        })?;
-
+        let (addr, mut engine) = checked(&config, bound, engine)?;
+        create_data_dir(&config)?;
         let control = if custom_catalog {
             None
         } else {
-            let plane = ControlPlane::open(
-                &config.data_dir.join("control"),
-                &config.id,
-                &addr,
-                config.control.clone(),
-                config.server.token.as_deref(),
-            )
-            .await
-            .map_err(|e| match e {
-                ControlError::Config(m) => Error::InvalidConfig({
-                    let mut p = Problems::new();
-                    p.push("data_dir", m);
-                    p
-                }),
-                other => Error::Unavailable(other.to_string()),
-            })?;
+            let plane = open_control(&config, &addr).await?;
             engine = engine.catalog(Arc::new(RaftCatalog::new(plane.clone())));
             Some(plane)
         };
-
-        let me = NodeId::new(&config.id);
-        let transport = Arc::new(HttpTransport::new(
-            &config.id,
-            config.server.token.as_deref(),
-        )?);
-        let cluster = Arc::new(Cluster::new(
-            me.clone(),
-            addr.clone(),
-            config.cluster.clone(),
-            Arc::clone(&transport) as Arc<dyn crate::transport::PeerTransport>,
-        ));
-        let engine = engine
-            .config(config.engine.clone())
-            .cluster(Arc::clone(&cluster))
-            .build()?;
-        if control.is_some() {
-            // Revisions compare only between nodes that share one catalog.
-            transport.follow_revision(engine.watch_revision());
-        }
+        let (engine, cluster) = build_engine(&config, &addr, engine, control.is_some())?;
         let discovery: Arc<dyn Discovery> = match discovery {
             Some(d) => d,
             None => Arc::new(StaticDiscovery::new(config.peers.iter().map(|p| p.trim()))?),
         };
-
         let readiness = Arc::new(Readiness::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let router = server::router(
@@ -291,17 +120,9 @@ impl NodeBuilder {
             Arc::clone(&readiness),
             config.server.clone(),
         );
-        let mut server_stop = shutdown_rx.clone();
-        let server_config = config.server.clone();
-        let server = tokio::spawn(async move {
-            server::serve(listener, router, &server_config, async move {
-                crate::net::stopped(&mut server_stop).await;
-            })
-            .await
-        });
-
+        let server = spawn_server(listener, router, &config.server, shutdown_rx.clone());
         let node = Node {
-            id: me,
+            id: NodeId::new(&config.id),
             addr,
             bound,
             engine,
@@ -320,6 +141,115 @@ impl NodeBuilder {
         }
         Ok(node)
     }
+}
+
+/// Every problem of `config` at once (its fields, the advertised address, the keyspace
+/// file); otherwise the advertised address and `engine` with the file's keyspaces added.
+fn checked(
+    config: &NodeConfig,
+    bound: SocketAddr,
+    mut engine: EngineBuilder,
+) -> Result<(String, EngineBuilder)> {
+    let mut problems = config.problems();
+    let addr = match config.advertised(bound) {
+        Ok(addr) => addr,
+        Err(Error::InvalidConfig(p)) => {
+            problems.0.extend(p.0);
+            String::new()
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(file) = &config.keyspace_file {
+        match read_keyspace_file(file) {
+            Ok(specs) => {
+                for spec in specs {
+                    engine = engine.keyspace_spec(spec);
+                }
+            }
+            Err(Error::InvalidConfig(p)) => problems.0.extend(p.0),
+            Err(e) => return Err(e),
+        }
+    }
+    problems.into_result(Error::InvalidConfig)?;
+    Ok((addr, engine))
+}
+
+fn create_data_dir(config: &NodeConfig) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Error::InvalidConfig({
+            let mut p = Problems::new();
+            p.push(
+                "data_dir",
+                format!("cannot create {}: {e}", config.data_dir.display()),
+            );
+            p
+        })
+    })
+}
+
+/// Opens (or creates) the node's control plane under its data directory.
+async fn open_control(config: &NodeConfig, addr: &str) -> Result<ControlPlane> {
+    ControlPlane::open(
+        &config.data_dir.join("control"),
+        &config.id,
+        addr,
+        config.control.clone(),
+        config.server.token.as_deref(),
+    )
+    .await
+    .map_err(|e| match e {
+        ControlError::Config(m) => Error::InvalidConfig({
+            let mut p = Problems::new();
+            p.push("data_dir", m);
+            p
+        }),
+        other => Error::Unavailable(other.to_string()),
+    })
+}
+
+/// The engine over its cluster membership and peer transport. With a shared catalog
+/// (`raft`), peer requests carry this node's applied revision.
+fn build_engine(
+    config: &NodeConfig,
+    addr: &str,
+    engine: EngineBuilder,
+    raft: bool,
+) -> Result<(Engine, Arc<Cluster>)> {
+    let transport = Arc::new(HttpTransport::new(
+        &config.id,
+        config.server.token.as_deref(),
+    )?);
+    let cluster = Arc::new(Cluster::new(
+        NodeId::new(&config.id),
+        addr.to_owned(),
+        config.cluster.clone(),
+        Arc::clone(&transport) as Arc<dyn crate::transport::PeerTransport>,
+    ));
+    let engine = engine
+        .config(config.engine.clone())
+        .cluster(Arc::clone(&cluster))
+        .build()?;
+    if raft {
+        // Revisions compare only between nodes that share one catalog.
+        transport.follow_revision(engine.watch_revision());
+    }
+    Ok((engine, cluster))
+}
+
+/// Serves `router` on `listener` in a task until `stop` says true.
+fn spawn_server(
+    listener: TcpListener,
+    router: axum::Router,
+    config: &ServerConfig,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<std::io::Result<()>> {
+    let config = config.clone();
+    tokio::spawn(async move {
+        server::serve(listener, router, &config, async move {
+            crate::net::stopped(&mut stop).await;
+        })
+        .await
+    })
 }
 
 /// A running node. Dropping it without [`shutdown`](Node::shutdown) leaves its tasks running
@@ -351,7 +281,26 @@ impl Node {
         }
     }
 
+    /// Joins the cluster: finds the peers, forms or resumes the control plane, starts the
+    /// engine and serves, keeps membership current in the background, then takes this node's
+    /// keys over and warms them.
     async fn join(&self, shutdown: watch::Receiver<bool>) -> Result<()> {
+        let addrs = self.find_peers().await?;
+        self.form_control_plane(&addrs).await?;
+        self.engine.start().await?;
+        self.readiness.set_ready();
+        let mut tasks = self.follow_membership(shutdown);
+        if let Some(still_joining) = self.take_keys_over().await {
+            tasks.push(still_joining);
+        }
+        *self.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+        tracing::info!(node = %self.id, addr = %self.addr, owning = self.cluster.is_owning(), "node ready");
+        Ok(())
+    }
+
+    /// Starts discovery and probes the peers it names: once, for a node that resumes its
+    /// stored control-plane state, else until the start-up quorum answers.
+    async fn find_peers(&self) -> Result<Vec<String>> {
         self.discovery.start().await?;
         let addrs = self.discovery.peers().await?;
         self.cluster.set_addresses(&addrs);
@@ -363,34 +312,42 @@ impl Node {
         } else {
             self.cluster.wait_for_quorum().await?;
         }
-        if let Some(plane) = &self.control {
-            plane.set_peers(&addrs);
-            let config = self.cluster.config();
-            plane
-                .bootstrap(
-                    self.quorum,
-                    config.bootstrap_timeout,
-                    config.join_retry_interval,
-                    self.engine.seed_entries()?,
-                )
-                .await
-                .map_err(|e| Error::Unavailable(e.to_string()))?;
-            plane.start();
-        }
-        self.engine.start().await?;
-        self.readiness.set_ready();
+        Ok(addrs)
+    }
 
-        let mut tasks = Vec::new();
+    /// Forms the raft group with the peers at `addrs` (or joins it) and starts following it.
+    async fn form_control_plane(&self, addrs: &[String]) -> Result<()> {
+        let Some(plane) = &self.control else {
+            return Ok(());
+        };
+        plane.set_peers(addrs);
+        let config = self.cluster.config();
+        plane
+            .bootstrap(
+                self.quorum,
+                config.bootstrap_timeout,
+                config.join_retry_interval,
+                self.engine.seed_entries()?,
+            )
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        plane.start();
+        Ok(())
+    }
+
+    /// The background tasks: the prober, and discovery's changes applied to the membership
+    /// and the control plane.
+    fn follow_membership(&self, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let cluster = Arc::clone(&self.cluster);
         let prober_stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
+        let prober = tokio::spawn(async move {
             cluster.run_prober(prober_stop).await;
-        }));
+        });
         let cluster = Arc::clone(&self.cluster);
         let plane = self.control.clone();
         let mut changes = self.discovery.changes();
         let mut stop = shutdown;
-        tasks.push(tokio::spawn(async move {
+        let discovery = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     changed = changes.changed() => {
@@ -404,9 +361,14 @@ impl Node {
                     _ = crate::net::stopped(&mut stop) => return,
                 }
             }
-        }));
-        // Take this node's keys over (peers route them here meanwhile, and it forwards them
-        // to their previous owners), then warm once the cluster agrees who owns what.
+        });
+        vec![prober, discovery]
+    }
+
+    /// Takes this node's keys over (peers route them here meanwhile, and it forwards them to
+    /// their previous owners), then warms once the cluster agrees who owns what. Waits at most
+    /// `bootstrap_timeout`; returns the task when it goes on behind.
+    async fn take_keys_over(&self) -> Option<JoinHandle<()>> {
         let engine = self.engine.clone();
         let warmup = self.engine.config().warmup.clone();
         let mut joined = tokio::spawn(async move {
@@ -419,16 +381,14 @@ impl Node {
             }
         });
         let limit = self.cluster.config().bootstrap_timeout;
-        if tokio::time::timeout(limit, &mut joined).await.is_err() {
-            tracing::warn!(
-                waited = %humantime::format_duration(limit),
-                "still joining: serving by forwarding this node's keys to their previous owners"
-            );
-            tasks.push(joined);
+        if tokio::time::timeout(limit, &mut joined).await.is_ok() {
+            return None;
         }
-        *self.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
-        tracing::info!(node = %self.id, addr = %self.addr, owning = self.cluster.is_owning(), "node ready");
-        Ok(())
+        tracing::warn!(
+            waited = %humantime::format_duration(limit),
+            "still joining: serving by forwarding this node's keys to their previous owners"
+        );
+        Some(joined)
     }
 
     /// The node's name.
