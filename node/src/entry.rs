@@ -46,3 +46,26 @@ pub struct KeyResult<T> {
     /// What happened to it.
     pub result: Result<T>,
 }
+
+/// Batch results in order; a slot never filled is an internal error, not a panic.
+pub(crate) fn answered<T>(results: Vec<Option<KeyResult<T>>>) -> Vec<KeyResult<T>> {
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| KeyResult {
+                key: String::new(),
+                result: Err(crate::error::Error::Internal("key was not answered".into())),
+            })
+        })
+        .collect()
+}
+
+/// `Ok` for each of `keys`, in order.
+pub(crate) fn all_ok(keys: &[String]) -> Vec<KeyResult<()>> {
+    keys.iter()
+        .map(|key| KeyResult {
+            key: key.clone(),
+            result: Ok(()),
+        })
+        .collect()
+}

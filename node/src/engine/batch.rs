@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::Engine;
 use crate::cluster::ByOwner;
-use crate::entry::{Entry, KeyResult};
+use crate::entry::{Entry, KeyResult, answered};
 use crate::error::{Error, Result};
 
 impl Engine {
@@ -142,15 +142,7 @@ impl Engine {
             {
                 results[slot] = Some(answer);
             }
-            Ok(results
-                .into_iter()
-                .map(|r| {
-                    r.unwrap_or_else(|| KeyResult {
-                        key: String::new(),
-                        result: Err(Error::Internal("entry was not answered".into())),
-                    })
-                })
-                .collect())
+            Ok(answered(results))
         }
         .instrument(span)
         .await
@@ -195,15 +187,7 @@ impl Engine {
             for (slot, answer) in valid_slots.into_iter().zip(answers) {
                 results[slot] = Some(answer);
             }
-            Ok(results
-                .into_iter()
-                .map(|r| {
-                    r.unwrap_or_else(|| KeyResult {
-                        key: String::new(),
-                        result: Err(Error::Internal("key was not answered".into())),
-                    })
-                })
-                .collect())
+            Ok(answered(results))
         }
         .instrument(span)
         .await

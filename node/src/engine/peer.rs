@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::{Engine, Inner};
 use crate::cluster::{Cluster, Peer};
-use crate::entry::{Entry, KeyResult};
+use crate::entry::{Entry, KeyResult, answered};
 use crate::error::{Error, Result};
 use crate::space::Space;
 use crate::store::Cached;
@@ -222,29 +222,15 @@ impl Engine {
                 local.push((slot, entry));
             }
         }
-        let (slots, entries): (Vec<usize>, Vec<Entry>) = local.into_iter().unzip();
-        let local = async {
-            if entries.is_empty() {
-                Vec::new()
-            } else {
-                self.inner.put_local(&space, entries).await
-            }
-        };
-        let remote = passed.groups.into_iter().map(|(peer, slots, entries)| {
-            let space = &space;
-            async move {
-                let answers = self.inner.put_remote(space, &peer, entries).await;
-                slots.into_iter().zip(answers).collect::<Vec<_>>()
-            }
-        });
-        let (local, remote) = futures::join!(local, futures::future::join_all(remote));
-        for (slot, answer) in slots
-            .into_iter()
-            .zip(local)
-            .chain(remote.into_iter().flatten())
-        {
-            results[slot] = Some(answer);
-        }
+        let space = &space;
+        gather(
+            &mut results,
+            local,
+            passed,
+            |entries| self.inner.put_local(space, entries),
+            |peer, entries| async move { self.inner.put_remote(space, &peer, entries).await },
+        )
+        .await;
         Ok(answered(results))
     }
 
@@ -275,29 +261,15 @@ impl Engine {
                 local.push((slot, key.clone()));
             }
         }
-        let (slots, keys): (Vec<usize>, Vec<String>) = local.into_iter().unzip();
-        let local = async {
-            if keys.is_empty() {
-                Vec::new()
-            } else {
-                self.inner.delete_local(&space, keys).await
-            }
-        };
-        let remote = passed.groups.into_iter().map(|(peer, slots, keys)| {
-            let space = &space;
-            async move {
-                let answers = self.inner.delete_remote(space, &peer, keys).await;
-                slots.into_iter().zip(answers).collect::<Vec<_>>()
-            }
-        });
-        let (local, remote) = futures::join!(local, futures::future::join_all(remote));
-        for (slot, answer) in slots
-            .into_iter()
-            .zip(local)
-            .chain(remote.into_iter().flatten())
-        {
-            results[slot] = Some(answer);
-        }
+        let space = &space;
+        gather(
+            &mut results,
+            local,
+            passed,
+            |keys| self.inner.delete_local(space, keys),
+            |peer, keys| async move { self.inner.delete_remote(space, &peer, keys).await },
+        )
+        .await;
         Ok(answered(results))
     }
 
@@ -343,19 +315,6 @@ impl Engine {
     }
 }
 
-/// Batch results in order; a slot never filled is an internal error, not a panic.
-fn answered(results: Vec<Option<KeyResult<()>>>) -> Vec<KeyResult<()>> {
-    results
-        .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| KeyResult {
-                key: String::new(),
-                result: Err(Error::Internal("key was not answered".into())),
-            })
-        })
-        .collect()
-}
-
 /// Items passed on to other nodes, grouped by node, each with its slot in the answer.
 struct ByPeer<T> {
     groups: Vec<(Arc<Peer>, Vec<usize>, Vec<T>)>,
@@ -376,5 +335,41 @@ impl<T> ByPeer<T> {
             }
             None => self.groups.push((peer, vec![slot], vec![item])),
         }
+    }
+}
+
+/// Runs `here` on the items served on this node and `there` on each group passed on, all at
+/// once, and puts every answer in its slot.
+async fn gather<T, Here, HereFut, There, ThereFut>(
+    results: &mut [Option<KeyResult<()>>],
+    local: Vec<(usize, T)>,
+    passed: ByPeer<T>,
+    here: Here,
+    there: There,
+) where
+    Here: FnOnce(Vec<T>) -> HereFut,
+    HereFut: std::future::Future<Output = Vec<KeyResult<()>>>,
+    There: Fn(Arc<Peer>, Vec<T>) -> ThereFut,
+    ThereFut: std::future::Future<Output = Vec<KeyResult<()>>>,
+{
+    let (slots, items): (Vec<usize>, Vec<T>) = local.into_iter().unzip();
+    let local = async {
+        if items.is_empty() {
+            Vec::new()
+        } else {
+            here(items).await
+        }
+    };
+    let remote = passed.groups.into_iter().map(|(peer, slots, items)| {
+        let call = there(peer, items);
+        async move { slots.into_iter().zip(call.await).collect::<Vec<_>>() }
+    });
+    let (local, remote) = futures::join!(local, futures::future::join_all(remote));
+    for (slot, answer) in slots
+        .into_iter()
+        .zip(local)
+        .chain(remote.into_iter().flatten())
+    {
+        results[slot] = Some(answer);
     }
 }

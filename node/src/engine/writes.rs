@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::Inner;
 use crate::cluster::Peer;
-use crate::entry::{Entry, KeyResult};
+use crate::entry::{Entry, KeyResult, all_ok};
 use crate::error::{Error, Result};
 use crate::space::Space;
 
@@ -47,13 +47,7 @@ impl Inner {
                 space.stats.removed_keys.inc();
             }
         }
-        let mut results: Vec<KeyResult<()>> = keys
-            .iter()
-            .map(|key| KeyResult {
-                key: key.clone(),
-                result: Ok(()),
-            })
-            .collect();
+        let mut results = all_ok(&keys);
         self.confirm(space, &keys, &mut results).await;
         results
     }
@@ -101,13 +95,7 @@ impl Inner {
                 .collect(),
             Err(e) if e.calls_for_fallback() => {
                 tracing::debug!(peer = %peer.id, error = %e, "owner unreachable; deleting from every node");
-                let mut results: Vec<KeyResult<()>> = keys
-                    .iter()
-                    .map(|key| KeyResult {
-                        key: key.clone(),
-                        result: Ok(()),
-                    })
-                    .collect();
+                let mut results = all_ok(&keys);
                 self.confirm(space, &keys, &mut results).await;
                 results
             }

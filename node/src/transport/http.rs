@@ -117,6 +117,31 @@ impl HttpTransport {
         Ok(batch)
     }
 
+    /// POSTs `{"keys": keys}` to the keyspace route `op` of `peer`; one outcome per key.
+    async fn keys_batch(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        op: &str,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<BatchResponse, PeerError> {
+        let body = encode(
+            peer,
+            &KeysRequest {
+                keys: keys.to_vec(),
+            },
+        )?;
+        self.batch(
+            peer,
+            &["_distcache", "peer", "keyspaces", keyspace, op],
+            body,
+            timeout,
+            keys.len(),
+        )
+        .await
+    }
+
     /// POSTs a JSON `body` to `segments` of `peer` and decodes the JSON answer.
     async fn post_json<T: serde::de::DeserializeOwned>(
         &self,
@@ -238,20 +263,8 @@ impl PeerTransport for HttpTransport {
         keys: &[String],
         timeout: Duration,
     ) -> Result<Vec<RemoteGet>, PeerError> {
-        let body = encode(
-            peer,
-            &KeysRequest {
-                keys: keys.to_vec(),
-            },
-        )?;
         let batch = self
-            .batch(
-                peer,
-                &["_distcache", "peer", "keyspaces", keyspace, "get-many"],
-                body,
-                timeout,
-                keys.len(),
-            )
+            .keys_batch(peer, keyspace, "get-many", keys, timeout)
             .await?;
         Ok(batch
             .results
@@ -292,20 +305,8 @@ impl PeerTransport for HttpTransport {
         keys: &[String],
         timeout: Duration,
     ) -> Result<Vec<Result<(), Error>>, PeerError> {
-        let body = encode(
-            peer,
-            &KeysRequest {
-                keys: keys.to_vec(),
-            },
-        )?;
         let batch = self
-            .batch(
-                peer,
-                &["_distcache", "peer", "keyspaces", keyspace, "delete-many"],
-                body,
-                timeout,
-                keys.len(),
-            )
+            .keys_batch(peer, keyspace, "delete-many", keys, timeout)
             .await?;
         Ok(batch.results.into_iter().map(|o| o.into_write()).collect())
     }
@@ -317,21 +318,9 @@ impl PeerTransport for HttpTransport {
         keys: &[String],
         timeout: Duration,
     ) -> Result<(), PeerError> {
-        let body = encode(
-            peer,
-            &KeysRequest {
-                keys: keys.to_vec(),
-            },
-        )?;
-        self.batch(
-            peer,
-            &["_distcache", "peer", "keyspaces", keyspace, "invalidate"],
-            body,
-            timeout,
-            keys.len(),
-        )
-        .await
-        .map(|_| ())
+        self.keys_batch(peer, keyspace, "invalidate", keys, timeout)
+            .await
+            .map(|_| ())
     }
 
     async fn warm(
