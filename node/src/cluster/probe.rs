@@ -224,8 +224,10 @@ impl Cluster {
     /// Rebuilds the ring from the healthy peers (and the owners' ring from those of them
     /// that are owning) and publishes `events`.
     pub(super) fn rebuild(&self, mut events: Vec<TopologyEvent>) {
-        let owning = self.is_owning();
+        // Everything below, the view's store included, under the membership lock: rebuilds
+        // racing each other (probes, discovery, becoming owning) store in the order they read.
         let tracked = self.lock();
+        let owning = self.is_owning();
         let mut peers: HashMap<NodeId, Arc<Peer>> = HashMap::new();
         let mut owners: Vec<NodeId> = Vec::new();
         for (addr, t) in tracked.iter() {
@@ -246,7 +248,6 @@ impl Cluster {
                 }
             }
         }
-        drop(tracked);
         if owning {
             owners.push(self.me.clone());
         }
@@ -280,6 +281,7 @@ impl Cluster {
                 owning,
             }));
         }
+        drop(tracked);
         for e in events {
             // No subscriber is fine; a lagging one loses the oldest events.
             let _ = self.events.send(e);
