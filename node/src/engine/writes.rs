@@ -3,8 +3,9 @@
 //!
 //! A node applies its writes holding the owner gate shared; a node handing entries over to a
 //! joining peer holds it exclusively while it collects them (`engine/handoff.rs`), so a write
-//! that was routed here before the ring changed is either in the handoff or was refused
-//! ownership, never lost in between.
+//! that was routed here before the ring changed either finishes first and is in the handoff,
+//! or arrives later and is passed on to the new owner (`engine/peer.rs`); none is lost in
+//! between.
 
 use std::sync::Arc;
 
