@@ -115,7 +115,7 @@ pub use server::ServerConfig;
 pub use source::{DataSource, FetchResult, Fetched, FnSource, NoSource, source_fn};
 pub use spec::{
     CircuitBreakerConfig, Eviction, KeySpaceSpec, RateLimitConfig, SourceSpec, parse_keyspaces,
-    read_keyspace_file,
+    read_keyspace_file, redacted_url,
 };
 pub use stats::{HotKey, KeySpaceSnapshot, Stats};
 pub use store::ENTRY_OVERHEAD;

@@ -159,6 +159,19 @@ pub enum SourceSpec {
     None,
 }
 
+/// `url` with the password of its user info replaced by `***` (the user kept), for messages
+/// and listings: a source's credentials are never printed.
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 impl SourceSpec {
     /// The `kind` tag as written in specs.
     pub fn kind(&self) -> &'static str {
@@ -315,6 +328,16 @@ mod tests {
         let err = serde_json::from_str::<KeySpaceSpec>(r#"{"name":"a","source":{"kind":"redis"}}"#)
             .expect_err("unknown kind must fail");
         assert!(err.to_string().contains("redis"), "{err}");
+    }
+
+    /// A source URL's password never shows; the user and the rest of the URL do.
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redacted_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redacted_url("postgres://db/x"), "postgres://db/x");
     }
 
     /// Bad units are reported with the offending text.

@@ -223,13 +223,8 @@ fn source_text(source: &SourceSpec) -> String {
     match source {
         SourceSpec::Http { url } => url.clone(),
         SourceSpec::Sqlite { path, .. } => format!("sqlite:{path}"),
-        SourceSpec::Postgres { url, .. } => {
-            // Never print a password.
-            match (url.find("://"), url.rfind('@')) {
-                (Some(s), Some(at)) if at > s => format!("{}…{}", &url[..s + 3], &url[at..]),
-                _ => url.clone(),
-            }
-        }
+        // Never print a password.
+        SourceSpec::Postgres { url, .. } => distcache::redacted_url(url),
         SourceSpec::Registered { name } => format!("registered:{name}"),
         other => other.kind().to_owned(),
     }

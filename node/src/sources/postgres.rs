@@ -18,6 +18,7 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use crate::error::{Error, Problems, SourceError};
 use crate::source::{DataSource, FetchResult, Fetched};
+use crate::spec::redacted_url;
 
 /// Connections per source.
 const CONNECTIONS: usize = 2;
@@ -53,18 +54,6 @@ fn invalid(field: &str, message: String) -> Error {
     Error::InvalidSpec(p)
 }
 
-/// The URL without its password, for messages.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// The server's own words for a failure (`db error` alone says nothing).
 fn message(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
@@ -80,8 +69,8 @@ async fn connect(url: &str, query: &str) -> Result<Conn, String> {
     let (client, connection) =
         tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(url, NoTls))
             .await
-            .map_err(|_| format!("connecting to {} timed out", redacted(url)))?
-            .map_err(|e| format!("cannot connect to {}: {}", redacted(url), message(&e)))?;
+            .map_err(|_| format!("connecting to {} timed out", redacted_url(url)))?
+            .map_err(|e| format!("cannot connect to {}: {}", redacted_url(url), message(&e)))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "PostgreSQL connection ended");
@@ -242,20 +231,5 @@ impl DataSource for PostgresSource {
             Some(row) => Ok(value(&row)?.map(Fetched::new)),
             None => Ok(None),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Passwords never appear in messages.
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(
-            redacted("postgres://app:s3cret@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(redacted("postgres://db/x"), "postgres://db/x");
     }
 }
