@@ -423,6 +423,21 @@ impl Client {
             .await
     }
 
+    /// Starts a cluster-wide warmup of `keyspace` (like [`warmup`](Self::warmup)) and returns
+    /// the run with a follower bound to the node that took it, where the run is kept.
+    pub async fn start_warmup(
+        &self,
+        keyspace: &str,
+        keys: Option<&[String]>,
+    ) -> Result<(WarmupRun, WarmupFollower)> {
+        let run = self.warmup(keyspace, keys).await?;
+        let node = Client::new([self.current_endpoint()])?
+            .with_token(self.token.clone())
+            .with_timeout(self.timeout);
+        let id = run.id;
+        Ok((run, WarmupFollower { node, id }))
+    }
+
     /// The endpoint that answered last (where a warmup started by [`warmup`](Self::warmup)
     /// runs).
     pub fn current_endpoint(&self) -> &str {
@@ -432,6 +447,41 @@ impl Client {
     /// The answering node's identity and readiness.
     pub async fn health(&self) -> Result<Health> {
         self.expect_json(Call::new(Method::GET, &["healthz"])).await
+    }
+}
+
+/// A warmup run followed on the node that runs it (runs are kept per node): the CLI's
+/// `distcache warmup` and the dashboard's `w` both follow one this way.
+pub struct WarmupFollower {
+    node: Client,
+    id: u64,
+}
+
+impl WarmupFollower {
+    /// Failed asks in a row (node busy, connection dropped) before [`poll`](Self::poll) gives up.
+    const MAX_FAILED_POLLS: u32 = 5;
+
+    /// The run's id on its node.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The run as its node sees it now. A node briefly busy or a dropped connection is asked
+    /// again, up to five times, half a second apart.
+    pub async fn poll(&self) -> Result<WarmupRun> {
+        let mut failed = 0;
+        loop {
+            match self.node.warmup_run(self.id).await {
+                Ok(run) => return Ok(run),
+                Err(Error::Unavailable(_) | Error::Timeout { .. })
+                    if failed < Self::MAX_FAILED_POLLS =>
+                {
+                    failed += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

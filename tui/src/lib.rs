@@ -187,40 +187,22 @@ async fn follow_warmup(
             return;
         }
     };
-    let run = match client.warmup(&keyspace, None).await {
-        Ok(run) => run,
+    let (run, follower) = match client.start_warmup(&keyspace, None).await {
+        Ok(started) => started,
         Err(e) => {
             let _ = progress.send(report(None, Some(e.to_string()))).await;
             return;
         }
     };
-    let node = match distcache::client::Client::new([client.current_endpoint()]) {
-        Ok(c) => c
-            .with_token(config.token.clone())
-            .with_timeout(Duration::from_secs(10)),
-        Err(e) => {
-            let _ = progress.send(report(Some(run), Some(e.to_string()))).await;
-            return;
-        }
-    };
-    let id = run.id;
     let _ = progress.send(report(Some(run), None)).await;
-    let mut failed_polls = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        match node.warmup_run(id).await {
+        match follower.poll().await {
             Ok(run) => {
-                failed_polls = 0;
                 let done = run.done;
                 if progress.send(report(Some(run), None)).await.is_err() || done {
                     return;
                 }
-            }
-            // A node briefly busy or a dropped connection: ask again, a few times.
-            Err(distcache::Error::Unavailable(_) | distcache::Error::Timeout { .. })
-                if failed_polls < 5 =>
-            {
-                failed_polls += 1;
             }
             Err(e) => {
                 let _ = progress

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::Args;
-use distcache::client::Client;
 use distcache::{Error, WarmupRun};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -38,11 +37,7 @@ pub async fn run(args: WarmupArgs, global: &Global) -> anyhow::Result<()> {
     if keys.as_ref().is_some_and(Vec::is_empty) {
         bail!("--keys names no key (give them comma-separated, e.g. --keys user:1,user:2)");
     }
-    let started = client.warmup(&args.keyspace, keys.as_deref()).await?;
-    // The run lives on the node that took the request: follow it there.
-    let node = Client::new([client.current_endpoint()])?
-        .with_token(global.token.clone())
-        .with_timeout(global.request_timeout);
+    let (started, follower) = client.start_warmup(&args.keyspace, keys.as_deref()).await?;
     let bar = (output::interactive() && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(
         || {
             let bar = ProgressBar::new(started.planned as u64);
@@ -58,19 +53,9 @@ pub async fn run(args: WarmupArgs, global: &Global) -> anyhow::Result<()> {
         },
     );
     let deadline = Instant::now() + args.timeout;
-    let mut failed_polls = 0;
     let run = loop {
-        let run = match node.warmup_run(started.id).await {
-            Ok(run) => {
-                failed_polls = 0;
-                run
-            }
-            // A node briefly busy or a dropped connection: ask again, a few times.
-            Err(e) if is_transient(&e) && failed_polls < MAX_FAILED_POLLS => {
-                failed_polls += 1;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        let run = match follower.poll().await {
+            Ok(run) => run,
             Err(e) => {
                 if let Some(bar) = &bar {
                     bar.abandon();
@@ -112,12 +97,6 @@ pub async fn run(args: WarmupArgs, global: &Global) -> anyhow::Result<()> {
 }
 
 /// Polls of a run that may fail in a row before following it gives up.
-const MAX_FAILED_POLLS: u32 = 5;
-
-fn is_transient(e: &Error) -> bool {
-    matches!(e, Error::Unavailable(_) | Error::Timeout { .. })
-}
-
 fn report(global: &Global, run: &WarmupRun) -> anyhow::Result<()> {
     match global.output {
         Format::Json => output::json(run),
