@@ -51,6 +51,24 @@ pub(crate) struct ByOwner<T> {
     pub remote: Vec<(Arc<Peer>, Vec<T>)>,
 }
 
+impl<T> ByOwner<T> {
+    /// Every item served here (no cluster to send any elsewhere).
+    pub fn all_local(local: Vec<T>) -> Self {
+        ByOwner {
+            local,
+            remote: Vec::new(),
+        }
+    }
+
+    /// Adds `item` to `peer`'s batch.
+    pub fn push_remote(&mut self, peer: Arc<Peer>, item: T) {
+        match self.remote.iter_mut().find(|(p, _)| p.id == peer.id) {
+            Some((_, items)) => items.push(item),
+            None => self.remote.push((peer, vec![item])),
+        }
+    }
+}
+
 /// What changed in the membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -323,22 +341,14 @@ impl Cluster {
         items: impl IntoIterator<Item = T>,
         key: impl Fn(&T) -> &str,
     ) -> ByOwner<T> {
-        let mut local = Vec::new();
-        let mut remote: Vec<(Arc<Peer>, Vec<T>)> = Vec::new();
-        let mut index: HashMap<NodeId, usize> = HashMap::new();
+        let mut by_owner = ByOwner::all_local(Vec::new());
         for item in items {
             match self.route(keyspace, key(&item)) {
-                Route::Local => local.push(item),
-                Route::Remote(peer) => {
-                    let slot = *index.entry(peer.id.clone()).or_insert_with(|| {
-                        remote.push((Arc::clone(&peer), Vec::new()));
-                        remote.len() - 1
-                    });
-                    remote[slot].1.push(item);
-                }
+                Route::Local => by_owner.local.push(item),
+                Route::Remote(peer) => by_owner.push_remote(peer, item),
             }
         }
-        ByOwner { local, remote }
+        by_owner
     }
 
     /// The id and address of the node owning `(keyspace, key)`.

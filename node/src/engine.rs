@@ -410,10 +410,7 @@ impl Engine {
         let span = tracing::debug_span!("distcache.delete", distcache.keyspace = keyspace, key);
         async {
             let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
-            let mut results = self
-                .inner
-                .delete_routed(&space, vec![key.to_owned()])
-                .await?;
+            let mut results = self.inner.delete_routed(&space, vec![key.to_owned()]).await;
             results
                 .pop()
                 .map(|r| r.result)

@@ -110,38 +110,18 @@ impl Engine {
                     }
                 }
             }
-            let ByOwner { local, remote } = match self.inner.cluster.as_ref() {
+            let by_owner = match self.inner.cluster.as_ref() {
                 Some(cluster) => cluster.split(space.name(), valid, |(_, e)| &e.key),
-                None => ByOwner {
-                    local: valid,
-                    remote: Vec::new(),
-                },
+                None => ByOwner::all_local(valid),
             };
-
-            let remote_calls = remote.into_iter().map(|(peer, group)| {
-                let space = &space;
-                async move {
-                    let (slots, entries): (Vec<usize>, Vec<Entry>) = group.into_iter().unzip();
-                    let answers = self.inner.put_remote(space, &peer, entries).await;
-                    slots.into_iter().zip(answers).collect::<Vec<_>>()
-                }
-            });
-            let local_call = async {
-                let (slots, entries): (Vec<usize>, Vec<Entry>) = local.into_iter().unzip();
-                if entries.is_empty() {
-                    return Vec::new();
-                }
-                let answers = self.inner.put_local(&space, entries).await;
-                slots.into_iter().zip(answers).collect::<Vec<_>>()
-            };
-            let (local_answers, remote_answers) =
-                futures::join!(local_call, futures::future::join_all(remote_calls));
-            for (slot, answer) in local_answers
-                .into_iter()
-                .chain(remote_answers.into_iter().flatten())
-            {
-                results[slot] = Some(answer);
-            }
+            let space = &space;
+            super::writes::gather(
+                &mut results,
+                by_owner,
+                |entries| self.inner.put_local(space, entries),
+                |peer, entries| async move { self.inner.put_remote(space, &peer, entries).await },
+            )
+            .await;
             Ok(answered(results))
         }
         .instrument(span)
@@ -183,7 +163,7 @@ impl Engine {
                     })),
                 }
             }
-            let answers = self.inner.delete_routed(&space, valid).await?;
+            let answers = self.inner.delete_routed(&space, valid).await;
             for (slot, answer) in valid_slots.into_iter().zip(answers) {
                 results[slot] = Some(answer);
             }

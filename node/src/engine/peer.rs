@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Engine, Inner};
-use crate::cluster::{Cluster, Peer};
+use crate::cluster::{ByOwner, Cluster, Peer};
 use crate::entry::{Entry, KeyResult, answered};
 use crate::error::{Error, Result};
 use crate::space::Space;
@@ -208,8 +208,7 @@ impl Engine {
         self.inner.config.limits.check_batch(entries.len())?;
         let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
         let mut results: Vec<Option<KeyResult<()>>> = (0..entries.len()).map(|_| None).collect();
-        let mut local = Vec::new();
-        let mut passed = ByPeer::default();
+        let mut by_owner = ByOwner::all_local(Vec::new());
         for (slot, entry) in entries.into_iter().enumerate() {
             if let Err(e) = self.check_entry(&entry.key, &entry.value, entry.ttl) {
                 results[slot] = Some(KeyResult {
@@ -217,16 +216,15 @@ impl Engine {
                     result: Err(e),
                 });
             } else if let Some((_, peer)) = self.pass_on(keyspace, &entry.key, from) {
-                passed.add(peer, slot, entry);
+                by_owner.push_remote(peer, (slot, entry));
             } else {
-                local.push((slot, entry));
+                by_owner.local.push((slot, entry));
             }
         }
         let space = &space;
-        gather(
+        super::writes::gather(
             &mut results,
-            local,
-            passed,
+            by_owner,
             |entries| self.inner.put_local(space, entries),
             |peer, entries| async move { self.inner.put_remote(space, &peer, entries).await },
         )
@@ -247,8 +245,7 @@ impl Engine {
         limits.check_batch(keys.len())?;
         let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
         let mut results: Vec<Option<KeyResult<()>>> = (0..keys.len()).map(|_| None).collect();
-        let mut local = Vec::new();
-        let mut passed = ByPeer::default();
+        let mut by_owner = ByOwner::all_local(Vec::new());
         for (slot, key) in keys.iter().enumerate() {
             if let Err(e) = limits.check_key(key) {
                 results[slot] = Some(KeyResult {
@@ -256,16 +253,15 @@ impl Engine {
                     result: Err(e),
                 });
             } else if let Some((_, peer)) = self.pass_on(keyspace, key, from) {
-                passed.add(peer, slot, key.clone());
+                by_owner.push_remote(peer, (slot, key.clone()));
             } else {
-                local.push((slot, key.clone()));
+                by_owner.local.push((slot, key.clone()));
             }
         }
         let space = &space;
-        gather(
+        super::writes::gather(
             &mut results,
-            local,
-            passed,
+            by_owner,
             |keys| self.inner.delete_local(space, keys),
             |peer, keys| async move { self.inner.delete_remote(space, &peer, keys).await },
         )
@@ -312,64 +308,5 @@ impl Engine {
             space.flush();
         }
         tracing::info!("caches flushed at a peer's request");
-    }
-}
-
-/// Items passed on to other nodes, grouped by node, each with its slot in the answer.
-struct ByPeer<T> {
-    groups: Vec<(Arc<Peer>, Vec<usize>, Vec<T>)>,
-}
-
-impl<T> Default for ByPeer<T> {
-    fn default() -> Self {
-        ByPeer { groups: Vec::new() }
-    }
-}
-
-impl<T> ByPeer<T> {
-    fn add(&mut self, peer: Arc<Peer>, slot: usize, item: T) {
-        match self.groups.iter_mut().find(|(p, _, _)| p.id == peer.id) {
-            Some((_, slots, items)) => {
-                slots.push(slot);
-                items.push(item);
-            }
-            None => self.groups.push((peer, vec![slot], vec![item])),
-        }
-    }
-}
-
-/// Runs `here` on the items served on this node and `there` on each group passed on, all at
-/// once, and puts every answer in its slot.
-async fn gather<T, Here, HereFut, There, ThereFut>(
-    results: &mut [Option<KeyResult<()>>],
-    local: Vec<(usize, T)>,
-    passed: ByPeer<T>,
-    here: Here,
-    there: There,
-) where
-    Here: FnOnce(Vec<T>) -> HereFut,
-    HereFut: std::future::Future<Output = Vec<KeyResult<()>>>,
-    There: Fn(Arc<Peer>, Vec<T>) -> ThereFut,
-    ThereFut: std::future::Future<Output = Vec<KeyResult<()>>>,
-{
-    let (slots, items): (Vec<usize>, Vec<T>) = local.into_iter().unzip();
-    let local = async {
-        if items.is_empty() {
-            Vec::new()
-        } else {
-            here(items).await
-        }
-    };
-    let remote = passed.groups.into_iter().map(|(peer, slots, items)| {
-        let call = there(peer, items);
-        async move { slots.into_iter().zip(call.await).collect::<Vec<_>>() }
-    });
-    let (local, remote) = futures::join!(local, futures::future::join_all(remote));
-    for (slot, answer) in slots
-        .into_iter()
-        .zip(local)
-        .chain(remote.into_iter().flatten())
-    {
-        results[slot] = Some(answer);
     }
 }

@@ -7,12 +7,13 @@
 //! or arrives later and is passed on to the new owner (`engine/peer.rs`); none is lost in
 //! between.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use super::Inner;
-use crate::cluster::Peer;
-use crate::entry::{Entry, KeyResult, all_ok};
-use crate::error::{Error, Result};
+use crate::cluster::{ByOwner, Peer};
+use crate::entry::{Entry, KeyResult, all_ok, answered};
+use crate::error::Error;
 use crate::space::Space;
 
 impl Inner {
@@ -118,41 +119,56 @@ impl Inner {
         &self,
         space: &Space,
         keys: Vec<String>,
-    ) -> Result<Vec<KeyResult<()>>> {
+    ) -> Vec<KeyResult<()>> {
+        let mut results: Vec<Option<KeyResult<()>>> = (0..keys.len()).map(|_| None).collect();
+        let slotted = keys.into_iter().enumerate();
         let by_owner = match &self.cluster {
-            Some(cluster) => cluster.split(space.name(), keys.into_iter().enumerate(), |(_, k)| k),
-            None => crate::cluster::ByOwner {
-                local: keys.into_iter().enumerate().collect(),
-                remote: Vec::new(),
-            },
+            Some(cluster) => cluster.split(space.name(), slotted, |(_, k)| k),
+            None => ByOwner::all_local(slotted.collect()),
         };
-        let count =
-            by_owner.local.len() + by_owner.remote.iter().map(|(_, g)| g.len()).sum::<usize>();
-        let mut results: Vec<Option<KeyResult<()>>> = (0..count).map(|_| None).collect();
-        let local = async {
-            let (slots, keys): (Vec<usize>, Vec<String>) = by_owner.local.into_iter().unzip();
-            if keys.is_empty() {
-                return Vec::new();
-            }
-            slots
-                .into_iter()
-                .zip(self.delete_local(space, keys).await)
-                .collect::<Vec<_>>()
-        };
-        let remote = by_owner.remote.into_iter().map(|(peer, group)| async move {
-            let (slots, keys): (Vec<usize>, Vec<String>) = group.into_iter().unzip();
-            slots
-                .into_iter()
-                .zip(self.delete_remote(space, &peer, keys).await)
-                .collect::<Vec<_>>()
-        });
-        let (local, remote) = futures::join!(local, futures::future::join_all(remote));
-        for (slot, answer) in local.into_iter().chain(remote.into_iter().flatten()) {
-            results[slot] = Some(answer);
+        gather(
+            &mut results,
+            by_owner,
+            |keys| self.delete_local(space, keys),
+            |peer, keys| async move { self.delete_remote(space, &peer, keys).await },
+        )
+        .await;
+        answered(results)
+    }
+}
+
+/// Runs `here` on the items served on this node and `there` on each peer's batch, all at
+/// once, and puts every answer in the slot its item came with.
+pub(super) async fn gather<T, Here, HereFut, There, ThereFut>(
+    results: &mut [Option<KeyResult<()>>],
+    by_owner: ByOwner<(usize, T)>,
+    here: Here,
+    there: There,
+) where
+    Here: FnOnce(Vec<T>) -> HereFut,
+    HereFut: Future<Output = Vec<KeyResult<()>>>,
+    There: Fn(Arc<Peer>, Vec<T>) -> ThereFut,
+    ThereFut: Future<Output = Vec<KeyResult<()>>>,
+{
+    let (slots, items): (Vec<usize>, Vec<T>) = by_owner.local.into_iter().unzip();
+    let local = async {
+        if items.is_empty() {
+            Vec::new()
+        } else {
+            here(items).await
         }
-        results
-            .into_iter()
-            .map(|r| r.ok_or_else(|| Error::Internal("delete was not answered".into())))
-            .collect()
+    };
+    let remote = by_owner.remote.into_iter().map(|(peer, group)| {
+        let (slots, items): (Vec<usize>, Vec<T>) = group.into_iter().unzip();
+        let call = there(peer, items);
+        async move { slots.into_iter().zip(call.await).collect::<Vec<_>>() }
+    });
+    let (local, remote) = futures::join!(local, futures::future::join_all(remote));
+    for (slot, answer) in slots
+        .into_iter()
+        .zip(local)
+        .chain(remote.into_iter().flatten())
+    {
+        results[slot] = Some(answer);
     }
 }
