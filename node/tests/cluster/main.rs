@@ -18,4 +18,5 @@ mod membership;
 mod ownership;
 mod routing;
 mod single_flight;
+mod spec_errors;
 mod warmup;
