@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+pub use crate::ring::Peer;
 use crate::ring::{NodeId, Ring};
 use crate::transport::PeerTransport;
 
@@ -25,15 +26,6 @@ mod join;
 mod probe;
 
 pub use config::ClusterConfig;
-
-/// A peer in the ring: its name and where to reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
-    /// The peer's `--id`.
-    pub id: NodeId,
-    /// Its `host:port`.
-    pub addr: String,
-}
 
 /// Where a key is loaded.
 pub(crate) enum Route {

@@ -37,10 +37,12 @@ mod builder;
 mod handoff;
 mod keyspaces;
 mod peer;
+mod read;
 mod warming;
 mod writes;
 
 pub use builder::EngineBuilder;
+pub(crate) use read::ReadMode;
 pub(crate) use warming::Ownership;
 
 /// A distributed read-through cache engine. Cheap to clone: clones share one engine.
@@ -196,7 +198,7 @@ impl Inner {
         if let [key] = keys {
             return match cluster.route(space.name(), key) {
                 Route::Local => space.load_owned(keys),
-                Route::Remote(peer) => space.load_from_peer(cluster, peer, keys),
+                Route::Remote(peer) => space.load_from_peer(cluster.transport(), peer, keys),
             };
         }
         let by_owner = cluster.split(space.name(), keys.iter().copied().enumerate(), |(_, k)| k);
@@ -212,7 +214,10 @@ impl Inner {
         }
         for (peer, group) in by_owner.remote {
             let group_keys: Vec<&str> = group.iter().map(|(_, k)| *k).collect();
-            place(&group, space.load_from_peer(cluster, peer, &group_keys));
+            place(
+                &group,
+                space.load_from_peer(cluster.transport(), peer, &group_keys),
+            );
         }
         out.into_iter()
             .map(|p| p.unwrap_or_else(|| failed_pending("key was not routed")))
@@ -324,20 +329,12 @@ impl Engine {
     /// callers). `Ok(None)` means the source does not have the key.
     pub async fn get(&self, keyspace: &str, key: &str) -> Result<Option<Bytes>> {
         let space = self.inner.space(keyspace)?;
-        self.inner.config.limits.check_key(key)?;
-        if let Some(hit) = space.cached(key).await {
-            space.stats.cache_hits.inc();
-            space.hot_keys.record(key, false);
-            return Ok(hit.value);
-        }
-        space.stats.loads.inc();
-        space.hot_keys.record(key, true);
         let span = tracing::debug_span!("distcache.get", distcache.keyspace = keyspace, key);
-        let pending = self.inner.route(&space, &[key]);
-        match pending.into_iter().next() {
-            Some(p) => p.instrument(span).await.map(|c| c.value),
-            None => Err(Error::Internal("no load was started for the key".into())),
-        }
+        self.inner
+            .read_one(&space, key, ReadMode::Client)
+            .instrument(span)
+            .await
+            .map(|c| c.value)
     }
 
     /// Stores `value` under `key` (expiry by the keyspace's rules). Loads of the key in flight

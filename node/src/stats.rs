@@ -1,7 +1,9 @@
 //! Per-keyspace counters and the serialisable snapshot the admin API shows.
 //!
 //! The counters are the seed's (groupcache's) plus a few that operators asked the seed for:
-//! - `gets`: every valid key asked for (a `get_many` of 10 keys counts 10), = hits + loads;
+//! - `gets`: every valid key this node's clients asked for (a `get_many` of 10 keys counts
+//!   10), = hits + loads. A read is counted once, on the node that answered the client: a
+//!   peer's read of a key this node owns is not a get here (see `engine/read.rs`);
 //! - `cache_hits`: answered from the main or hot cache (remembered not-found included);
 //! - `loads`: gets that missed both caches (`gets - cache_hits`);
 //! - `loads_deduped`: loads that actually ran after single-flight (the rest joined one);
@@ -9,7 +11,8 @@
 //!   failed;
 //! - `peer_loads` / `peer_errors`: loads answered by / failed at the owning peer;
 //! - `remove_keys_requests` / `removed_keys`: delete requests / keys actually removed here;
-//! - `not_found`, `rate_limited`, `circuit_open`, `timeouts`: outcomes of loads.
+//! - `not_found`, `rate_limited`, `circuit_open`, `timeouts`: outcomes of loads;
+//! - `peer_requests`: keys other nodes read from this node (it owns them).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -35,6 +38,7 @@ pub(crate) struct Counters {
     pub timeouts: Counter,
     pub warmups: Counter,
     pub warmed_keys: Counter,
+    pub peer_requests: Counter,
 }
 
 /// One monotonically increasing counter.
@@ -80,6 +84,7 @@ impl Counters {
             timeouts: self.timeouts.get(),
             warmups: self.warmups.get(),
             warmed_keys: self.warmed_keys.get(),
+            peer_requests: self.peer_requests.get(),
         }
     }
 }
@@ -126,6 +131,9 @@ pub struct Stats {
     /// Keys loaded by warmups (and refresh-ahead) on this node.
     #[serde(default)]
     pub warmed_keys: u64,
+    /// Keys other nodes read from this node, which owns them (not counted in `gets`).
+    #[serde(default)]
+    pub peer_requests: u64,
 }
 
 /// A keyspace as the admin API shows it: definition, cache sizes and counters. Field names and

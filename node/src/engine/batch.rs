@@ -4,12 +4,10 @@
 //! parallel. `put_many` stores each owner's entries with one call per owner, then invalidates
 //! copies elsewhere. `delete_many` sends each owner its keys the same way.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use tracing::Instrument;
 
-use super::Engine;
+use super::{Engine, ReadMode};
 use crate::cluster::ByOwner;
 use crate::entry::{Entry, KeyResult, answered};
 use crate::error::{Error, Result};
@@ -23,49 +21,19 @@ impl Engine {
         keys: &[K],
     ) -> Result<Vec<KeyResult<Option<Bytes>>>> {
         let space = self.inner.space(keyspace)?;
-        let limits = &self.inner.config.limits;
-        limits.check_batch(keys.len())?;
+        self.inner.config.limits.check_batch(keys.len())?;
         let span = tracing::debug_span!(
             "distcache.get_many",
             distcache.keyspace = keyspace,
             keys = keys.len()
         );
         async {
-            let mut results: Vec<Option<Result<Option<Bytes>>>> = Vec::with_capacity(keys.len());
-            let mut misses: Vec<&str> = Vec::new();
-            let mut miss_slots: HashMap<&str, Vec<usize>> = HashMap::new();
-            for (slot, key) in keys.iter().enumerate() {
-                let key = key.as_ref();
-                if let Err(e) = limits.check_key(key) {
-                    results.push(Some(Err(e)));
-                    continue;
-                }
-                if let Some(hit) = space.cached(key).await {
-                    space.stats.cache_hits.inc();
-                    space.hot_keys.record(key, false);
-                    results.push(Some(Ok(hit.value)));
-                    continue;
-                }
-                results.push(None);
-                space.stats.loads.inc();
-                space.hot_keys.record(key, true);
-                match miss_slots.get_mut(key) {
-                    // Listed twice: answered by the same load.
-                    Some(waiting) => waiting.push(slot),
-                    None => {
-                        misses.push(key);
-                        miss_slots.insert(key, vec![slot]);
-                    }
-                }
-            }
-            let pending = self.inner.route(&space, &misses);
-            let outcomes = futures::future::join_all(pending).await;
-            for (key, outcome) in misses.iter().zip(outcomes) {
-                let answer = outcome.map(|c| c.value);
-                for slot in miss_slots.get(key).into_iter().flatten() {
-                    results[*slot] = Some(answer.clone());
-                }
-            }
+            let mut results: Vec<Option<Result<Option<Bytes>>>> = vec![None; keys.len()];
+            self.inner
+                .read(&space, keys, ReadMode::Client, |slot, outcome| {
+                    results[slot] = Some(outcome.map(|c| c.value));
+                })
+                .await;
             Ok(keys
                 .iter()
                 .zip(results)

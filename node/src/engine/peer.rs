@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Engine, Inner};
+use super::{Engine, Inner, ReadMode};
 use crate::cluster::{ByOwner, Cluster, Peer};
 use crate::entry::{Entry, KeyResult, answered};
 use crate::error::{Error, Result};
@@ -127,18 +127,10 @@ impl Engine {
                 .map_err(|e| e.into_error())?;
             return Ok(remote.map(|r| (r.value, r.ttl)));
         }
-        if let Some(hit) = space.cached(key).await {
-            space.stats.cache_hits.inc();
-            space.hot_keys.record(key, false);
-            return Ok(served(hit));
-        }
-        space.stats.loads.inc();
-        space.hot_keys.record(key, true);
-        let pending = space.load_owned(&[key]);
-        match pending.into_iter().next() {
-            Some(p) => p.await.map(served),
-            None => Err(Error::Internal("no load was started for the key".into())),
-        }
+        self.inner
+            .read_one(&space, key, ReadMode::ForPeer)
+            .await
+            .map(served)
     }
 
     /// Serves a peer's batch read: hits from the cache, misses in one `fetch_many`. While
@@ -150,8 +142,7 @@ impl Engine {
         from: &str,
     ) -> Result<Vec<KeyResult<Served>>> {
         let space = self.inner.space(keyspace)?;
-        let limits = &self.inner.config.limits;
-        limits.check_batch(keys.len())?;
+        self.inner.config.limits.check_batch(keys.len())?;
         if keys
             .iter()
             .any(|key| self.pass_on(keyspace, key, from).is_some())
@@ -164,27 +155,12 @@ impl Engine {
             });
             return Ok(futures::future::join_all(reads).await);
         }
-        let mut answers: Vec<Option<Result<Served>>> = Vec::with_capacity(keys.len());
-        let mut misses: Vec<(usize, &str)> = Vec::new();
-        for (slot, key) in keys.iter().enumerate() {
-            if let Err(e) = limits.check_key(key) {
-                answers.push(Some(Err(e)));
-            } else if let Some(hit) = space.cached(key).await {
-                space.stats.cache_hits.inc();
-                space.hot_keys.record(key, false);
-                answers.push(Some(Ok(served(hit))));
-            } else {
-                space.stats.loads.inc();
-                space.hot_keys.record(key, true);
-                answers.push(None);
-                misses.push((slot, key));
-            }
-        }
-        let miss_keys: Vec<&str> = misses.iter().map(|(_, k)| *k).collect();
-        let outcomes = futures::future::join_all(space.load_owned(&miss_keys)).await;
-        for ((slot, _), outcome) in misses.iter().zip(outcomes) {
-            answers[*slot] = Some(outcome.map(served));
-        }
+        let mut answers: Vec<Option<Result<Served>>> = vec![None; keys.len()];
+        self.inner
+            .read(&space, keys, ReadMode::ForPeer, |slot, outcome| {
+                answers[slot] = Some(outcome.map(served));
+            })
+            .await;
         Ok(keys
             .iter()
             .zip(answers)

@@ -9,12 +9,12 @@ use std::time::Instant;
 use tracing::{Instrument, debug, warn};
 
 use super::{Deadline, Space};
-use crate::cluster::{Cluster, Peer};
 use crate::error::{Error, Result, SourceError};
 use crate::flight::{Claim, Flights, Outcome, Pending, Ticket};
+use crate::ring::Peer;
 use crate::source::{FetchResult, Fetched};
 use crate::store::{Cached, Store};
-use crate::transport::RemoteGet;
+use crate::transport::{PeerTransport, RemoteGet};
 
 /// Which cache a loaded value goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +86,7 @@ impl Space {
     /// peer cannot serve them at all, loads them here instead (counted in `peer_errors`).
     pub fn load_from_peer(
         self: &Arc<Self>,
-        cluster: &Arc<Cluster>,
+        transport: &Arc<dyn PeerTransport>,
         peer: Arc<Peer>,
         keys: &[&str],
     ) -> Vec<Pending> {
@@ -94,12 +94,12 @@ impl Space {
         if !tickets.is_empty() {
             let span = tracing::debug_span!("distcache.peer_load", distcache.keyspace = %self.name(), peer = %peer.id, keys = tickets.len());
             let space = Arc::clone(self);
-            let cluster = Arc::clone(cluster);
+            let transport = Arc::clone(transport);
             self.tasks.spawn(
                 async move {
                     let tickets = space.drop_hits(tickets).await;
                     space.stats.loads_deduped.add(tickets.len() as u64);
-                    space.fetch_remote(&cluster, &peer, tickets).await;
+                    space.fetch_remote(transport.as_ref(), &peer, tickets).await;
                 }
                 .instrument(span),
             );
@@ -120,11 +120,10 @@ impl Space {
         rest
     }
 
-    async fn fetch_remote(&self, cluster: &Cluster, peer: &Peer, tickets: Vec<Ticket>) {
+    async fn fetch_remote(&self, transport: &dyn PeerTransport, peer: &Peer, tickets: Vec<Ticket>) {
         if tickets.is_empty() {
             return;
         }
-        let transport = cluster.transport();
         let timeout = self.settings.read_timeout;
         let answers: Result<Vec<RemoteGet>, _> = if let [ticket] = tickets.as_slice() {
             transport

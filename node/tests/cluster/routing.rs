@@ -46,11 +46,73 @@ async fn non_owner_keeps_a_hot_copy() {
     engine.get("ks", &key).await.unwrap();
     engine.get("ks", &key).await.unwrap();
     let owner_stats = cluster.node(1).engine().keyspace_stats("ks").await.unwrap();
-    assert_eq!(owner_stats.stats.gets, 1, "the owner was asked once");
+    assert_eq!(
+        owner_stats.stats.peer_requests, 1,
+        "the owner was asked once"
+    );
     let mine = engine.keyspace_stats("ks").await.unwrap();
     assert_eq!(mine.hot_cache_entries, 1);
     assert_eq!(mine.main_cache_entries, 0);
     assert_eq!(mine.stats.cache_hits, 1);
+    cluster.shutdown().await;
+}
+
+/// A read forwarded to the owner is counted once, on the node that answered the client (a
+/// get, a hit or a load, a hot read, a peer load); the owner counts a peer request and its
+/// own fetch, not a get (`engine/read.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_read_is_counted_once() {
+    let cluster = TestCluster::start(2).await;
+    let key = cluster.key_owned_by("ks", 1, "counted:");
+    let other = cluster.key_owned_by("ks", 1, "counted-batch:");
+    let engine = cluster.node(0).engine();
+    engine.get("ks", &key).await.unwrap();
+    engine.get("ks", &key).await.unwrap();
+    let batch = engine
+        .get_many("ks", &[&other, &other, &key])
+        .await
+        .unwrap();
+    assert!(batch.iter().all(|r| r.result.is_ok()), "{batch:?}");
+
+    let asker = engine.keyspace_stats("ks").await.unwrap().stats;
+    assert_eq!(asker.gets, 5, "every key the client asked for: {asker:?}");
+    assert_eq!(asker.cache_hits, 2, "{asker:?}");
+    assert_eq!(asker.loads, 3, "{asker:?}");
+    assert_eq!(
+        asker.peer_loads, 2,
+        "one per key loaded through the owner: {asker:?}"
+    );
+    assert_eq!(asker.peer_requests, 0, "{asker:?}");
+    assert_eq!(asker.local_loads, 0, "{asker:?}");
+
+    let owner = cluster
+        .node(1)
+        .engine()
+        .keyspace_stats("ks")
+        .await
+        .unwrap()
+        .stats;
+    assert_eq!(
+        owner.gets, 0,
+        "the owner's clients asked nothing: {owner:?}"
+    );
+    assert_eq!(owner.cache_hits + owner.loads, 0, "{owner:?}");
+    assert_eq!(owner.peer_requests, 2, "{owner:?}");
+    assert_eq!(
+        owner.local_loads, 2,
+        "the owner fetched both keys: {owner:?}"
+    );
+
+    let hot = |i: usize| -> Vec<String> {
+        let keys = cluster.node(i).engine().hot_keys("ks").unwrap();
+        keys.into_iter().map(|(k, _)| k).collect()
+    };
+    assert!(hot(0).contains(&key), "read here: {:?}", hot(0));
+    assert!(
+        hot(1).is_empty(),
+        "no client read on the owner: {:?}",
+        hot(1)
+    );
     cluster.shutdown().await;
 }
 

@@ -1,0 +1,125 @@
+//! The one read path. A client's `get` and `get_many` and a peer's single and batch reads
+//! all come here; they differ only in where a key that misses the caches is loaded, which
+//! [`ReadMode`] says.
+//!
+//! How reads are counted (the `stats` of a keyspace): a read is counted once, on the node
+//! that answered the client. There it is a get, a hit or a load, and a read for the hot-key
+//! tracker. When that node loads the key through its owner, it counts a peer load; the owner
+//! counts the request in `peer_requests` only, never as a get, a hit or a hot read, so that
+//! summing the nodes' gets gives the reads clients made. The owner's data-source work is its
+//! own whoever asked: a fetch it makes for a peer shows in its `loads_deduped` and
+//! `local_loads` like any other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::Inner;
+use crate::error::{Error, Result};
+use crate::flight::Pending;
+use crate::space::Space;
+use crate::store::Cached;
+
+/// Where a read that misses the caches is loaded, and how it is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadMode {
+    /// A read by this node's client: counted here, and loaded by the key's owner (this node
+    /// from its data source, or a peer through the transport).
+    Client,
+    /// A peer's read of keys this node serves: answered from the caches or this node's data
+    /// source, never sent on; counted as peer requests only.
+    ForPeer,
+}
+
+impl Inner {
+    /// Reads `keys` of `space`, calling `answer(slot, outcome)` once for every key: hits at
+    /// once, then the misses, each loaded once however often it is listed. Keys the limits
+    /// refuse are answered with the error and not counted.
+    pub(crate) async fn read<K: AsRef<str>>(
+        &self,
+        space: &Arc<Space>,
+        keys: &[K],
+        mode: ReadMode,
+        mut answer: impl FnMut(usize, Result<Cached>),
+    ) {
+        let limits = &self.config.limits;
+        // Both stay empty, and so allocate nothing, while every key hits.
+        let mut misses: Vec<&str> = Vec::new();
+        let mut waiting: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (slot, key) in keys.iter().enumerate() {
+            let key = key.as_ref();
+            if let Err(e) = limits.check_key(key) {
+                answer(slot, Err(e));
+                continue;
+            }
+            let hit = space.cached(key).await;
+            count(space, key, mode, hit.is_some());
+            if let Some(hit) = hit {
+                answer(slot, Ok(hit));
+                continue;
+            }
+            match waiting.get_mut(key) {
+                // Listed twice: answered by the same load.
+                Some(slots) => slots.push(slot),
+                None => {
+                    misses.push(key);
+                    waiting.insert(key, vec![slot]);
+                }
+            }
+        }
+        if misses.is_empty() {
+            return;
+        }
+        let pending = self.load(space, &misses, mode);
+        if pending.len() != misses.len() {
+            let err = Error::Internal("a load was not started for every missed key".into());
+            for slot in waiting.into_values().flatten() {
+                answer(slot, Err(err.clone()));
+            }
+            return;
+        }
+        let outcomes = futures::future::join_all(pending).await;
+        for (key, outcome) in misses.iter().zip(outcomes) {
+            for slot in waiting.get(key).into_iter().flatten() {
+                answer(*slot, outcome.clone());
+            }
+        }
+    }
+
+    /// Reads one key (see [`read`](Self::read)).
+    pub(crate) async fn read_one(
+        &self,
+        space: &Arc<Space>,
+        key: &str,
+        mode: ReadMode,
+    ) -> Result<Cached> {
+        let mut outcome = None;
+        self.read(space, &[key], mode, |_, answered| outcome = Some(answered))
+            .await;
+        outcome.unwrap_or_else(|| Err(Error::Internal("the key was not answered".into())))
+    }
+
+    /// Starts the loads of `keys`, which missed both caches: by their owners for a client's
+    /// read, here for a peer's.
+    fn load(&self, space: &Arc<Space>, keys: &[&str], mode: ReadMode) -> Vec<Pending> {
+        match mode {
+            ReadMode::Client => self.route(space, keys),
+            ReadMode::ForPeer => space.load_owned(keys),
+        }
+    }
+}
+
+/// Counts one valid key read (see the module docs).
+#[inline]
+fn count(space: &Space, key: &str, mode: ReadMode, hit: bool) {
+    match mode {
+        ReadMode::Client => {
+            if hit {
+                space.stats.cache_hits.inc();
+            } else {
+                space.stats.loads.inc();
+            }
+            space.hot_keys.record(key, !hit);
+        }
+        ReadMode::ForPeer => space.stats.peer_requests.inc(),
+    }
+}
