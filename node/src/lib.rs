@@ -6,9 +6,12 @@
 //! creating, updating or deleting a keyspace is one committed change that every node follows.
 //!
 //! # Layout
+//! The modules sit in layers, each using only its own layer and those below (ARCHITECTURE.md
+//! at the repository root draws them; `tests/layers.rs` enforces them).
 //! - [`engine`](Engine): the public API (`get`, `put`, `delete`, their `_many` forms,
-//!   keyspace management, `start`/`stop`) and its builder; running warmups
-//!   (`engine/warming.rs`) and joining a cluster (`engine/handoff.rs`);
+//!   keyspace management, `start`/`stop`) and its builder; the one read path
+//!   (`engine/read.rs`), writes (`engine/writes.rs`), running warmups (`engine/warming.rs`)
+//!   and joining a cluster (`engine/handoff.rs`);
 //! - [`entry`](Entry), [`limits`](Limits): what a write carries and a batch answers per key,
 //!   and the limits on keys, values and batches — data types every layer shares;
 //! - `space`: one keyspace live on a node: caches, protection, single-flight loads, hot-key
@@ -25,6 +28,7 @@
 //! - [`cluster`](Cluster), [`discovery`](Discovery): membership by probing, topology events;
 //! - [`transport`]: node-to-node calls ([`transport::HttpTransport`]);
 //! - `server`, [`node`](Node): the HTTP API and a whole node (engine + server + membership);
+//! - [`memnet`]: an in-memory network with fault injection, for tests of many nodes;
 //! - [`client`]: a typed client of a node's public API;
 //! - [`wire`]: what travels over HTTP (error bodies with stable codes, batch JSON, warm
 //!   outcomes, the handoff stream);
@@ -76,6 +80,7 @@ mod error;
 mod flight;
 mod keyspace;
 mod limits;
+pub mod memnet;
 mod net;
 mod node;
 mod protection;

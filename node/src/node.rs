@@ -25,11 +25,12 @@ use crate::discovery::{Discovery, StaticDiscovery};
 use crate::engine::{Engine, EngineBuilder};
 use crate::error::{Error, Problems, Result};
 use crate::keyspace::KeySpace;
+use crate::memnet::MemoryNetwork;
 use crate::ring::NodeId;
 use crate::server::{self, Readiness, ServerConfig};
 use crate::source::DataSource;
 use crate::spec::{KeySpaceSpec, read_keyspace_file};
-use crate::transport::HttpTransport;
+use crate::transport::{HttpTransport, PeerTransport};
 
 mod config;
 
@@ -87,40 +88,90 @@ impl NodeBuilder {
     /// the configuration, opens the control plane, builds the engine and its cluster, serves
     /// HTTP, then joins the cluster (`Node::join`).
     pub async fn start(self, listener: TcpListener) -> Result<Node> {
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Error::Internal(format!("listener has no address: {e}")))?;
+        let addr = self.config.advertised(bound);
+        self.launch(addr, Wire::Http { listener, bound }).await
+    }
+
+    /// Starts the node on an in-memory `network` at address `addr` (any `host:port`
+    /// unique on that network), for tests: the same engine, membership and join as
+    /// [`start`](Self::start), with peer calls made in memory and no HTTP server. Needs a
+    /// [`catalog`](Self::catalog) (the raft control plane talks HTTP); the nodes of one
+    /// in-memory cluster usually share one.
+    pub async fn start_in_memory(self, network: &Arc<MemoryNetwork>, addr: &str) -> Result<Node> {
+        if !self.custom_catalog {
+            return Err(Error::InvalidConfig({
+                let mut p = Problems::new();
+                p.push(
+                    "catalog",
+                    "an in-memory node needs a catalog (NodeBuilder::catalog): the control plane talks HTTP",
+                );
+                p
+            }));
+        }
+        let checked_addr = crate::discovery::check_addr(addr).map(|()| addr.to_owned());
+        let network = Arc::clone(network);
+        self.launch(checked_addr, Wire::Memory { network }).await
+    }
+
+    /// Checks the configuration, opens the control plane, builds the engine and its
+    /// cluster, puts the node on its wire, then joins the cluster (`Node::join`).
+    async fn launch(self, addr: Result<String>, wire: Wire) -> Result<Node> {
         let NodeBuilder {
             config,
             engine,
             discovery,
             custom_catalog,
         } = self;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| Error::Internal(format!("listener has no address: {e}")))?;
-        let (addr, mut engine) = checked(&config, bound, engine)?;
-        create_data_dir(&config)?;
+        let (addr, mut engine) = checked(&config, addr, engine)?;
         let control = if custom_catalog {
             None
         } else {
+            create_data_dir(&config)?;
             let plane = open_control(&config, &addr).await?;
             engine = engine.catalog(Arc::new(RaftCatalog::new(plane.clone())));
             Some(plane)
         };
-        let (engine, cluster) = build_engine(&config, &addr, engine, control.is_some())?;
+        let (engine, cluster) = match &wire {
+            Wire::Http { .. } => {
+                let http = HttpTransport::new(&config.id, config.server.token.as_deref())?;
+                let (engine, cluster) = build_engine(&config, &addr, engine, http.clone())?;
+                if control.is_some() {
+                    // Revisions compare only between nodes that share one catalog.
+                    http.follow_revision(engine.watch_revision());
+                }
+                (engine, cluster)
+            }
+            Wire::Memory { network } => {
+                build_engine(&config, &addr, engine, network.transport(&config.id))?
+            }
+        };
         let discovery: Arc<dyn Discovery> = match discovery {
             Some(d) => d,
             None => Arc::new(StaticDiscovery::new(config.peers.iter().map(|p| p.trim()))?),
         };
         let readiness = Arc::new(Readiness::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let router = server::router(
-            engine.clone(),
-            control.clone(),
-            &config.id,
-            &addr,
-            Arc::clone(&readiness),
-            config.server.clone(),
-        );
-        let server = spawn_server(listener, router, &config.server, shutdown_rx.clone());
+        let (bound, serving) = match wire {
+            Wire::Http { listener, bound } => {
+                let router = server::router(
+                    engine.clone(),
+                    control.clone(),
+                    &config.id,
+                    &addr,
+                    Arc::clone(&readiness),
+                    config.server.clone(),
+                );
+                let server = spawn_server(listener, router, &config.server, shutdown_rx.clone());
+                (Some(bound), Serving::Http(server))
+            }
+            Wire::Memory { network } => {
+                network.attach(&addr, &config.id, engine.clone(), Arc::clone(&readiness));
+                (None, Serving::Memory(network))
+            }
+        };
         let node = Node {
             id: NodeId::new(&config.id),
             addr,
@@ -133,7 +184,7 @@ impl NodeBuilder {
             readiness,
             shutdown,
             tasks: std::sync::Mutex::new(vec![]),
-            server: std::sync::Mutex::new(Some(server)),
+            serving: std::sync::Mutex::new(Some(serving)),
         };
         if let Err(e) = node.join(shutdown_rx).await {
             let _ = node.shutdown().await;
@@ -143,15 +194,34 @@ impl NodeBuilder {
     }
 }
 
-/// Every problem of `config` at once (its fields, the advertised address, the keyspace
-/// file); otherwise the advertised address and `engine` with the file's keyspaces added.
+/// What a node serves its peers and clients on.
+enum Wire {
+    /// HTTP on this listener.
+    Http {
+        listener: TcpListener,
+        bound: SocketAddr,
+    },
+    /// Calls on an in-memory network.
+    Memory { network: Arc<MemoryNetwork> },
+}
+
+/// What a running node serves on, stopped last at shutdown.
+enum Serving {
+    /// The HTTP server's task.
+    Http(JoinHandle<std::io::Result<()>>),
+    /// Attached to this network at the node's address.
+    Memory(Arc<MemoryNetwork>),
+}
+
+/// Every problem of `config` and `addr` at once (its fields, the advertised address, the
+/// keyspace file); otherwise the address and `engine` with the file's keyspaces added.
 fn checked(
     config: &NodeConfig,
-    bound: SocketAddr,
+    addr: Result<String>,
     mut engine: EngineBuilder,
 ) -> Result<(String, EngineBuilder)> {
     let mut problems = config.problems();
-    let addr = match config.advertised(bound) {
+    let addr = match addr {
         Ok(addr) => addr,
         Err(Error::InvalidConfig(p)) => {
             problems.0.extend(p.0);
@@ -207,32 +277,23 @@ async fn open_control(config: &NodeConfig, addr: &str) -> Result<ControlPlane> {
     })
 }
 
-/// The engine over its cluster membership and peer transport. With a shared catalog
-/// (`raft`), peer requests carry this node's applied revision.
+/// The engine over its cluster membership and peer `transport`.
 fn build_engine(
     config: &NodeConfig,
     addr: &str,
     engine: EngineBuilder,
-    raft: bool,
+    transport: impl PeerTransport,
 ) -> Result<(Engine, Arc<Cluster>)> {
-    let transport = Arc::new(HttpTransport::new(
-        &config.id,
-        config.server.token.as_deref(),
-    )?);
     let cluster = Arc::new(Cluster::new(
         NodeId::new(&config.id),
         addr.to_owned(),
         config.cluster.clone(),
-        Arc::clone(&transport) as Arc<dyn crate::transport::PeerTransport>,
+        Arc::new(transport),
     ));
     let engine = engine
         .config(config.engine.clone())
         .cluster(Arc::clone(&cluster))
         .build()?;
-    if raft {
-        // Revisions compare only between nodes that share one catalog.
-        transport.follow_revision(engine.watch_revision());
-    }
     Ok((engine, cluster))
 }
 
@@ -257,7 +318,7 @@ fn spawn_server(
 pub struct Node {
     id: NodeId,
     addr: String,
-    bound: SocketAddr,
+    bound: Option<SocketAddr>,
     engine: Engine,
     cluster: Arc<Cluster>,
     control: Option<ControlPlane>,
@@ -266,7 +327,7 @@ pub struct Node {
     readiness: Arc<Readiness>,
     shutdown: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
-    server: std::sync::Mutex<Option<JoinHandle<std::io::Result<()>>>>,
+    serving: std::sync::Mutex<Option<Serving>>,
 }
 
 impl Node {
@@ -401,8 +462,8 @@ impl Node {
         &self.addr
     }
 
-    /// The address its listener is bound to.
-    pub fn bound_addr(&self) -> SocketAddr {
+    /// The address its listener is bound to (`None` on an in-memory network).
+    pub fn bound_addr(&self) -> Option<SocketAddr> {
         self.bound
     }
 
@@ -444,13 +505,19 @@ impl Node {
         for task in tasks {
             let _ = task.await;
         }
-        let server = self.server.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(server) = server {
-            match server.await {
+        let serving = self
+            .serving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match serving {
+            Some(Serving::Http(server)) => match server.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),
                 Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
-            }
+            },
+            Some(Serving::Memory(network)) => network.detach(&self.addr),
+            None => {}
         }
         self.discovery.stop().await?;
         tracing::info!(node = %self.id, "node stopped");

@@ -37,6 +37,7 @@ use distcache_control::ControlPlane;
 
 use crate::engine::Engine;
 use crate::error::{Error, Problems};
+use crate::wire::Health;
 
 mod admin;
 mod catalog;
@@ -152,17 +153,29 @@ impl Readiness {
     }
 }
 
+/// What node `node_id` at `addr` says of itself on `/healthz` (and to probes).
+pub(crate) fn health(engine: &Engine, readiness: &Readiness, node_id: &str, addr: &str) -> Health {
+    let (owning, ring, agreed) = match engine.cluster() {
+        Some(cluster) => (cluster.is_owning(), cluster.ring_ids(), cluster.agreed()),
+        None => (true, vec![node_id.to_owned()], true),
+    };
+    Health {
+        status: "ok".into(),
+        node_id: node_id.to_owned(),
+        addr: addr.to_owned(),
+        ready: readiness.is_ready(),
+        stopping: readiness.is_stopping(),
+        owning,
+        ring,
+        agreed,
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = Shared;
 
     fn deref(&self) -> &Shared {
         &self.0
-    }
-}
-
-impl Shared {
-    fn is_ready(&self) -> bool {
-        self.readiness.is_ready()
     }
 }
 

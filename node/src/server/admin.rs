@@ -159,20 +159,7 @@ pub(super) async fn healthz(State(state): State<AppState>) -> Json<Health> {
 }
 
 fn health(state: &AppState) -> Health {
-    let (owning, ring, agreed) = match state.engine.cluster() {
-        Some(cluster) => (cluster.is_owning(), cluster.ring_ids(), cluster.agreed()),
-        None => (true, vec![state.node_id.clone()], true),
-    };
-    Health {
-        status: "ok".into(),
-        node_id: state.node_id.clone(),
-        addr: state.addr.clone(),
-        ready: state.is_ready(),
-        stopping: state.readiness.is_stopping(),
-        owning,
-        ring,
-        agreed,
-    }
+    super::health(&state.engine, &state.readiness, &state.node_id, &state.addr)
 }
 
 /// 200 once the node serves, owns its keys, and the cluster agrees on who owns what (every
