@@ -84,8 +84,11 @@ async fn keyspace_lifecycle() {
         "untouched fields stay"
     );
     // Every node serves the update (the command returns once committed).
-    for node in &c.nodes {
-        common::wait_for(|| node.engine().revision() >= 3).await;
+    for node in c.nodes() {
+        common::wait_for("every node applied revision 3", || {
+            node.engine().revision() >= 3
+        })
+        .await;
         assert_eq!(
             node.engine().keyspace("users").unwrap().default_ttl,
             Some(std::time::Duration::from_secs(600))

@@ -6,9 +6,10 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Cluster;
+use distcache_testkit::holds_within;
 
 /// A tmux server of its own (its own socket), killed when dropped.
 struct Tmux {
@@ -42,18 +43,15 @@ impl Tmux {
     }
 
     async fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let screen = self.screen();
-            if ok(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the screen:\n{screen}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let mut screen = String::new();
+        let every = Duration::from_millis(100);
+        let shown = holds_within(Duration::from_secs(60), every, || {
+            screen = self.screen();
+            std::future::ready(ok(&screen))
+        })
+        .await;
+        assert!(shown, "timed out waiting for {what}; the screen:\n{screen}");
+        screen
     }
 }
 

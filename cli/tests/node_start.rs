@@ -4,14 +4,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use distcache::client::Client;
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
+use distcache_testkit::{free_addr, wait_for, wait_until};
 
 fn distcache() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_distcache"));
@@ -25,23 +21,22 @@ async fn wait_ready(addr: &str, child: &mut Child) -> distcache::wire::Health {
     let client = Client::new([addr])
         .unwrap()
         .with_timeout(Duration::from_secs(1));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(h) = client.health().await
-            && h.ready
-        {
-            return h;
-        }
+    let ready = std::sync::Mutex::new(None);
+    let (client, slot) = (&client, &ready);
+    wait_until(Duration::from_secs(30), "the node is ready", || {
         assert!(child.try_wait().unwrap().is_none(), "the node exited early");
-        assert!(
-            Instant::now() < deadline,
-            "node at {addr} never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        async move {
+            let health = client.health().await.ok().filter(|h| h.ready);
+            let found = health.is_some();
+            *slot.lock().unwrap() = health;
+            found
+        }
+    })
+    .await;
+    ready.into_inner().unwrap().unwrap()
 }
 
-fn stop(child: &mut Child) -> std::process::ExitStatus {
+async fn stop(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -50,14 +45,13 @@ fn stop(child: &mut Child) -> std::process::ExitStatus {
             .unwrap()
             .success()
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "the node ignored SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut status = None;
+    wait_for(Duration::from_secs(20), "the node stops on SIGTERM", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    })
+    .await;
+    status.unwrap()
 }
 
 /// Flags beat variables, variables beat the config file; the node serves its keyspace file and
@@ -95,7 +89,7 @@ async fn starts_serves_and_stops_cleanly() {
         client.get("scratch", "k").await.unwrap().as_deref(),
         Some(&b"v"[..])
     );
-    let status = stop(&mut child);
+    let status = stop(&mut child).await;
     assert!(status.success(), "exit status {status}");
 }
 
@@ -115,7 +109,7 @@ async fn variables_configure_the_node() {
         .spawn()
         .unwrap();
     assert_eq!(wait_ready(&addr, &mut child).await.node_id, "from-env");
-    assert!(stop(&mut child).success());
+    assert!(stop(&mut child).await.success());
 }
 
 /// Bad settings fail at once with a message naming the problem: usage errors exit 2, bad

@@ -11,7 +11,8 @@
 use std::time::{Duration, Instant};
 
 use distcache::client::Client;
-use distcache::{KeySpaceSpec, Node, NodeConfig, SourceSpec};
+use distcache::{KeySpaceSpec, SourceSpec};
+use distcache_testkit::TestCluster;
 
 const UPDATES: usize = 300;
 
@@ -22,49 +23,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-async fn start_cluster(dirs: &[tempfile::TempDir]) -> Vec<Node> {
-    let mut listeners = Vec::new();
-    let mut addrs = Vec::new();
-    for _ in 0..3 {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        addrs.push(l.local_addr().expect("addr").to_string());
-        listeners.push(l);
-    }
-    let starts = listeners.into_iter().enumerate().map(|(i, l)| {
-        let mut config = NodeConfig::for_test(&format!("bench-{i}"));
-        config.peers = addrs.clone();
-        config.data_dir = dirs[i].path().to_path_buf();
-        config.cluster.minimum_peers_quorum = 3;
-        config.control = distcache::ControlConfig::default();
-        Node::builder(config).start(l)
-    });
-    futures::future::join_all(starts)
-        .await
-        .into_iter()
-        .map(|n| n.expect("node starts"))
-        .collect()
-}
-
-async fn wait_leader(nodes: &[Node]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let leaders: Vec<Option<String>> = nodes
-            .iter()
-            .map(|n| n.control().and_then(|c| c.status().leader))
-            .collect();
-        if let Some(Some(name)) = leaders.first()
-            && leaders.iter().all(|l| l.as_deref() == Some(name.as_str()))
-            && let Some(i) = nodes.iter().position(|n| n.id().as_str() == name)
-        {
-            return i;
-        }
-        assert!(Instant::now() < deadline, "no leader");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn fsync_reference(dir: &std::path::Path) -> Duration {
@@ -102,10 +60,16 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().expect("dir")).collect();
-        let nodes = start_cluster(&dirs[..3]).await;
-        let leader = wait_leader(&nodes).await;
+        let reference_dir = tempfile::tempdir().expect("dir");
+        // Real election timing (the test defaults are faster and noisier).
+        let cluster = TestCluster::builder(3)
+            .specs(Vec::new())
+            .edit(|_, config| config.control = distcache::ControlConfig::default())
+            .build()
+            .await;
+        let leader = cluster.wait_leader().await;
         let follower = (leader + 1) % 3;
+        let nodes: Vec<&distcache::Node> = (0..3).map(|i| cluster.node(i)).collect();
         let mut watchers: Vec<_> = nodes.iter().map(|n| n.engine().watch_revision()).collect();
 
         let mut commit = Vec::with_capacity(UPDATES);
@@ -127,7 +91,7 @@ fn main() {
         }
         commit.sort();
         visible.sort();
-        let fsync = fsync_reference(dirs[3].path()).await;
+        let fsync = fsync_reference(reference_dir.path()).await;
         let rtt = rtt_reference(nodes[follower].addr()).await;
 
         let (c50, c99) = (percentile(&commit, 0.5), percentile(&commit, 0.99));
@@ -152,8 +116,7 @@ fn main() {
             ms(c50) / ms(fsync).max(1e-6),
             ms(c50) / ms(rtt).max(1e-6)
         );
-        for node in &nodes {
-            node.shutdown().await.expect("shutdown");
-        }
+        drop(nodes);
+        cluster.shutdown().await;
     });
 }

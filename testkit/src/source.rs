@@ -1,14 +1,10 @@
-//! Fixtures shared by every test binary: a scriptable data source with call counters, and
-//! condition waits with deadlines.
-
-#![allow(dead_code)] // Shared by several test binaries; each uses a part.
+//! A scriptable data source that counts its fetches, and the spec of a keyspace over it.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use distcache::{
     DataSource, FetchResult, Fetched, KeySpaceSpec, SourceError, SourceSpec, async_trait,
@@ -19,8 +15,8 @@ use tokio::sync::watch;
 /// `missing…` → not found, `fail…` → error, `slow…` → waits for the gate, anything else →
 /// `v:<key>`. Every fetch is counted, per key and in total.
 pub struct TestSource {
-    pub fetches: AtomicUsize,
-    pub batches: AtomicUsize,
+    fetches: AtomicUsize,
+    batches: AtomicUsize,
     per_key: Mutex<HashMap<String, usize>>,
     gate: watch::Sender<bool>,
     failing: AtomicBool,
@@ -125,19 +121,6 @@ impl DataSource for TestSource {
             self.batches.fetch_add(1, Ordering::SeqCst);
         }
         futures::future::join_all(keys.iter().map(|k| self.answer(k))).await
-    }
-}
-
-/// Polls `condition` until it holds, failing the test after `limit`.
-pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

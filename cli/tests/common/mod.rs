@@ -5,15 +5,15 @@
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use distcache::{KeySpaceSpec, Node, NodeConfig, SourceSpec};
+use distcache::{KeySpaceSpec, Node, SourceSpec};
+use distcache_testkit::TestCluster;
 
 pub struct Cluster {
-    pub nodes: Vec<Node>,
+    nodes: TestCluster,
     pub addrs: Vec<String>,
     pub token: Option<String>,
-    _dirs: Vec<tempfile::TempDir>,
 }
 
 impl Cluster {
@@ -24,58 +24,30 @@ impl Cluster {
 
     /// Like `start`, with every node requiring `token`.
     pub async fn start_with(n: usize, token: Option<&str>) -> Cluster {
-        let mut listeners = Vec::new();
-        let mut addrs = Vec::new();
-        for _ in 0..n {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addrs.push(l.local_addr().unwrap().to_string());
-            listeners.push(l);
-        }
-        let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
-        let starts = listeners.into_iter().enumerate().map(|(i, l)| {
-            let mut config = NodeConfig::for_test(&format!("node-{i}"));
-            config.peers = addrs.clone();
-            config.data_dir = dirs[i].path().to_path_buf();
-            config.cluster.minimum_peers_quorum = n;
-            config.server.token = token.map(str::to_owned);
-            Node::builder(config)
-                .keyspace_spec(KeySpaceSpec::new("scratch", SourceSpec::None))
-                .start(l)
-        });
-        let nodes: Vec<Node> = futures::future::join_all(starts)
-            .await
-            .into_iter()
-            .map(|r| r.expect("node starts"))
-            .collect();
-        let cluster = Cluster {
+        let required = token.map(str::to_owned);
+        let nodes = TestCluster::builder(n)
+            .specs(vec![KeySpaceSpec::new("scratch", SourceSpec::None)])
+            .edit(move |_, config| config.server.token = required.clone())
+            .build()
+            .await;
+        nodes.wait_leader().await;
+        let seeded = |i: usize| nodes.node(i).engine().keyspace("scratch").is_some();
+        distcache_testkit::wait_for(
+            distcache_testkit::CONVERGE,
+            "every node serves scratch",
+            || (0..n).all(seeded),
+        )
+        .await;
+        Cluster {
+            addrs: nodes.addrs.clone(),
             nodes,
-            addrs,
             token: token.map(str::to_owned),
-            _dirs: dirs,
-        };
-        cluster.wait_leader().await;
-        cluster
+        }
     }
 
-    pub async fn wait_leader(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let leaders: Vec<Option<String>> = self
-                .nodes
-                .iter()
-                .map(|n| n.control().and_then(|c| c.status().leader))
-                .collect();
-            let ready = leaders[0].is_some() && leaders.iter().all(|l| *l == leaders[0]);
-            let seeded = self
-                .nodes
-                .iter()
-                .all(|n| n.engine().keyspace("scratch").is_some());
-            if ready && seeded {
-                return;
-            }
-            assert!(Instant::now() < deadline, "no leader elected");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// The running nodes.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.running().into_iter().map(|i| self.nodes.node(i))
     }
 
     /// The endpoint list of every node.
@@ -100,9 +72,7 @@ impl Cluster {
     }
 
     pub async fn shutdown(self) {
-        for node in &self.nodes {
-            node.shutdown().await.unwrap();
-        }
+        self.nodes.shutdown().await;
     }
 }
 
@@ -185,10 +155,6 @@ pub async fn run_command(mut cmd: Command, stdin: Option<&[u8]>) -> Run {
 }
 
 /// Polls `condition` for up to 15 s.
-pub async fn wait_for(condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !condition() {
-        assert!(Instant::now() < deadline, "condition not met in time");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+pub async fn wait_for(what: &str, condition: impl FnMut() -> bool) {
+    distcache_testkit::wait_for(Duration::from_secs(15), what, condition).await;
 }

@@ -4,7 +4,7 @@
 use distcache::Error;
 use distcache::client::Client;
 
-use crate::harness::TestCluster;
+use distcache_testkit::TestCluster;
 
 /// Only requests with the cluster's token are served; health probes need none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,7 +26,7 @@ async fn token_guards_every_route_but_health() {
     let key = cluster.key_owned_by("ks", 1, "auth:");
     assert!(with.get("ks", &key).await.unwrap().is_some());
     with.put("ks", &key, "v", None).await.unwrap();
-    let mut spec = crate::source::spec("guarded");
+    let mut spec = distcache_testkit::spec("guarded");
     spec.max_bytes = Some(1 << 20);
     let changed = with.put_keyspace(&spec, None).await.unwrap();
     cluster.wait_revision(changed.revision).await;

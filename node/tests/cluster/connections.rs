@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::TestCluster;
+use distcache_testkit::TestCluster;
 
 /// A client that trickles its request head is cut off after `header_read_timeout`, and at
 /// `max_connections` the node stops accepting until a connection closes (issue 12: 200

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use distcache::{Error, KeySpaceSpec, Role};
 
-use crate::harness::{CONVERGE, TestCluster};
-use crate::source::{spec, wait_until};
+use distcache_testkit::{CONVERGE, TestCluster};
+use distcache_testkit::{spec, wait_until};
 
 fn with_ttl(name: &str, secs: u64) -> KeySpaceSpec {
     let mut s = spec(name);

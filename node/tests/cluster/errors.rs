@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use distcache::{CircuitBreakerConfig, Error, RateLimitConfig};
 
-use crate::harness::TestCluster;
-use crate::source::spec;
+use distcache_testkit::TestCluster;
+use distcache_testkit::spec;
 
 async fn cluster() -> TestCluster {
     let mut limited = spec("limited");

@@ -5,7 +5,7 @@ use distcache::Limits;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::TestCluster;
+use distcache_testkit::TestCluster;
 
 struct Api {
     http: reqwest::Client,

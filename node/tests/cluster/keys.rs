@@ -8,7 +8,7 @@ use axum::extract::Query;
 use distcache::{KeySpaceSpec, SourceSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::TestCluster;
+use distcache_testkit::TestCluster;
 
 /// Keys that URL handling likes to rewrite.
 const AWKWARD: &[&str] = &[

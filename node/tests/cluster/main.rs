@@ -1,18 +1,15 @@
-//! Multi-node tests: real nodes over real loopback sockets, one module per scenario, all on
-//! the one `TestCluster` harness.
+//! Multi-node tests: real nodes over real loopback sockets (and, in `in_memory`, over the
+//! in-memory network with injected faults), one module per scenario, all on the testkit's
+//! `TestCluster`.
 
 #![allow(clippy::unwrap_used)]
-
-#[path = "../common/source.rs"]
-mod source;
-
-mod harness;
 
 mod auth;
 mod connections;
 mod control;
 mod errors;
 mod http_api;
+mod in_memory;
 mod keys;
 mod membership;
 mod ownership;

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use distcache::{Node, NodeConfig, TopologyChange, client::Client};
 
-use crate::harness::{CONVERGE, TestCluster};
-use crate::source::wait_until;
+use distcache_testkit::wait_until;
+use distcache_testkit::{CONVERGE, TestCluster};
 
 /// When the owner stops answering, the asking node loads the key itself: the client sees no
 /// error, and the failure is counted in peer_errors. Once probes notice, the owner leaves

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use distcache::client::Client;
 
-use crate::harness::{CONVERGE, TestCluster};
+use distcache_testkit::{CONVERGE, TestCluster};
 
 /// `n` keys of `ks` that node 2 owns once all three nodes are up.
 fn owned_by_node_2(prefix: &str, n: usize) -> Vec<String> {

@@ -3,7 +3,7 @@
 
 use distcache::Entry;
 
-use crate::harness::TestCluster;
+use distcache_testkit::TestCluster;
 
 /// A get on any node loads the key from its owner's source only, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

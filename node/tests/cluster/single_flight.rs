@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::harness::TestCluster;
-use crate::source::wait_until;
+use distcache_testkit::TestCluster;
+use distcache_testkit::wait_until;
 
 /// 1000 concurrent gets of one cold key, spread over 3 nodes, cause exactly one data-source
 /// fetch in the whole cluster, and every caller gets the value.

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::TestCluster;
+use distcache_testkit::TestCluster;
 
 /// Each bad spec is a 400 INVALID_SPEC naming its field, and creates nothing.
 #[tokio::test]

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use distcache::{NodeConfig, RateLimitConfig, WarmupTrigger};
 
-use crate::harness::{CONVERGE, TestCluster};
-use crate::source::{spec, wait_until};
+use distcache_testkit::{CONVERGE, TestCluster};
+use distcache_testkit::{spec, wait_until};
 
 fn fast_sharing(_: usize, c: &mut NodeConfig) {
     c.engine.warmup.share_interval = Duration::from_millis(150);

@@ -2,8 +2,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../common/source.rs"]
-mod source;
 mod support;
 
 mod expiry;

@@ -85,11 +85,11 @@ async fn get_many_batches_misses_into_one_fetch_many() {
             .iter()
             .all(|r| r.result.as_ref().is_ok_and(|v| v.is_some()))
     );
-    assert_eq!(source.batches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(source.batches(), 1);
     assert_eq!(source.fetches(), 100);
     // All hits now: no further batch.
     engine.get_many("ks", &keys).await.unwrap();
-    assert_eq!(source.batches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(source.batches(), 1);
 }
 
 /// put_many and delete_many answer per entry; an invalid entry fails alone.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use distcache::{Engine, EngineConfig, KeySpaceSpec};
 
-pub use crate::source::{TestSource, spec, wait_until};
+pub use distcache_testkit::{TestSource, spec, wait_until};
 
 /// A started engine with keyspace `ks` (customised by `edit`) over `source`.
 pub async fn engine_with(

@@ -1,0 +1,23 @@
+//! What distcache's tests and benches share, so that each starts clusters and waits on
+//! conditions the same way:
+//!
+//! - [`TestCluster`]: N real nodes in the test's process, over loopback sockets or an
+//!   in-memory network with fault injection ([`distcache::memnet`]);
+//! - [`wait_until`] / [`wait_for`]: poll a condition until a deadline, never sleep to
+//!   synchronise;
+//! - [`loopback_listener`] / [`free_addr`]: ports picked by the OS;
+//! - [`TestSource`]: a scriptable data source that counts its fetches.
+//!
+//! Dev-only: no published crate depends on it.
+
+#![allow(clippy::unwrap_used)] // Test fixtures: a broken fixture should fail loudly.
+
+mod cluster;
+mod ports;
+mod source;
+mod wait;
+
+pub use cluster::{Builder, CONVERGE, TestCluster, wait_leader};
+pub use ports::{free_addr, loopback_listener};
+pub use source::{TestSource, spec};
+pub use wait::{holds_within, wait_for, wait_until};
