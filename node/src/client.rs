@@ -4,6 +4,8 @@
 //! Several endpoints may be given: a request goes to the last one that answered and moves on
 //! to the next only when an endpoint cannot be reached (an HTTP error is an answer). Errors come
 //! back as the same typed [`Error`] the node raised, rebuilt from the wire code.
+//!
+//! To ask every member of a cluster rather than any one, use a [`Fleet`] (`client/fleet.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -23,6 +25,10 @@ use crate::wire::{
     BatchResponse, ChangeResponse, ClusterInfo, ErrorBody, Health, KeySpaceList, KeysRequest,
     Owner, PutManyRequest,
 };
+
+mod fleet;
+
+pub use fleet::{Answer, Answers, Fleet, Member};
 
 /// A client of one cluster (any of its nodes).
 pub struct Client {

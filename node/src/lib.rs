@@ -29,7 +29,8 @@
 //! - [`transport`]: node-to-node calls ([`transport::HttpTransport`]);
 //! - `server`, [`node`](Node): the HTTP API and a whole node (engine + server + membership);
 //! - [`memnet`]: an in-memory network with fault injection, for tests of many nodes;
-//! - [`client`]: a typed client of a node's public API;
+//! - [`client`]: a typed client of a node's public API, and [`client::Fleet`], which asks
+//!   every member at once;
 //! - [`wire`]: what travels over HTTP (error bodies with stable codes, batch JSON, warm
 //!   outcomes, the handoff stream);
 //! - [`stats`](KeySpaceSnapshot): counters and the admin snapshot;
@@ -122,7 +123,7 @@ pub use spec::{
     CircuitBreakerConfig, Eviction, KeySpaceSpec, RateLimitConfig, SourceSpec, parse_keyspaces,
     read_keyspace_file, redacted_url,
 };
-pub use stats::{HotKey, KeySpaceSnapshot, Stats};
+pub use stats::{HotKey, KeySpaceSnapshot, KeySpaceTotal, Stats};
 pub use store::ENTRY_OVERHEAD;
 pub use warmup::{WarmupConfig, WarmupRun, WarmupTrigger};
 pub use wire::{KeyFailure, WarmOutcome};

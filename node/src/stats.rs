@@ -13,7 +13,11 @@
 //! - `remove_keys_requests` / `removed_keys`: delete requests / keys actually removed here;
 //! - `not_found`, `rate_limited`, `circuit_open`, `timeouts`: outcomes of loads;
 //! - `peer_requests`: keys other nodes read from this node (it owns them).
+//!
+//! [`KeySpaceTotal::sum`] adds up the snapshots of several nodes per keyspace: the cluster-wide
+//! view the dashboard shows.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -136,6 +140,53 @@ pub struct Stats {
     pub peer_requests: u64,
 }
 
+impl Stats {
+    /// Adds `other`'s counters to these (saturating: a sum never wraps).
+    pub fn add(&mut self, other: &Stats) {
+        // Destructured so that a new counter cannot be forgotten here.
+        let Stats {
+            gets,
+            cache_hits,
+            peer_loads,
+            peer_errors,
+            loads,
+            loads_deduped,
+            local_loads,
+            local_load_errs,
+            remove_keys_requests,
+            removed_keys,
+            not_found,
+            rate_limited,
+            circuit_open,
+            timeouts,
+            warmups,
+            warmed_keys,
+            peer_requests,
+        } = other;
+        for (sum, n) in [
+            (&mut self.gets, gets),
+            (&mut self.cache_hits, cache_hits),
+            (&mut self.peer_loads, peer_loads),
+            (&mut self.peer_errors, peer_errors),
+            (&mut self.loads, loads),
+            (&mut self.loads_deduped, loads_deduped),
+            (&mut self.local_loads, local_loads),
+            (&mut self.local_load_errs, local_load_errs),
+            (&mut self.remove_keys_requests, remove_keys_requests),
+            (&mut self.removed_keys, removed_keys),
+            (&mut self.not_found, not_found),
+            (&mut self.rate_limited, rate_limited),
+            (&mut self.circuit_open, circuit_open),
+            (&mut self.timeouts, timeouts),
+            (&mut self.warmups, warmups),
+            (&mut self.warmed_keys, warmed_keys),
+            (&mut self.peer_requests, peer_requests),
+        ] {
+            *sum = sum.saturating_add(*n);
+        }
+    }
+}
+
 /// A keyspace as the admin API shows it: definition, cache sizes and counters. Field names and
 /// order follow the seed's `GET /_distcache/admin/keyspaces`; durations are humantime strings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,4 +246,133 @@ pub struct HotKey {
     pub key: String,
     /// Reads counted.
     pub count: u32,
+}
+
+/// One keyspace summed over the nodes that serve it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeySpaceTotal {
+    /// Nodes that reported it.
+    pub nodes: usize,
+    /// Sum of the nodes' `max_bytes`.
+    pub max_bytes: u64,
+    /// Bytes in the main and hot caches.
+    pub bytes: u64,
+    /// Entries in the main and hot caches.
+    pub entries: u64,
+    /// The counters, summed.
+    pub stats: Stats,
+    /// The worst breaker state over the nodes (open, then half-open, then closed); `None`
+    /// when no node has a breaker.
+    pub circuit_breaker: Option<BreakerState>,
+}
+
+impl KeySpaceTotal {
+    /// Sums the keyspaces of several nodes (one slice per node) by keyspace name.
+    pub fn sum<'a>(
+        nodes: impl IntoIterator<Item = &'a [KeySpaceSnapshot]>,
+    ) -> BTreeMap<String, KeySpaceTotal> {
+        let mut totals: BTreeMap<String, KeySpaceTotal> = BTreeMap::new();
+        for keyspace in nodes.into_iter().flatten() {
+            let total = totals.entry(keyspace.name.clone()).or_default();
+            total.add(keyspace);
+        }
+        totals
+    }
+
+    fn add(&mut self, k: &KeySpaceSnapshot) {
+        self.nodes += 1;
+        self.max_bytes = self.max_bytes.saturating_add(k.max_bytes);
+        self.bytes = self
+            .bytes
+            .saturating_add(k.main_cache_bytes.saturating_add(k.hot_cache_bytes));
+        self.entries = self
+            .entries
+            .saturating_add(k.main_cache_entries.saturating_add(k.hot_cache_entries));
+        self.stats.add(&k.stats);
+        if k.circuit_breaker.map(severity) > self.circuit_breaker.map(severity) {
+            self.circuit_breaker = k.circuit_breaker;
+        }
+    }
+}
+
+/// How bad a breaker state is, for the worst over several nodes.
+fn severity(state: BreakerState) -> u8 {
+    match state {
+        BreakerState::Closed => 1,
+        BreakerState::HalfOpen => 2,
+        BreakerState::Open => 3,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A snapshot of keyspace `name` on one node: 100 bytes and 2 entries in its caches,
+    /// `max_bytes` 1000, `gets` gets of which `hits` hits, one peer error.
+    pub(crate) fn snapshot(
+        name: &str,
+        gets: u64,
+        hits: u64,
+        breaker: Option<BreakerState>,
+    ) -> KeySpaceSnapshot {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "max_bytes": 1000, "default_ttl": null, "read_timeout": "5s",
+            "write_timeout": "5s", "warm_keys": [], "main_cache_bytes": 80,
+            "hot_cache_bytes": 20,
+            "stats": {"gets": gets, "cache_hits": hits, "peer_loads": 0, "peer_errors": 1,
+                      "loads": gets - hits, "loads_deduped": 0, "local_loads": 0,
+                      "local_load_errs": 0, "remove_keys_requests": 0, "removed_keys": 0},
+            "main_cache_entries": 1, "hot_cache_entries": 1, "circuit_breaker": breaker
+        }))
+        .unwrap()
+    }
+
+    /// Keyspaces are summed by name over the nodes, and the worst breaker state wins.
+    #[test]
+    fn totals_sum_by_keyspace() {
+        let a = [
+            snapshot("users", 10, 4, Some(BreakerState::Closed)),
+            snapshot("orders", 1, 1, None),
+        ];
+        let b = [snapshot("users", 5, 5, Some(BreakerState::HalfOpen))];
+        let c = [snapshot("users", 0, 0, Some(BreakerState::Closed))];
+        let totals = KeySpaceTotal::sum([&a[..], &b[..], &c[..]]);
+        assert_eq!(totals.keys().collect::<Vec<_>>(), ["orders", "users"]);
+        let users = &totals["users"];
+        assert_eq!(
+            (users.nodes, users.max_bytes, users.bytes, users.entries),
+            (3, 3000, 300, 6)
+        );
+        assert_eq!(
+            (
+                users.stats.gets,
+                users.stats.cache_hits,
+                users.stats.loads,
+                users.stats.peer_errors
+            ),
+            (15, 9, 6, 3)
+        );
+        assert_eq!(users.circuit_breaker, Some(BreakerState::HalfOpen));
+        assert_eq!(totals["orders"].nodes, 1);
+        assert_eq!(totals["orders"].circuit_breaker, None);
+    }
+
+    /// Counters add up without wrapping.
+    #[test]
+    fn stats_add_saturates() {
+        let mut sum = Stats {
+            gets: u64::MAX - 1,
+            ..Stats::default()
+        };
+        sum.add(&Stats {
+            gets: 5,
+            warmed_keys: 2,
+            ..Stats::default()
+        });
+        assert_eq!((sum.gets, sum.warmed_keys), (u64::MAX, 2));
+    }
 }

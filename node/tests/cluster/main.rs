@@ -8,6 +8,7 @@ mod auth;
 mod connections;
 mod control;
 mod errors;
+mod fleet;
 mod http_api;
 mod in_memory;
 mod keys;
