@@ -429,6 +429,54 @@ async fn admin_commands() {
     c.shutdown().await;
 }
 
+/// `stats` and `cluster status` with a member stopped: the command succeeds, the stopped
+/// member is listed with its error, and the others answer as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_report_a_stopped_member() {
+    let mut c = Cluster::start(3).await;
+    c.run(&["put", "scratch", "k", "v"]).await.ok();
+    let stopped = c.nodes.pop().unwrap();
+    stopped.shutdown().await.unwrap();
+    let stopped_addr = c.addrs[2].clone();
+
+    let json = c.run(&["stats", "-o", "json"]).await.json();
+    let nodes = json["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{json}");
+    for n in nodes {
+        if n["addr"] == stopped_addr.as_str() {
+            assert_eq!(n["node"], "node-2", "{n}");
+            assert_eq!(n["error"]["code"], "UNAVAILABLE", "{n}");
+            assert_eq!(n["keyspaces"], serde_json::json!([]), "{n}");
+        } else {
+            assert!(n.get("error").is_none(), "{n}");
+            assert_eq!(n["keyspaces"][0]["name"], "scratch", "{n}");
+        }
+    }
+    let table = c.run(&["stats", "scratch"]).await;
+    let down: Vec<&str> = table
+        .ok()
+        .lines()
+        .filter(|l| l.contains("unreachable"))
+        .collect();
+    assert_eq!(down.len(), 1, "{}", table.stdout);
+    assert!(down[0].starts_with("node-2"), "{}", table.stdout);
+    c.run(&["stats", "nope"]).await.fails(3, "nope");
+
+    let json = c.run(&["cluster", "status", "-o", "json"]).await.json();
+    let views = json["views"].as_array().unwrap();
+    assert_eq!(
+        views.len(),
+        json["members"].as_array().unwrap().len(),
+        "{json}"
+    );
+    for v in views {
+        let answered = v.get("view").is_some();
+        assert_eq!(answered, v["addr"] != stopped_addr.as_str(), "{v}");
+        assert_eq!(v.get("error").is_some(), !answered, "{v}");
+    }
+    c.shutdown().await;
+}
+
 /// Endpoints are tried in turn; none answering exits 4; a token-guarded cluster needs the token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_and_tokens() {

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use distcache::client::Client;
+use distcache::client::{Answer, Client, Fleet, Member};
 use distcache::wire::{ClusterInfo, ErrorBody};
 use distcache::{Error, KeySpaceSnapshot};
 use serde::Serialize;
@@ -77,54 +77,38 @@ struct NodeStats {
     keyspaces: Vec<KeySpaceSnapshot>,
 }
 
-/// The addresses of every member the endpoint knows, itself first.
-async fn member_addrs(client: &Client) -> anyhow::Result<Vec<(String, String)>> {
-    Ok(client
-        .peers()
-        .await?
-        .into_iter()
-        .map(|m| (m.id.unwrap_or_else(|| m.addr.clone()), m.addr))
-        .collect())
+impl From<Answer<Vec<KeySpaceSnapshot>>> for NodeStats {
+    fn from(answer: Answer<Vec<KeySpaceSnapshot>>) -> Self {
+        let (keyspaces, error) = match answer.result {
+            Ok(k) => (k, None),
+            Err(e) => (Vec::new(), Some(ErrorBody::from(&e))),
+        };
+        NodeStats {
+            node: answer.member.name().to_owned(),
+            addr: answer.member.addr,
+            error,
+            keyspaces,
+        }
+    }
 }
 
-fn node_client(global: &Global, addr: &str) -> anyhow::Result<Client> {
-    Ok(Client::new([addr])?
-        .with_token(global.token.clone())
-        .with_timeout(global.request_timeout.min(Duration::from_secs(5))))
+/// A fleet whose members are each asked with a short deadline: one member that hangs must not
+/// hold the whole answer up for the full request timeout.
+fn fleet(global: &Global) -> Fleet {
+    Fleet::new(
+        global.token.clone(),
+        global.request_timeout.min(Duration::from_secs(5)),
+    )
 }
 
 pub async fn stats(args: StatsArgs, global: &Global) -> anyhow::Result<()> {
-    let client = global.client()?;
-    let members = member_addrs(&client).await?;
-    let only = args.keyspace.as_deref();
-    let asks = members.iter().map(|(node, addr)| async move {
-        let answer = match node_client(global, addr) {
-            Ok(c) => c.stats().await.map_err(|e| ErrorBody::from(&e)),
-            Err(e) => Err(ErrorBody::from(&Error::InvalidRequest(e.to_string()))),
-        };
-        let (keyspaces, error) = match answer {
-            Ok(k) => (k, None),
-            Err(e) => (Vec::new(), Some(e)),
-        };
-        NodeStats {
-            node: node.clone(),
-            addr: addr.clone(),
-            error,
-            keyspaces: keyspaces
-                .into_iter()
-                .filter(|k| only.is_none_or(|only| only == k.name))
-                .collect(),
-        }
-    });
-    let nodes: Vec<NodeStats> = futures::future::join_all(asks).await;
-    if let Some(only) = &args.keyspace
-        && nodes
-            .iter()
-            .all(|n| n.error.is_some() || n.keyspaces.is_empty())
-        && nodes.iter().any(|n| n.error.is_none())
-    {
-        return Err(Error::KeySpaceNotFound(only.clone()).into());
+    let mut fleet = fleet(global);
+    fleet.refresh(&global.client()?).await?;
+    let mut answers = fleet.stats().await;
+    if let Some(only) = &args.keyspace {
+        answers = answers.only_keyspace(only)?;
     }
+    let nodes: Vec<NodeStats> = answers.into_iter().map(NodeStats::from).collect();
     if global.output == Format::Json {
         #[derive(Serialize)]
         struct Out {
@@ -193,42 +177,44 @@ struct MemberView {
     error: Option<ErrorBody>,
 }
 
+impl From<Answer<ClusterInfo>> for MemberView {
+    fn from(answer: Answer<ClusterInfo>) -> Self {
+        let (view, error) = match answer.result {
+            Ok(view) => (Some(view), None),
+            Err(e) => (None, Some(ErrorBody::from(&e))),
+        };
+        MemberView {
+            node: answer.member.name().to_owned(),
+            addr: answer.member.addr,
+            view,
+            error,
+        }
+    }
+}
+
 pub async fn cluster(cmd: ClusterCommand, global: &Global) -> anyhow::Result<()> {
     let ClusterCommand::Status = cmd;
     let client = global.client()?;
     let info = client.cluster().await?;
-    let mut targets: Vec<(String, String)> = info
-        .members
-        .iter()
-        .map(|m| (m.id.clone(), m.addr.clone()))
-        .collect();
-    if targets.is_empty() {
-        targets.push((
-            info.node_id.clone(),
-            global.endpoint.first().cloned().unwrap_or_default(),
-        ));
+    let mut fleet = fleet(global);
+    if info.members.is_empty() {
+        // No control plane: the answering node alone.
+        fleet.set_members([Member {
+            id: Some(info.node_id.clone()),
+            addr: client
+                .current_endpoint()
+                .trim_start_matches("http://")
+                .to_owned(),
+        }]);
+    } else {
+        fleet.set_members(info.members.iter().map(Member::from));
     }
-    let asks = targets.iter().map(|(node, addr)| async move {
-        let answer = match node_client(global, addr) {
-            Ok(c) => c.cluster().await.map_err(|e| ErrorBody::from(&e)),
-            Err(e) => Err(ErrorBody::from(&Error::InvalidRequest(e.to_string()))),
-        };
-        match answer {
-            Ok(view) => MemberView {
-                node: node.clone(),
-                addr: addr.clone(),
-                view: Some(view),
-                error: None,
-            },
-            Err(e) => MemberView {
-                node: node.clone(),
-                addr: addr.clone(),
-                view: None,
-                error: Some(e),
-            },
-        }
-    });
-    let views: Vec<MemberView> = futures::future::join_all(asks).await;
+    let views: Vec<MemberView> = fleet
+        .cluster()
+        .await
+        .into_iter()
+        .map(MemberView::from)
+        .collect();
     if global.output == Format::Json {
         #[derive(Serialize)]
         struct Out<'a> {
@@ -257,8 +243,12 @@ pub async fn cluster(cmd: ClusterCommand, global: &Global) -> anyhow::Result<()>
         "HEALTHY",
         "APPLIED REVISION",
     ]);
-    for (m, v) in info.members.iter().zip(&views) {
-        let (role, revision) = match &v.view {
+    for m in &info.members {
+        let view = views
+            .iter()
+            .find(|v| v.addr == m.addr)
+            .and_then(|v| v.view.as_ref());
+        let (role, revision) = match view {
             Some(view) => (
                 format!("{:?}", view.role).to_lowercase(),
                 view.applied_revision.to_string(),
