@@ -7,7 +7,8 @@
 //! - [`model`]: snapshots of the cluster, per-keyspace rows, rates and history (pure data);
 //! - [`app`]: the state, the key → command mapping and `App::apply` (no terminal);
 //! - `ui`: `impl Widget for &App`, one file per panel;
-//! - [`poller`]: polls every node concurrently, once per interval;
+//! - [`poller`]: polls every node concurrently, once per interval, with one client per node
+//!   kept across polls (`distcache::client::Fleet`);
 //! - `terminal`: raw mode and the alternate screen, restored on every way out;
 //! - [`run`]: the event loop tying them together.
 

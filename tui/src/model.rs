@@ -1,11 +1,12 @@
 //! What the dashboard knows about the cluster: one snapshot per poll, per-keyspace rows
-//! aggregated over nodes, rates from the previous snapshot, and a short history for the
-//! sparklines. Pure data: no clock, no I/O, so every view renders the same from a fixture.
+//! summed over the nodes (by `distcache::KeySpaceTotal`), rates from the previous snapshot,
+//! and a short history for the sparklines. Pure data: no clock, no I/O, so every view renders
+//! the same from a fixture.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
-use distcache::KeySpaceSnapshot;
 use distcache::wire::ClusterInfo;
+use distcache::{BreakerState, KeySpaceSnapshot, KeySpaceTotal};
 
 /// Samples kept per keyspace (5 minutes at a 1 s refresh).
 pub const HISTORY: usize = 300;
@@ -97,80 +98,57 @@ impl KeyspaceRow {
     }
 }
 
-/// Cumulative counters of one keyspace over all nodes.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Totals {
-    gets: u64,
-    hits: u64,
-    loads: u64,
+/// Every keyspace summed over the nodes of `snapshot` that answered.
+fn totals(snapshot: &Snapshot) -> BTreeMap<String, KeySpaceTotal> {
+    KeySpaceTotal::sum(
+        snapshot
+            .nodes
+            .iter()
+            .filter(|n| n.up)
+            .map(|n| &n.keyspaces[..]),
+    )
 }
 
-fn totals(snapshot: &Snapshot) -> HashMap<String, Totals> {
-    let mut out: HashMap<String, Totals> = HashMap::new();
-    for node in snapshot.nodes.iter().filter(|n| n.up) {
-        for k in &node.keyspaces {
-            let t = out.entry(k.name.clone()).or_default();
-            t.gets += k.stats.gets;
-            t.hits += k.stats.cache_hits;
-            t.loads += k.stats.loads;
-        }
-    }
-    out
-}
-
-fn breaker_rank(state: &str) -> u8 {
+/// A breaker state as the keyspace table shows it.
+fn breaker_name(state: BreakerState) -> &'static str {
     match state {
-        "open" => 3,
-        "half_open" => 2,
-        "closed" => 1,
-        _ => 0,
+        BreakerState::Closed => "closed",
+        BreakerState::HalfOpen => "half_open",
+        BreakerState::Open => "open",
     }
 }
 
 /// The rows of `current`, with rates against `previous`.
 pub fn keyspace_rows(current: &Snapshot, previous: Option<&Snapshot>) -> Vec<KeyspaceRow> {
-    let now = totals(current);
     let before = previous.map(totals).unwrap_or_default();
     let elapsed = previous.map_or(0.0, |p| current.at - p.at);
-    let mut rows: BTreeMap<String, KeyspaceRow> = BTreeMap::new();
-    for node in current.nodes.iter().filter(|n| n.up) {
-        for k in &node.keyspaces {
-            let row = rows
-                .entry(k.name.clone())
-                .or_insert_with(|| KeyspaceRow::new(k.name.clone()));
-            row.entries += k.main_cache_entries + k.hot_cache_entries;
-            row.bytes += k.main_cache_bytes + k.hot_cache_bytes;
-            row.capacity += k.max_bytes;
-            row.peer_errors += k.stats.peer_errors;
-            row.source_errors += k.stats.local_load_errs;
-            row.rate_limited += k.stats.rate_limited;
-            row.nodes += 1;
-            if let Some(state) = k.circuit_breaker {
-                let state = format!("{state:?}");
-                let state = match state.as_str() {
-                    "HalfOpen" => "half_open".to_owned(),
-                    other => other.to_lowercase(),
-                };
-                if breaker_rank(&state) > breaker_rank(&row.breaker) {
-                    row.breaker = state;
-                }
+    totals(current)
+        .into_iter()
+        .map(|(name, now)| {
+            let mut row = KeyspaceRow::new(name);
+            row.entries = now.entries;
+            row.bytes = now.bytes;
+            row.capacity = now.max_bytes;
+            row.peer_errors = now.stats.peer_errors;
+            row.source_errors = now.stats.local_load_errs;
+            row.rate_limited = now.stats.rate_limited;
+            row.nodes = now.nodes;
+            if let Some(state) = now.circuit_breaker {
+                row.breaker = breaker_name(state).to_owned();
             }
-        }
-    }
-    for row in rows.values_mut() {
-        let t = now.get(&row.name).copied().unwrap_or_default();
-        let b = before.get(&row.name).copied().unwrap_or(t);
-        // Counters restart with a node: never report a negative rate.
-        let gets = t.gets.saturating_sub(b.gets);
-        let hits = t.hits.saturating_sub(b.hits);
-        let loads = t.loads.saturating_sub(b.loads);
-        if elapsed > 0.0 {
-            row.gets_per_s = gets as f64 / elapsed;
-            row.loads_per_s = loads as f64 / elapsed;
-        }
-        row.hit_ratio = (gets > 0).then(|| hits as f64 / gets as f64);
-    }
-    rows.into_values().collect()
+            let then = before.get(&row.name).map_or(&now.stats, |t| &t.stats);
+            // Counters restart with a node: never report a negative rate.
+            let gets = now.stats.gets.saturating_sub(then.gets);
+            let hits = now.stats.cache_hits.saturating_sub(then.cache_hits);
+            let loads = now.stats.loads.saturating_sub(then.loads);
+            if elapsed > 0.0 {
+                row.gets_per_s = gets as f64 / elapsed;
+                row.loads_per_s = loads as f64 / elapsed;
+            }
+            row.hit_ratio = (gets > 0).then(|| hits as f64 / gets as f64);
+            row
+        })
+        .collect()
 }
 
 /// Recent gets/s and hit ratio of one keyspace, oldest first.
@@ -252,6 +230,18 @@ mod tests {
         };
         let r = &keyspace_rows(&restarted, Some(&after))[0];
         assert_eq!(r.gets_per_s, 0.0);
+    }
+
+    /// The row shows the worst breaker state over the nodes, in the table's spelling.
+    #[test]
+    fn rows_show_the_worst_breaker() {
+        let mut half_open = node("b", 10, 5);
+        half_open.keyspaces[0].circuit_breaker = Some(BreakerState::HalfOpen);
+        let snap = Snapshot {
+            at: 1.0,
+            nodes: vec![node("a", 10, 5), half_open],
+        };
+        assert_eq!(keyspace_rows(&snap, None)[0].breaker, "half_open");
     }
 
     /// Down nodes are not counted; history keeps at most HISTORY samples.

@@ -1,12 +1,19 @@
-//! Polls every node concurrently, once per interval, through `distcache::client`, and sends
-//! what it saw as a [`Snapshot`]. A node that stops answering stays in the list, marked down,
-//! so the dashboard shows it red instead of forgetting it.
+//! Polls every node concurrently, once per interval, through a [`Fleet`] of
+//! `distcache::client`, and sends what it saw as a [`Snapshot`].
+//!
+//! The fleet keeps one client per member across polls (so connections are reused) and
+//! follows the membership: each poll asks the given endpoints (or, when they are down, the
+//! members) for the members, drops the clients of nodes that left and adds clients for nodes
+//! that joined. A member that stops answering stays in the list, marked down, so the
+//! dashboard shows it red instead of forgetting it.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use distcache::client::Client;
+use distcache::client::{Answer, Client, Fleet, Member};
+use distcache::wire::{ClusterInfo, Health};
+use distcache::{KeySpaceSnapshot, Result};
 use tokio::sync::mpsc;
+use tracing::debug;
 
 use crate::model::{NodeView, Snapshot};
 
@@ -21,10 +28,11 @@ pub struct PollConfig {
     pub interval: Duration,
 }
 
-fn client(addr: &str, token: &Option<String>, timeout: Duration) -> Option<Client> {
-    Client::new([addr])
-        .ok()
-        .map(|c| c.with_token(token.clone()).with_timeout(timeout))
+/// What one node answered in one poll.
+struct Probe {
+    health: Health,
+    cluster: Option<ClusterInfo>,
+    keyspaces: Vec<KeySpaceSnapshot>,
 }
 
 /// Polls until the receiver is gone.
@@ -33,49 +41,32 @@ pub async fn run(config: PollConfig, out: mpsc::Sender<Snapshot>) {
     let timeout = config
         .interval
         .clamp(Duration::from_millis(500), Duration::from_secs(3));
-    // Every address ever seen, with the node's id once known.
-    let mut known: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for e in &config.endpoints {
-        known.insert(e.trim().trim_start_matches("http://").to_owned(), None);
-    }
+    let mut fleet = Fleet::new(config.token.clone(), timeout);
+    // Until some node names the members, the endpoints stand in for them.
+    fleet.set_members(
+        config
+            .endpoints
+            .iter()
+            .map(|e| Member::at(e.trim().trim_start_matches("http://"))),
+    );
+    let seeds = match Client::new(config.endpoints.clone()) {
+        Ok(c) => Some(c.with_token(config.token.clone()).with_timeout(timeout)),
+        Err(e) => {
+            debug!(error = %e, "the endpoints cannot be asked for the members");
+            None
+        }
+    };
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        // Learn the members from any node that answers.
-        for addr in known.keys().cloned().collect::<Vec<_>>() {
-            let Some(c) = client(&addr, &config.token, timeout) else {
-                continue;
-            };
-            if let Ok(members) = c.peers().await {
-                for m in members {
-                    let entry = known.entry(m.addr.clone()).or_default();
-                    if m.id.is_some() {
-                        *entry = m.id;
-                    }
-                }
-                break;
-            }
+        if let Some(seeds) = &seeds
+            && let Err(e) = fleet.refresh(seeds).await
+        {
+            debug!(error = %e, "no node named the members; polling the ones known");
         }
-        let polls = known.iter().map(|(addr, id)| {
-            let token = config.token.clone();
-            async move { poll_node(addr.clone(), id.clone(), token, timeout).await }
-        });
-        let mut nodes: Vec<NodeView> = futures::future::join_all(polls).await;
-        for n in &nodes {
-            if n.up {
-                known.insert(n.addr.clone(), Some(n.id.clone()));
-            }
-        }
-        // An endpoint that is also a member under another address appears once.
-        let ids: Vec<String> = nodes
-            .iter()
-            .filter(|n| n.up)
-            .map(|n| n.id.clone())
-            .collect();
-        nodes.retain(|n| n.up || !ids.contains(&n.id) || n.id == n.addr);
-        nodes.sort_by(|a, b| a.id.cmp(&b.id));
-        nodes.dedup_by(|a, b| a.id == b.id && a.addr == b.addr);
+        let mut nodes: Vec<NodeView> = fleet.ask(probe).await.into_iter().map(node_view).collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.addr.cmp(&b.addr)));
         let snapshot = Snapshot {
             at: started.elapsed().as_secs_f64(),
             nodes,
@@ -86,36 +77,37 @@ pub async fn run(config: PollConfig, out: mpsc::Sender<Snapshot>) {
     }
 }
 
-async fn poll_node(
-    addr: String,
-    id: Option<String>,
-    token: Option<String>,
-    timeout: Duration,
-) -> NodeView {
-    let down = |error: String| NodeView {
-        id: id.clone().unwrap_or_else(|| addr.clone()),
-        addr: addr.clone(),
-        up: false,
-        ready: false,
-        error: Some(error),
-        cluster: None,
-        keyspaces: Vec::new(),
-    };
-    let Some(c) = client(&addr, &token, timeout) else {
-        return down("not an address".into());
-    };
-    let health = match c.health().await {
-        Ok(h) => h,
-        Err(e) => return down(e.to_string()),
-    };
-    let (cluster, keyspaces) = tokio::join!(c.cluster(), c.stats());
-    NodeView {
-        id: health.node_id,
-        addr,
-        up: true,
-        ready: health.ready,
-        error: None,
+/// Asks one node for its health, then its control-plane view and keyspaces. A node that
+/// answers its health is up, whatever the other two answer.
+async fn probe(client: &Client) -> Result<Probe> {
+    let health = client.health().await?;
+    let (cluster, keyspaces) = tokio::join!(client.cluster(), client.stats());
+    Ok(Probe {
+        health,
         cluster: cluster.ok(),
         keyspaces: keyspaces.unwrap_or_default(),
+    })
+}
+
+fn node_view(answer: Answer<Probe>) -> NodeView {
+    match answer.result {
+        Ok(probe) => NodeView {
+            id: probe.health.node_id,
+            addr: answer.member.addr,
+            up: true,
+            ready: probe.health.ready,
+            error: None,
+            cluster: probe.cluster,
+            keyspaces: probe.keyspaces,
+        },
+        Err(e) => NodeView {
+            id: answer.member.name().to_owned(),
+            addr: answer.member.addr,
+            up: false,
+            ready: false,
+            error: Some(e.to_string()),
+            cluster: None,
+            keyspaces: Vec::new(),
+        },
     }
 }
