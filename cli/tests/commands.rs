@@ -435,8 +435,7 @@ async fn admin_commands() {
 async fn admin_commands_report_a_stopped_member() {
     let mut c = Cluster::start(3).await;
     c.run(&["put", "scratch", "k", "v"]).await.ok();
-    let stopped = c.nodes.pop().unwrap();
-    stopped.shutdown().await.unwrap();
+    c.stop_node(2).await;
     let stopped_addr = c.addrs[2].clone();
 
     let json = c.run(&["stats", "-o", "json"]).await.json();

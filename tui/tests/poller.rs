@@ -5,36 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use distcache::{KeySpaceSpec, Node, NodeConfig, SourceSpec};
+use distcache::{KeySpaceSpec, SourceSpec};
+use distcache_testkit::TestCluster;
 use distcache_tui::{PollConfig, Snapshot, poller};
 use tokio::sync::mpsc;
-
-/// `n` nodes forming one cluster, serving a put-only keyspace `scratch`.
-async fn start(n: usize) -> (Vec<Node>, Vec<String>, Vec<tempfile::TempDir>) {
-    let mut listeners = Vec::new();
-    let mut addrs = Vec::new();
-    for _ in 0..n {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.push(l.local_addr().unwrap().to_string());
-        listeners.push(l);
-    }
-    let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
-    let starts = listeners.into_iter().enumerate().map(|(i, l)| {
-        let mut config = NodeConfig::for_test(&format!("node-{i}"));
-        config.peers = addrs.clone();
-        config.data_dir = dirs[i].path().to_path_buf();
-        config.cluster.minimum_peers_quorum = n;
-        Node::builder(config)
-            .keyspace_spec(KeySpaceSpec::new("scratch", SourceSpec::None))
-            .start(l)
-    });
-    let nodes = futures::future::join_all(starts)
-        .await
-        .into_iter()
-        .map(|r| r.expect("node starts"))
-        .collect();
-    (nodes, addrs, dirs)
-}
 
 /// Reads snapshots until one satisfies `ok`, for up to 20 s.
 async fn until(
@@ -59,7 +33,11 @@ async fn until(
 /// down and with its error, while the others stay up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poller_follows_members_and_keeps_a_stopped_one() {
-    let (mut nodes, addrs, _dirs) = start(3).await;
+    let mut cluster = TestCluster::builder(3)
+        .specs(vec![KeySpaceSpec::new("scratch", SourceSpec::None)])
+        .build()
+        .await;
+    let addrs = cluster.addrs.clone();
     let (tx, mut snapshots) = mpsc::channel(4);
     let poller = tokio::spawn(poller::run(
         PollConfig {
@@ -83,8 +61,7 @@ async fn poller_follows_members_and_keeps_a_stopped_one() {
             .all(|n| n.keyspaces.iter().any(|k| k.name == "scratch"))
     );
 
-    let stopped = nodes.pop().unwrap();
-    stopped.shutdown().await.unwrap();
+    cluster.stop_node(2).await;
     let one_down = until(&mut snapshots, "node-2 is shown down", |s| {
         s.nodes.iter().any(|n| n.id == "node-2" && !n.up)
     })
@@ -101,7 +78,5 @@ async fn poller_follows_members_and_keeps_a_stopped_one() {
     }
 
     poller.abort();
-    for node in &nodes {
-        node.shutdown().await.unwrap();
-    }
+    cluster.shutdown().await;
 }

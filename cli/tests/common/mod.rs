@@ -45,6 +45,11 @@ impl Cluster {
         }
     }
 
+    /// Stops node `i`.
+    pub async fn stop_node(&mut self, i: usize) {
+        self.nodes.stop_node(i).await;
+    }
+
     /// The running nodes.
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
         self.nodes.running().into_iter().map(|i| self.nodes.node(i))

@@ -5,7 +5,7 @@ use std::time::Duration;
 use distcache::Error;
 use distcache::client::Fleet;
 
-use crate::harness::TestCluster;
+use distcache_testkit::TestCluster;
 
 /// With one member stopped, a fan-out still answers: the stopped member's answer is an error
 /// naming it, the others answer, and the totals sum exactly theirs.
