@@ -114,7 +114,7 @@ impl TopologyEvents {
 }
 
 /// A member as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberStatus {
     /// The member's name (`null` until it answered a probe).
     pub id: Option<String>,

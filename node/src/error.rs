@@ -180,6 +180,28 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (a test checks that none is missing).
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::KeyspaceNotFound,
+        ErrorCode::KeyspaceExists,
+        ErrorCode::RevisionMismatch,
+        ErrorCode::EmptyKey,
+        ErrorCode::KeyTooLarge,
+        ErrorCode::ValueTooLarge,
+        ErrorCode::InvalidRequest,
+        ErrorCode::BatchTooLarge,
+        ErrorCode::DataSourceRateLimited,
+        ErrorCode::DataSourceCircuitOpen,
+        ErrorCode::Timeout,
+        ErrorCode::DataSourceError,
+        ErrorCode::InvalidSpec,
+        ErrorCode::InvalidConfig,
+        ErrorCode::NotRunning,
+        ErrorCode::Unauthorized,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
     /// The code as it is written on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -281,7 +303,7 @@ impl std::error::Error for SourceError {
 }
 
 /// One problem found while validating a spec or a configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// Dotted path of the offending field, e.g. `rate_limit.burst` or `keyspaces[users].name`.
     pub field: String,
@@ -396,27 +418,7 @@ mod tests {
     /// Every code round-trips through its wire form.
     #[test]
     fn codes_serialize_as_their_wire_names() {
-        let all = [
-            ErrorCode::KeyspaceNotFound,
-            ErrorCode::KeyspaceExists,
-            ErrorCode::RevisionMismatch,
-            ErrorCode::EmptyKey,
-            ErrorCode::KeyTooLarge,
-            ErrorCode::ValueTooLarge,
-            ErrorCode::InvalidRequest,
-            ErrorCode::BatchTooLarge,
-            ErrorCode::DataSourceRateLimited,
-            ErrorCode::DataSourceCircuitOpen,
-            ErrorCode::Timeout,
-            ErrorCode::DataSourceError,
-            ErrorCode::InvalidSpec,
-            ErrorCode::InvalidConfig,
-            ErrorCode::NotRunning,
-            ErrorCode::Unauthorized,
-            ErrorCode::Unavailable,
-            ErrorCode::Internal,
-        ];
-        for code in all {
+        for &code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).expect("serialize");
             assert_eq!(json, format!("\"{}\"", code.as_str()));
             let back: ErrorCode = serde_json::from_str(&json).expect("deserialize");

@@ -117,7 +117,7 @@ pub use limits::Limits;
 pub use node::{Node, NodeBuilder, NodeConfig};
 pub use protection::BreakerState;
 pub use ring::{NodeId, Ring, key_hash};
-pub use server::ServerConfig;
+pub use server::{ServerConfig, openapi_json};
 pub use source::{DataSource, FetchResult, Fetched, FnSource, NoSource, source_fn};
 pub use spec::{
     CircuitBreakerConfig, Eviction, KeySpaceSpec, RateLimitConfig, SourceSpec, parse_keyspaces,

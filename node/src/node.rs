@@ -163,7 +163,7 @@ impl NodeBuilder {
                     &addr,
                     Arc::clone(&readiness),
                     config.server.clone(),
-                );
+                )?;
                 let server = spawn_server(listener, router, &config.server, shutdown_rx.clone());
                 (Some(bound), Serving::Http(server))
             }

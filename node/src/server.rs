@@ -15,10 +15,12 @@
 //!                                     member while this node joins); /_distcache/peer/handoff
 //!                                     streams the entries a joining node takes over
 //! /_distcache/raft/…                  control plane (raft RPC, forwarded writes, joins)
-//! /healthz  /readyz
+//! /healthz  /readyz  /openapi.json
 //! ```
 //!
 //! Every request has a body limit and a deadline; every error is JSON with a stable `code`.
+//! The public routes are registered in [`api_routes`], each with its OpenAPI description
+//! (see the `openapi` module).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -30,14 +32,17 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use distcache_control::ControlPlane;
 
 use crate::engine::Engine;
-use crate::error::{Error, Problems};
-use crate::wire::Health;
+use crate::error::{Error, Problems, Result};
+use crate::wire::{Health, WireCode};
 
 mod admin;
 mod catalog;
@@ -46,6 +51,7 @@ mod error;
 mod extract;
 mod head_errors;
 mod listen;
+mod openapi;
 mod peer;
 
 use error::ApiError;
@@ -124,6 +130,8 @@ pub(crate) struct Shared {
     pub addr: String,
     pub readiness: Arc<Readiness>,
     pub config: ServerConfig,
+    /// The OpenAPI document, rendered once.
+    pub openapi: Bytes,
 }
 
 /// Where a node is in its life — starting, serving, stopping — as `/healthz` tells its peers.
@@ -179,6 +187,51 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// The public routes, each registered with its OpenAPI description: the handler's
+/// `#[utoipa::path]` gives both the method and path it is served at and what the document says
+/// of it. Single-key values may be up to `value_limit` bytes.
+fn api_routes(value_limit: usize) -> OpenApiRouter<AppState> {
+    // One byte over the limit, so the engine names the exact sizes.
+    let value_body = DefaultBodyLimit::max(value_limit.saturating_add(1));
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(
+            catalog::list,
+            catalog::create,
+            catalog::delete_many
+        ))
+        .routes(routes!(catalog::get, catalog::put, catalog::delete))
+        .routes(
+            routes!(
+                data::get_by_query,
+                data::put_by_query,
+                data::delete_by_query
+            )
+            .layer(value_body),
+        )
+        .routes(routes!(data::get, data::put, data::delete).layer(value_body))
+        .routes(routes!(data::get_many))
+        .routes(routes!(data::put_many))
+        .routes(routes!(data::delete_many))
+        .routes(routes!(admin::peers))
+        .routes(routes!(admin::keyspaces))
+        .routes(routes!(admin::cluster))
+        .routes(routes!(admin::owner_by_query))
+        .routes(routes!(admin::owner))
+        .routes(routes!(admin::start_warmup))
+        .routes(routes!(admin::warmups))
+        .routes(routes!(admin::warmup))
+        .routes(routes!(admin::healthz))
+        .routes(routes!(admin::readyz))
+        .routes(routes!(openapi::document))
+}
+
+/// The OpenAPI 3.1 document of the public HTTP API, as pretty JSON: what a node serves at
+/// `GET /openapi.json` and `docs/openapi.json` keeps.
+pub fn openapi_json() -> Result<String> {
+    let (_, doc) = api_routes(0).split_for_parts();
+    openapi::render(&openapi::finish(doc))
+}
+
 /// Builds every route over `engine`.
 pub(crate) fn router(
     engine: Engine,
@@ -187,10 +240,11 @@ pub(crate) fn router(
     addr: &str,
     readiness: Arc<Readiness>,
     config: ServerConfig,
-) -> Router {
+) -> Result<Router> {
     let value_limit = engine.config().limits.max_value_bytes;
     let request_limit = config.max_request_bytes;
     let raft_routes = control.as_ref().map(ControlPlane::router);
+    let (api, doc) = api_routes(value_limit).split_for_parts();
     let state = AppState(Arc::new(Shared {
         engine,
         control,
@@ -198,61 +252,22 @@ pub(crate) fn router(
         addr: addr.to_owned(),
         readiness,
         config,
+        openapi: Bytes::from(openapi::render(&openapi::finish(doc))?),
     }));
-    let mut router = Router::new()
-        .route(
-            "/v1/keyspaces",
-            get(catalog::list)
-                .post(catalog::create)
-                .delete(catalog::delete_many),
-        )
-        .route(
-            "/v1/keyspaces/{ks}",
-            get(catalog::get).put(catalog::put).delete(catalog::delete),
-        )
-        .route(
-            "/v1/keyspaces/{ks}/keys",
-            get(data::get_by_query)
-                .put(data::put_by_query)
-                .delete(data::delete_by_query)
-                .layer(DefaultBodyLimit::max(value_limit.saturating_add(1))),
-        )
+    let mut router = api
+        // Not an operation: the answer to a key path with no key.
         .route("/v1/keyspaces/{ks}/keys/", any(data::empty_key))
-        .route(
-            "/v1/keyspaces/{ks}/keys/{*key}",
-            get(data::get)
-                .put(data::put)
-                .delete(data::delete)
-                // One byte over the limit, so the engine names the exact sizes.
-                .layer(DefaultBodyLimit::max(value_limit.saturating_add(1))),
-        )
-        .route("/v1/keyspaces/{ks}/get-many", post(data::get_many))
-        .route("/v1/keyspaces/{ks}/put-many", post(data::put_many))
-        .route("/v1/keyspaces/{ks}/delete-many", post(data::delete_many))
-        .route("/_distcache/admin/peers", get(admin::peers))
-        .route("/_distcache/admin/keyspaces", get(admin::keyspaces))
-        .route("/_distcache/admin/cluster", get(admin::cluster))
-        .route("/_distcache/admin/owner/{ks}", get(admin::owner_by_query))
-        .route("/_distcache/admin/owner/{ks}/{*key}", get(admin::owner))
-        .route(
-            "/_distcache/admin/keyspaces/{ks}/warmup",
-            post(admin::start_warmup),
-        )
-        .route("/_distcache/admin/warmups", get(admin::warmups))
-        .route("/_distcache/admin/warmups/{id}", get(admin::warmup))
-        .route("/healthz", get(admin::healthz))
-        .route("/readyz", get(admin::readyz))
         .merge(peer_routes(state.clone()))
         .with_state(state.clone());
     if let Some(raft) = raft_routes {
         router = router.merge(raft);
     }
-    router
+    Ok(router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(request_limit))
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
-        .layer(middleware::from_fn_with_state(state, authorize))
+        .layer(middleware::from_fn_with_state(state, authorize)))
 }
 
 /// The node-to-node routes. Each first catches up with the sender's catalog revision.
@@ -295,7 +310,7 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
         return next.run(request).await;
     };
     let path = request.uri().path();
-    if path == "/healthz" || path == "/readyz" {
+    if path == "/healthz" || path == "/readyz" || path == "/openapi.json" {
         return next.run(request).await;
     }
     let presented = request
@@ -346,7 +361,7 @@ async fn deadline(State(state): State<AppState>, request: Request, next: Next) -
 async fn not_found(request: Request) -> ApiError {
     ApiError::plain(
         StatusCode::NOT_FOUND,
-        "NOT_FOUND",
+        WireCode::NotFound,
         format!("no route for {} {}", request.method(), request.uri().path()),
     )
 }
@@ -354,7 +369,7 @@ async fn not_found(request: Request) -> ApiError {
 async fn method_not_allowed(request: Request) -> ApiError {
     ApiError::plain(
         StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
+        WireCode::MethodNotAllowed,
         format!(
             "{} is not allowed on {}",
             request.method(),

@@ -28,7 +28,7 @@ pub use file::{parse_keyspaces, read_keyspace_file};
 /// }"#).unwrap();
 /// assert_eq!(spec.max_bytes, Some(64 << 20));
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeySpaceSpec {
     /// Name of the keyspace: 1–128 bytes of ASCII letters, digits, `-`, `_` and `.`, starting
@@ -36,6 +36,7 @@ pub struct KeySpaceSpec {
     pub name: String,
     /// Most bytes the keyspace may hold on one node (keys plus values). Default: the engine's
     /// `max_bytes`.
+    #[schema(schema_with = crate::units::size_schema)]
     #[serde(
         default,
         with = "crate::units::opt_bytes",
@@ -44,6 +45,7 @@ pub struct KeySpaceSpec {
     pub max_bytes: Option<u64>,
     /// Time to live of an entry when neither the data source nor `KeySpace::expires_at` gives
     /// one. Default: the engine's `default_ttl` (none: entries live until evicted).
+    #[schema(value_type = Option<String>, example = "5m")]
     #[serde(
         default,
         with = "humantime_serde",
@@ -52,6 +54,7 @@ pub struct KeySpaceSpec {
     pub default_ttl: Option<Duration>,
     /// How long a not-found answer of the data source is remembered. Default: the engine's
     /// `negative_ttl` (none: not-found is never cached).
+    #[schema(value_type = Option<String>, example = "5m")]
     #[serde(
         default,
         with = "humantime_serde",
@@ -60,6 +63,7 @@ pub struct KeySpaceSpec {
     pub negative_ttl: Option<Duration>,
     /// Deadline of one fetch from the data source (and of reads from peers). Default: the
     /// engine's `read_timeout`.
+    #[schema(value_type = Option<String>, example = "5m")]
     #[serde(
         default,
         with = "humantime_serde",
@@ -68,6 +72,7 @@ pub struct KeySpaceSpec {
     pub read_timeout: Option<Duration>,
     /// Deadline of one write (put or delete, on peers too). Default: the engine's
     /// `write_timeout`.
+    #[schema(value_type = Option<String>, example = "5m")]
     #[serde(
         default,
         with = "humantime_serde",
@@ -122,7 +127,7 @@ impl KeySpaceSpec {
 }
 
 /// Where a keyspace's values come from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum SourceSpec {
@@ -186,7 +191,7 @@ impl SourceSpec {
 }
 
 /// Token-bucket rate limit on data-source fetches.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Tokens added per second (may be fractional, e.g. 0.5). Must be greater than zero.
@@ -195,24 +200,28 @@ pub struct RateLimitConfig {
     pub burst: u32,
     /// How long a fetch may wait for a token. Zero (the default) denies at once with
     /// `DataSourceRateLimited`; longer waits end in a `Timeout` error.
+    #[schema(value_type = String, example = "50ms")]
     #[serde(default, with = "humantime_serde")]
     pub wait_timeout: Duration,
 }
 
 /// Circuit breaker around data-source fetches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreakerConfig {
     /// Consecutive failed fetches that open the breaker. Must be at least 1.
     pub failure_threshold: u32,
     /// How long the breaker stays open before one probe fetch is let through. Must be greater
     /// than zero.
+    #[schema(value_type = String, example = "10s")]
     #[serde(with = "humantime_serde")]
     pub reset_timeout: Duration,
 }
 
 /// Eviction policy of a keyspace's caches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Eviction {
     /// Admission by frequency (TinyLFU) with LRU eviction: resists scans. The default.

@@ -94,7 +94,7 @@ impl Counters {
 }
 
 /// Counters of one keyspace at one moment (field names as in the seed's admin JSON).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[non_exhaustive]
 pub struct Stats {
     /// Keys asked for.
@@ -189,7 +189,7 @@ impl Stats {
 
 /// A keyspace as the admin API shows it: definition, cache sizes and counters. Field names and
 /// order follow the seed's `GET /_distcache/admin/keyspaces`; durations are humantime strings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[non_exhaustive]
 pub struct KeySpaceSnapshot {
     /// Keyspace name.
@@ -240,7 +240,7 @@ pub struct KeySpaceSnapshot {
 }
 
 /// A hot key and its (estimated, aged) read count on one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HotKey {
     /// The key.
     pub key: String,

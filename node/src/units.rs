@@ -79,6 +79,31 @@ pub fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// The OpenAPI schema of a byte size that [`opt_bytes`] or [`bytes`] reads: an integer, or a
+/// string with a unit (`"64MiB"`); written back as an integer.
+pub(crate) fn size_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    let one_of = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Int64,
+                )))
+                .minimum(Some(0)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .examples(["64MiB"]),
+        )
+        .description(Some(
+            "Bytes: an integer, or a string with a unit (`64MiB`, `1GB`); answers write an integer.",
+        ))
+        .build();
+    Schema::OneOf(one_of)
+}
+
 /// Serde helpers for `Option<u64>` byte sizes: written as integers, read from integers or
 /// strings with units.
 pub mod opt_bytes {

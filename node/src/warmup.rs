@@ -122,7 +122,7 @@ impl WarmupConfig {
 }
 
 /// What started a warmup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WarmupTrigger {
     /// The node started.
@@ -140,7 +140,7 @@ pub enum WarmupTrigger {
 }
 
 /// One warmup run on this node, while it runs and after.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WarmupRun {
     /// Run id, unique on this node.
     pub id: u64,

@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorCode, Problems, SourceError};
 use crate::spec::KeySpaceSpec;
 
+mod codes;
 mod handoff;
 mod warm;
 
+pub use codes::{WireCode, all_codes};
 pub use handoff::HandoffEntry;
 pub(crate) use warm::KEPT_FAILURES;
 pub use warm::{KeyFailure, WarmOutcome};
@@ -38,12 +40,14 @@ pub const NODE_HEADER: &str = "x-distcache-node";
 /// one node is known to the owner that node forwards to.
 pub const REVISION_HEADER: &str = "x-distcache-revision";
 /// Wire code of a key that is not found (a `get` answering `None`, not an [`Error`]).
-pub const KEY_NOT_FOUND: &str = "KEY_NOT_FOUND";
+pub const KEY_NOT_FOUND: &str = WireCode::KeyNotFound.as_str();
 
 /// An error as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Stable machine code, e.g. `KEYSPACE_NOT_FOUND`.
+    /// Stable machine code, e.g. `KEYSPACE_NOT_FOUND`. A client should treat a code it does
+    /// not know (from a newer node) as an internal error.
+    #[schema(schema_with = codes::code_schema)]
     pub code: String,
     /// Human message.
     pub message: String,
@@ -59,7 +63,8 @@ pub struct ErrorBody {
     /// What timed out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
-    /// After how long (humantime).
+    /// After how long (humantime, e.g. `250ms`).
+    #[schema(value_type = Option<String>, example = "250ms")]
     #[serde(
         default,
         with = "humantime_serde",
@@ -73,6 +78,7 @@ pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actual: Option<u64>,
     /// Every problem of an invalid spec or configuration.
+    #[schema(value_type = Option<Vec<crate::error::Problem>>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problems: Option<Problems>,
 }
@@ -212,7 +218,7 @@ impl From<&Error> for ErrorBody {
 }
 
 /// Keys of a `get-many` or `delete-many`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeysRequest {
     /// The keys, in the order results are wanted.
@@ -220,7 +226,7 @@ pub struct KeysRequest {
 }
 
 /// Entries of a `put-many`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutManyRequest {
     /// The entries.
@@ -256,15 +262,17 @@ impl PutManyRequest {
 }
 
 /// One entry of a `put-many`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WireEntry {
     /// The key.
     pub key: String,
     /// The value, base64.
+    #[schema(value_type = String, content_encoding = "base64")]
     #[serde(with = "b64")]
     pub value: Bytes,
     /// Optional time to live (humantime, e.g. "5m").
+    #[schema(value_type = Option<String>, example = "5m")]
     #[serde(
         default,
         with = "humantime_serde",
@@ -274,7 +282,7 @@ pub struct WireEntry {
 }
 
 /// How one key of a batch went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// A value was found (get) or the operation succeeded (put, delete).
@@ -286,13 +294,14 @@ pub enum Status {
 }
 
 /// One key's result in a batch response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyOutcome {
     /// The key, as asked.
     pub key: String,
     /// How it went.
     pub status: Status,
     /// The value (get, status ok), base64.
+    #[schema(value_type = Option<String>, content_encoding = "base64")]
     #[serde(default, with = "opt_b64", skip_serializing_if = "Option::is_none")]
     pub value: Option<Bytes>,
     /// Remaining time to live of the value in milliseconds (peer responses).
@@ -378,14 +387,14 @@ impl KeyOutcome {
 }
 
 /// Results of a batch call, one per key in request order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchResponse {
     /// The results.
     pub results: Vec<KeyOutcome>,
 }
 
 /// Identity a node reports on `/healthz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     /// `ok` while the process serves HTTP.
     pub status: String,
@@ -420,7 +429,7 @@ fn owning_by_default() -> bool {
 }
 
 /// `GET /v1/keyspaces`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeySpaceList {
     /// The catalog revision this node applied.
     pub revision: u64,
@@ -429,7 +438,7 @@ pub struct KeySpaceList {
 }
 
 /// The answer to a catalog change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangeResponse {
     /// The committed revision that contains the change.
     pub revision: u64,
@@ -439,7 +448,7 @@ pub struct ChangeResponse {
 }
 
 /// The control plane as one node sees it (`GET /_distcache/admin/cluster`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClusterInfo {
     /// The answering node's `--id`.
     pub node_id: String,
@@ -456,7 +465,7 @@ pub struct ClusterInfo {
 }
 
 /// One raft member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClusterMember {
     /// Its `--id`.
     pub id: String,
@@ -469,7 +478,7 @@ pub struct ClusterMember {
 }
 
 /// Which node owns a key, as the answering node sees the ring.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Owner {
     /// The keyspace.
     pub keyspace: String,

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::spec::CircuitBreakerConfig;
 
 /// The breaker's state, as shown in stats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     /// Fetches flow.

@@ -11,9 +11,19 @@ use crate::cluster::MemberStatus;
 use crate::error::Error;
 use crate::stats::KeySpaceSnapshot;
 use crate::warmup::WarmupRun;
-use crate::wire::{ClusterInfo, ClusterMember, Health, Owner};
+use crate::wire::{ClusterInfo, ClusterMember, ErrorBody, Health, Owner, WireCode};
 use distcache_control::Role;
 
+/// The members this node probes, itself included, and how their probes go.
+#[utoipa::path(
+    get,
+    path = "/_distcache/admin/peers",
+    operation_id = "peers",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Every member.", body = Vec<MemberStatus>),
+    ),
+)]
 pub(super) async fn peers(State(state): State<AppState>) -> Json<Vec<MemberStatus>> {
     Json(match state.engine.cluster() {
         Some(cluster) => cluster.members(),
@@ -29,6 +39,16 @@ pub(super) async fn peers(State(state): State<AppState>) -> Json<Vec<MemberStatu
     })
 }
 
+/// The control plane as this node sees it: raft role, leader, term, members.
+#[utoipa::path(
+    get,
+    path = "/_distcache/admin/cluster",
+    operation_id = "cluster",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The control plane.", body = ClusterInfo),
+    ),
+)]
 pub(super) async fn cluster(State(state): State<AppState>) -> Json<ClusterInfo> {
     let probed = state
         .engine
@@ -79,17 +99,41 @@ pub(super) async fn cluster(State(state): State<AppState>) -> Json<ClusterInfo> 
     Json(info)
 }
 
+/// Every keyspace on this node: effective settings, cache sizes, counters, hot keys.
+#[utoipa::path(
+    get,
+    path = "/_distcache/admin/keyspaces",
+    operation_id = "keyspace_stats",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Every keyspace.", body = Vec<KeySpaceSnapshot>),
+    ),
+)]
 pub(super) async fn keyspaces(State(state): State<AppState>) -> Json<Vec<KeySpaceSnapshot>> {
     Json(state.engine.stats().await)
 }
 
 /// `?key=` of an owner look-up, for keys a URL path cannot carry.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct OwnerQuery {
+    /// The key.
     key: String,
 }
 
+/// Which node owns a key named in the query string.
+#[utoipa::path(
+    get,
+    path = "/_distcache/admin/owner/{ks}",
+    operation_id = "owner_by_query",
+    tag = "admin",
+    params(("ks" = String, Path, description = "Keyspace name."), OwnerQuery),
+    responses(
+        (status = 200, description = "The owner.", body = Owner),
+        (status = 400, description = "`EMPTY_KEY`, `KEY_TOO_LARGE`, `INVALID_REQUEST`.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn owner_by_query(
     state: State<AppState>,
     ApiPath(ks): ApiPath<String>,
@@ -98,6 +142,18 @@ pub(super) async fn owner_by_query(
     owner(state, ApiPath((ks, query.key))).await
 }
 
+/// Which node owns a key, as this node's ring says.
+#[utoipa::path(
+    get,
+    path = "/_distcache/admin/owner/{ks}/{*key}",
+    operation_id = "owner",
+    tag = "admin",
+    params(("ks" = String, Path, description = "Keyspace name."), ("key" = String, Path, description = "The key, percent-encoded as one path segment.")),
+    responses(
+        (status = 200, description = "The owner.", body = Owner),
+        (status = 400, description = "`EMPTY_KEY`, `KEY_TOO_LARGE`, `INVALID_REQUEST`.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn owner(
     State(state): State<AppState>,
     ApiPath((ks, key)): ApiPath<(String, String)>,
@@ -116,12 +172,30 @@ pub(super) async fn owner(
 }
 
 /// The optional body of a warmup request.
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WarmupRequest {
+    /// The keys to warm. Default: the keyspace's plan (its warm keys and hot keys).
     keys: Option<Vec<String>>,
 }
 
+/// Starts a cluster-wide warmup of a keyspace (each owner loads its keys); answers at once with
+/// this node's run, to follow at `/_distcache/admin/warmups/{id}`.
+#[utoipa::path(
+    post,
+    path = "/_distcache/admin/keyspaces/{ks}/warmup",
+    operation_id = "start_warmup",
+    tag = "admin",
+    params(("ks" = String, Path, description = "Keyspace name.")),
+    request_body(content = Option<WarmupRequest>, description = "Optional; an empty body warms the keyspace's plan."),
+    responses(
+        (status = 202, description = "Started (or the run already going).", body = WarmupRun),
+        (status = 400, description = "`INVALID_REQUEST`: the body is not the request JSON.", body = ErrorBody),
+        (status = 404, description = "`KEYSPACE_NOT_FOUND`.", body = ErrorBody),
+        (status = 413, description = "`BATCH_TOO_LARGE`, or `INVALID_REQUEST`: the body is over `max_request_bytes`.", body = ErrorBody),
+        (status = 503, description = "`UNAVAILABLE`: too many warmups are running.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn start_warmup(
     State(state): State<AppState>,
     ApiPath(ks): ApiPath<String>,
@@ -137,10 +211,32 @@ pub(super) async fn start_warmup(
     Ok((StatusCode::ACCEPTED, Json(run)))
 }
 
+/// The warmup runs this node keeps (the newest 64), oldest first.
+#[utoipa::path(
+    get,
+    path = "/_distcache/admin/warmups",
+    operation_id = "warmups",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The runs.", body = Vec<WarmupRun>),
+    ),
+)]
 pub(super) async fn warmups(State(state): State<AppState>) -> Json<Vec<WarmupRun>> {
     Json(state.engine.warmup_runs())
 }
 
+/// One warmup run of this node.
+#[utoipa::path(
+    get,
+    path = "/_distcache/admin/warmups/{id}",
+    operation_id = "warmup",
+    tag = "admin",
+    params(("id" = u64, Path, description = "Run id.")),
+    responses(
+        (status = 200, description = "The run.", body = WarmupRun),
+        (status = 404, description = "`WARMUP_NOT_FOUND`.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn warmup(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<u64>,
@@ -148,12 +244,23 @@ pub(super) async fn warmup(
     state.engine.warmup_run(id).map(Json).ok_or_else(|| {
         ApiError::plain(
             StatusCode::NOT_FOUND,
-            "WARMUP_NOT_FOUND",
+            WireCode::WarmupNotFound,
             format!("no warmup run {id} on this node (runs are kept per node, the newest 64)"),
         )
     })
 }
 
+/// Liveness and identity: answers while the process serves HTTP. Needs no token.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "The node's identity and state.", body = Health),
+    ),
+)]
 pub(super) async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(health(&state))
 }
@@ -163,7 +270,18 @@ fn health(state: &AppState) -> Health {
 }
 
 /// 200 once the node serves, owns its keys, and the cluster agrees on who owns what (every
-/// healthy member owning, with the same ring); 503 with the reason before.
+/// healthy member owning, with the same ring); 503 with the reason before. Needs no token.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "Ready.", body = Health),
+        (status = 503, description = "`NOT_RUNNING` (starting or stopping), `UNAVAILABLE` (joining, or the ring is not agreed yet).", body = ErrorBody),
+    ),
+)]
 pub(super) async fn readyz(
     State(state): State<AppState>,
 ) -> Result<(StatusCode, Json<Health>), ApiError> {

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::AppState;
 use super::error::ApiError;
@@ -11,21 +12,36 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::catalog::CatalogChange;
 use crate::error::{Error, Problems};
 use crate::spec::KeySpaceSpec;
-use crate::wire::{ChangeResponse, KeySpaceList};
+use crate::wire::{ChangeResponse, ErrorBody, KeySpaceList};
 
-#[derive(Deserialize)]
+/// The compare-and-set condition of a change.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct CasQuery {
+    /// Apply the change only if the catalog is at this revision (else `REVISION_MISMATCH`).
     expected_revision: Option<u64>,
 }
 
-#[derive(Deserialize)]
+/// The keyspaces of a bulk delete.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct NamesQuery {
+    /// Comma-separated keyspace names, e.g. `a,b`.
     names: String,
+    /// Apply the change only if the catalog is at this revision (else `REVISION_MISMATCH`).
     expected_revision: Option<u64>,
 }
 
+/// Every keyspace in this node's catalog, with the revision it applied.
+#[utoipa::path(
+    get,
+    path = "/v1/keyspaces",
+    operation_id = "list_keyspaces",
+    tag = "catalog",
+    responses((status = 200, description = "The catalog.", body = KeySpaceList)),
+)]
 pub(super) async fn list(State(state): State<AppState>) -> Json<KeySpaceList> {
     Json(KeySpaceList {
         revision: state.engine.revision(),
@@ -33,6 +49,18 @@ pub(super) async fn list(State(state): State<AppState>) -> Json<KeySpaceList> {
     })
 }
 
+/// One keyspace's spec.
+#[utoipa::path(
+    get,
+    path = "/v1/keyspaces/{ks}",
+    operation_id = "get_keyspace",
+    tag = "catalog",
+    params(("ks" = String, Path, description = "Keyspace name.")),
+    responses(
+        (status = 200, description = "The spec as stored.", body = KeySpaceSpec),
+        (status = 404, description = "`KEYSPACE_NOT_FOUND`.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn get(
     State(state): State<AppState>,
     ApiPath(ks): ApiPath<String>,
@@ -77,6 +105,21 @@ fn invalid_spec(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::from(Error::InvalidSpec(p))
 }
 
+/// Creates a keyspace; fails if the name is taken.
+#[utoipa::path(
+    post,
+    path = "/v1/keyspaces",
+    operation_id = "create_keyspace",
+    tag = "catalog",
+    request_body = KeySpaceSpec,
+    responses(
+        (status = 201, description = "Committed; the answer names the revision.", body = ChangeResponse),
+        (status = 400, description = "`INVALID_SPEC` (every bad field listed in `problems`), `INVALID_REQUEST`.", body = ErrorBody),
+        (status = 409, description = "`KEYSPACE_EXISTS`.", body = ErrorBody),
+        (status = 413, description = "`INVALID_REQUEST`: the body is over `max_request_bytes`.", body = ErrorBody),
+        (status = 503, description = "`UNAVAILABLE`: the control plane cannot commit (no leader, no quorum).", body = ErrorBody),
+    ),
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<serde_json::Value>,
@@ -92,6 +135,23 @@ pub(super) async fn create(
     ))
 }
 
+/// Creates or replaces a keyspace. The body's `name` may be left out; if present it must
+/// match the path.
+#[utoipa::path(
+    put,
+    path = "/v1/keyspaces/{ks}",
+    operation_id = "put_keyspace",
+    tag = "catalog",
+    params(("ks" = String, Path, description = "Keyspace name."), CasQuery),
+    request_body = KeySpaceSpec,
+    responses(
+        (status = 200, description = "Committed; the answer names the revision.", body = ChangeResponse),
+        (status = 400, description = "`INVALID_SPEC` (every bad field listed in `problems`), `INVALID_REQUEST`.", body = ErrorBody),
+        (status = 409, description = "`REVISION_MISMATCH`: `expected_revision` is not the catalog's.", body = ErrorBody),
+        (status = 413, description = "`INVALID_REQUEST`: the body is over `max_request_bytes`.", body = ErrorBody),
+        (status = 503, description = "`UNAVAILABLE`: the control plane cannot commit (no leader, no quorum).", body = ErrorBody),
+    ),
+)]
 pub(super) async fn put(
     State(state): State<AppState>,
     ApiPath(ks): ApiPath<String>,
@@ -113,6 +173,20 @@ pub(super) async fn put(
     }))
 }
 
+/// Deletes a keyspace and everything cached in it.
+#[utoipa::path(
+    delete,
+    path = "/v1/keyspaces/{ks}",
+    operation_id = "delete_keyspace",
+    tag = "catalog",
+    params(("ks" = String, Path, description = "Keyspace name."), CasQuery),
+    responses(
+        (status = 200, description = "Committed; the answer names the revision.", body = ChangeResponse),
+        (status = 404, description = "`KEYSPACE_NOT_FOUND`.", body = ErrorBody),
+        (status = 409, description = "`REVISION_MISMATCH`: `expected_revision` is not the catalog's.", body = ErrorBody),
+        (status = 503, description = "`UNAVAILABLE`: the control plane cannot commit (no leader, no quorum).", body = ErrorBody),
+    ),
+)]
 pub(super) async fn delete(
     State(state): State<AppState>,
     ApiPath(ks): ApiPath<String>,
@@ -131,6 +205,21 @@ pub(super) async fn delete(
     }))
 }
 
+/// Deletes several keyspaces in one change: all of them or none.
+#[utoipa::path(
+    delete,
+    path = "/v1/keyspaces",
+    operation_id = "delete_keyspaces",
+    tag = "catalog",
+    params(NamesQuery),
+    responses(
+        (status = 200, description = "Committed; the answer names the revision.", body = ChangeResponse),
+        (status = 400, description = "`INVALID_REQUEST`: no names, or a bad query string.", body = ErrorBody),
+        (status = 404, description = "`KEYSPACE_NOT_FOUND`.", body = ErrorBody),
+        (status = 409, description = "`REVISION_MISMATCH`: `expected_revision` is not the catalog's.", body = ErrorBody),
+        (status = 503, description = "`UNAVAILABLE`: the control plane cannot commit (no leader, no quorum).", body = ErrorBody),
+    ),
+)]
 pub(super) async fn delete_many(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<NamesQuery>,

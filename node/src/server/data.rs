@@ -4,13 +4,17 @@ use axum::extract::State;
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiBody, ApiJson, ApiPath, ApiQuery};
+use super::openapi::RawValue;
 use crate::error::Error;
 use crate::units::parse_duration;
-use crate::wire::{BatchResponse, KeyOutcome, KeysRequest, NODE_HEADER, PutManyRequest, Status};
+use crate::wire::{
+    BatchResponse, ErrorBody, KeyOutcome, KeysRequest, NODE_HEADER, PutManyRequest, Status,
+};
 
 pub(super) async fn empty_key() -> ApiError {
     ApiError::from(Error::EmptyKey)
@@ -18,10 +22,13 @@ pub(super) async fn empty_key() -> ApiError {
 
 /// The key of a `…/keys?key=` request, which carries it in the query string: the form for
 /// keys that a URL path cannot carry (`.`, `..`), good for any key.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct KeyQuery {
+    /// The key (required).
     key: Option<String>,
+    /// PUT only: time to live of the value (humantime, e.g. `5m`).
     ttl: Option<String>,
 }
 
@@ -43,6 +50,24 @@ impl KeyQuery {
     }
 }
 
+/// Reads a key named in the query string, loading it from the data source on a miss.
+#[utoipa::path(
+    get,
+    path = "/v1/keyspaces/{ks}/keys",
+    operation_id = "get_value_by_query",
+    tag = "data",
+    params(("ks" = String, Path, description = "Keyspace name."), KeyQuery),
+    responses(
+        (status = 200, description = "The value.", body = RawValue, content_type = "application/octet-stream",
+            headers(("x-distcache-node" = String, description = "The node that answered."))),
+        (status = 400, description = "`EMPTY_KEY`, `KEY_TOO_LARGE`, `INVALID_REQUEST`.", body = ErrorBody),
+        (status = 404, description = "`KEYSPACE_NOT_FOUND`, or `KEY_NOT_FOUND`: the source has no such key.", body = ErrorBody),
+        (status = 429, description = "`DATA_SOURCE_RATE_LIMITED`.", body = ErrorBody),
+        (status = 502, description = "`DATA_SOURCE_ERROR`: the data source failed.", body = ErrorBody),
+        (status = 503, description = "`DATA_SOURCE_CIRCUIT_OPEN`, `NOT_RUNNING`, `UNAVAILABLE`.", body = ErrorBody),
+        (status = 504, description = "`TIMEOUT`: the fetch, the owner or the request deadline ran out.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn get_by_query(
     state: State<AppState>,
     ApiPath(ks): ApiPath<String>,
@@ -51,6 +76,23 @@ pub(super) async fn get_by_query(
     get(state, ApiPath((ks, query.key_alone()?))).await
 }
 
+/// Stores a value under a key named in the query string.
+#[utoipa::path(
+    put,
+    path = "/v1/keyspaces/{ks}/keys",
+    operation_id = "put_value_by_query",
+    tag = "data",
+    params(("ks" = String, Path, description = "Keyspace name."), KeyQuery),
+    request_body(content = RawValue, content_type = "application/octet-stream", description = "The value: any bytes, up to `max_value_bytes`."),
+    responses(
+        (status = 204, description = "Stored."),
+        (status = 400, description = "`EMPTY_KEY`, `KEY_TOO_LARGE`, `INVALID_REQUEST` (e.g. a bad `ttl`).", body = ErrorBody),
+        (status = 404, description = "`KEYSPACE_NOT_FOUND`.", body = ErrorBody),
+        (status = 503, description = "`NOT_RUNNING`, `UNAVAILABLE`.", body = ErrorBody),
+        (status = 504, description = "`TIMEOUT`: the owner or the request deadline ran out.", body = ErrorBody),
+        (status = 413, description = "`VALUE_TOO_LARGE`: over `max_value_bytes` or what the keyspace can hold.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn put_by_query(
     state: State<AppState>,
     ApiPath(ks): ApiPath<String>,
@@ -61,6 +103,21 @@ pub(super) async fn put_by_query(
     put(state, ApiPath((ks, key)), ApiQuery(PutQuery { ttl }), body).await
 }
 
+/// Removes a key named in the query string from every node's caches.
+#[utoipa::path(
+    delete,
+    path = "/v1/keyspaces/{ks}/keys",
+    operation_id = "delete_value_by_query",
+    tag = "data",
+    params(("ks" = String, Path, description = "Keyspace name."), KeyQuery),
+    responses(
+        (status = 204, description = "Removed (or was not there)."),
+        (status = 400, description = "`EMPTY_KEY`, `KEY_TOO_LARGE`, `INVALID_REQUEST` (e.g. a bad `ttl`).", body = ErrorBody),
+        (status = 404, description = "`KEYSPACE_NOT_FOUND`.", body = ErrorBody),
+        (status = 503, description = "`NOT_RUNNING`, `UNAVAILABLE`.", body = ErrorBody),
+        (status = 504, description = "`TIMEOUT`: the owner or the request deadline ran out.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn delete_by_query(
     state: State<AppState>,
     ApiPath(ks): ApiPath<String>,
@@ -69,6 +126,24 @@ pub(super) async fn delete_by_query(
     delete(state, ApiPath((ks, query.key_alone()?))).await
 }
 
+/// Reads a key, loading it from the data source on a miss (through its owner).
+#[utoipa::path(
+    get,
+    path = "/v1/keyspaces/{ks}/keys/{*key}",
+    operation_id = "get_value",
+    tag = "data",
+    params(("ks" = String, Path, description = "Keyspace name."), ("key" = String, Path, description = "The key, percent-encoded as one path segment (a `/` as `%2F`). Keys a path cannot carry (`.`, `..`) go in the `key` query parameter of `/v1/keyspaces/{ks}/keys` instead.")),
+    responses(
+        (status = 200, description = "The value.", body = RawValue, content_type = "application/octet-stream",
+            headers(("x-distcache-node" = String, description = "The node that answered."))),
+        (status = 400, description = "`EMPTY_KEY`, `KEY_TOO_LARGE`, `INVALID_REQUEST`.", body = ErrorBody),
+        (status = 404, description = "`KEYSPACE_NOT_FOUND`, or `KEY_NOT_FOUND`: the source has no such key.", body = ErrorBody),
+        (status = 429, description = "`DATA_SOURCE_RATE_LIMITED`.", body = ErrorBody),
+        (status = 502, description = "`DATA_SOURCE_ERROR`: the data source failed.", body = ErrorBody),
+        (status = 503, description = "`DATA_SOURCE_CIRCUIT_OPEN`, `NOT_RUNNING`, `UNAVAILABLE`.", body = ErrorBody),
+        (status = 504, description = "`TIMEOUT`: the fetch, the owner or the request deadline ran out.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn get(
     State(state): State<AppState>,
     ApiPath((ks, key)): ApiPath<(String, String)>,
@@ -86,12 +161,32 @@ pub(super) async fn get(
     }
 }
 
-#[derive(Deserialize)]
+/// The query string of a PUT.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct PutQuery {
+    /// Time to live of the value (humantime, e.g. `5m`). Default: the keyspace's `default_ttl`.
     ttl: Option<String>,
 }
 
+/// Stores a value (at its owner), replacing any cached one.
+#[utoipa::path(
+    put,
+    path = "/v1/keyspaces/{ks}/keys/{*key}",
+    operation_id = "put_value",
+    tag = "data",
+    params(("ks" = String, Path, description = "Keyspace name."), ("key" = String, Path, description = "The key, percent-encoded as one path segment (a `/` as `%2F`). Keys a path cannot carry (`.`, `..`) go in the `key` query parameter of `/v1/keyspaces/{ks}/keys` instead."), PutQuery),
+    request_body(content = RawValue, content_type = "application/octet-stream", description = "The value: any bytes, up to `max_value_bytes`."),
+    responses(
+        (status = 204, description = "Stored."),
+        (status = 400, description = "`EMPTY_KEY`, `KEY_TOO_LARGE`, `INVALID_REQUEST` (e.g. a bad `ttl`).", body = ErrorBody),
+        (status = 404, description = "`KEYSPACE_NOT_FOUND`.", body = ErrorBody),
+        (status = 503, description = "`NOT_RUNNING`, `UNAVAILABLE`.", body = ErrorBody),
+        (status = 504, description = "`TIMEOUT`: the owner or the request deadline ran out.", body = ErrorBody),
+        (status = 413, description = "`VALUE_TOO_LARGE`: over `max_value_bytes` or what the keyspace can hold.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn put(
     State(state): State<AppState>,
     ApiPath((ks, key)): ApiPath<(String, String)>,
@@ -117,6 +212,21 @@ pub(super) async fn put(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Removes a key from every node's caches.
+#[utoipa::path(
+    delete,
+    path = "/v1/keyspaces/{ks}/keys/{*key}",
+    operation_id = "delete_value",
+    tag = "data",
+    params(("ks" = String, Path, description = "Keyspace name."), ("key" = String, Path, description = "The key, percent-encoded as one path segment (a `/` as `%2F`). Keys a path cannot carry (`.`, `..`) go in the `key` query parameter of `/v1/keyspaces/{ks}/keys` instead.")),
+    responses(
+        (status = 204, description = "Removed (or was not there)."),
+        (status = 400, description = "`EMPTY_KEY`, `KEY_TOO_LARGE`, `INVALID_REQUEST` (e.g. a bad `ttl`).", body = ErrorBody),
+        (status = 404, description = "`KEYSPACE_NOT_FOUND`.", body = ErrorBody),
+        (status = 503, description = "`NOT_RUNNING`, `UNAVAILABLE`.", body = ErrorBody),
+        (status = 504, description = "`TIMEOUT`: the owner or the request deadline ran out.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn delete(
     State(state): State<AppState>,
     ApiPath((ks, key)): ApiPath<(String, String)>,
@@ -125,6 +235,22 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Reads several keys; each key's result on its own (a failed key does not fail the batch).
+#[utoipa::path(
+    post,
+    path = "/v1/keyspaces/{ks}/get-many",
+    operation_id = "get_many",
+    tag = "data",
+    params(("ks" = String, Path, description = "Keyspace name.")),
+    request_body = KeysRequest,
+    responses(
+        (status = 200, description = "One result per key, in request order; values base64.", body = BatchResponse),
+        (status = 400, description = "`INVALID_REQUEST`: the body is not the request JSON.", body = ErrorBody),
+        (status = 404, description = "`KEYSPACE_NOT_FOUND`.", body = ErrorBody),
+        (status = 413, description = "`BATCH_TOO_LARGE` (over `max_batch_keys`), or `INVALID_REQUEST`: the body is over `max_request_bytes`.", body = ErrorBody),
+        (status = 503, description = "`NOT_RUNNING`, `UNAVAILABLE`.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn get_many(
     State(state): State<AppState>,
     ApiPath(ks): ApiPath<String>,
@@ -139,6 +265,22 @@ pub(super) async fn get_many(
     }))
 }
 
+/// Stores several values; each key's result on its own.
+#[utoipa::path(
+    post,
+    path = "/v1/keyspaces/{ks}/put-many",
+    operation_id = "put_many",
+    tag = "data",
+    params(("ks" = String, Path, description = "Keyspace name.")),
+    request_body = PutManyRequest,
+    responses(
+        (status = 200, description = "One result per key, in request order.", body = BatchResponse),
+        (status = 400, description = "`INVALID_REQUEST`: the body is not the request JSON.", body = ErrorBody),
+        (status = 404, description = "`KEYSPACE_NOT_FOUND`.", body = ErrorBody),
+        (status = 413, description = "`BATCH_TOO_LARGE` (over `max_batch_keys`), or `INVALID_REQUEST`: the body is over `max_request_bytes`.", body = ErrorBody),
+        (status = 503, description = "`NOT_RUNNING`, `UNAVAILABLE`.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn put_many(
     State(state): State<AppState>,
     ApiPath(ks): ApiPath<String>,
@@ -148,6 +290,22 @@ pub(super) async fn put_many(
     Ok(axum::Json(writes(results)))
 }
 
+/// Removes several keys; each key's result on its own.
+#[utoipa::path(
+    post,
+    path = "/v1/keyspaces/{ks}/delete-many",
+    operation_id = "delete_many",
+    tag = "data",
+    params(("ks" = String, Path, description = "Keyspace name.")),
+    request_body = KeysRequest,
+    responses(
+        (status = 200, description = "One result per key, in request order.", body = BatchResponse),
+        (status = 400, description = "`INVALID_REQUEST`: the body is not the request JSON.", body = ErrorBody),
+        (status = 404, description = "`KEYSPACE_NOT_FOUND`.", body = ErrorBody),
+        (status = 413, description = "`BATCH_TOO_LARGE` (over `max_batch_keys`), or `INVALID_REQUEST`: the body is over `max_request_bytes`.", body = ErrorBody),
+        (status = 503, description = "`NOT_RUNNING`, `UNAVAILABLE`.", body = ErrorBody),
+    ),
+)]
 pub(super) async fn delete_many(
     State(state): State<AppState>,
     ApiPath(ks): ApiPath<String>,

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::{Error, ErrorCode};
-use crate::wire::ErrorBody;
+use crate::wire::{ErrorBody, WireCode};
 
 /// An error response.
 #[derive(Debug)]
@@ -46,10 +46,10 @@ impl ApiError {
         self.status
     }
 
-    /// A wire-only error (`NOT_FOUND`, `METHOD_NOT_ALLOWED`, `UNAUTHORIZED`).
-    pub fn plain(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    /// A wire-only error (`NOT_FOUND`, `METHOD_NOT_ALLOWED`, `WARMUP_NOT_FOUND`).
+    pub fn plain(status: StatusCode, code: WireCode, message: impl Into<String>) -> Self {
         let mut body = ErrorBody::invalid_request(String::new());
-        body.code = code.to_owned();
+        body.code = code.as_str().to_owned();
         body.message = message.into();
         ApiError::new(status, body)
     }

@@ -13,7 +13,7 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::wire::ErrorBody;
+use crate::wire::{ErrorBody, WireCode};
 
 /// Most bytes of a request head hyper reads before it answers 431 (its default buffer).
 pub(crate) const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
@@ -39,7 +39,7 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
     let (status, code, message) = if head.starts_with(b"HTTP/1.1 400 ") {
         (
             "400 Bad Request",
-            "MALFORMED_REQUEST",
+            WireCode::MalformedRequest,
             "the request line or a header is malformed (control or non-ASCII bytes, a bad \
              method, URI or version); nothing was done"
                 .to_owned(),
@@ -47,7 +47,7 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
     } else if head.starts_with(b"HTTP/1.1 431 ") {
         (
             "431 Request Header Fields Too Large",
-            "HEADERS_TOO_LARGE",
+            WireCode::HeadersTooLarge,
             format!(
                 "the request head is over this node's limit of {} KiB or {MAX_HEADERS} headers",
                 MAX_HEAD_BYTES / 1024
@@ -56,7 +56,7 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
     } else if head.starts_with(b"HTTP/1.1 414 ") {
         (
             "414 URI Too Long",
-            "URI_TOO_LONG",
+            WireCode::UriTooLong,
             format!(
                 "the request URI is over this node's limit of {} KiB",
                 MAX_HEAD_BYTES / 1024
@@ -73,7 +73,7 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let mut body = ErrorBody::invalid_request(message);
-    body.code = code.to_owned();
+    body.code = code.as_str().to_owned();
     let json = serde_json::to_vec(&body).ok()?;
     let mut out = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) const KEPT_FAILURES: usize = 10;
 
 /// One key that failed to warm.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyFailure {
     /// The key.
     pub key: String,
