@@ -110,7 +110,7 @@ async fn every_documented_operation_is_served() {
             cluster.addrs[0],
             path.replace("{ks}", "ks")
                 .replace("{key}", "k")
-                .replace("{id}", "1")
+                .replace("{id}", "999999")
         );
         for method in all {
             let resp = http
