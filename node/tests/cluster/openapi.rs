@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::harness::TestCluster;
+use distcache_testkit::TestCluster;
 
 const TOKEN: &str = "s3cret";
 
