@@ -33,7 +33,10 @@ impl Inner {
         if keys.is_empty() {
             return Ok(());
         }
-        let timeout = space.settings.write_timeout;
+        // Half the write timeout: an owner serving a forwarded write answers within the
+        // sender's deadline (the whole write timeout), so the sender hears which copies may
+        // be stale rather than a bare time-out.
+        let timeout = space.settings.write_timeout / 2;
         let peers = cluster.live_peers();
         let calls = peers.iter().map(|peer| async move {
             let result = cluster
