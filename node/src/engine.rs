@@ -329,10 +329,8 @@ impl Engine {
     /// callers). `Ok(None)` means the source does not have the key.
     pub async fn get(&self, keyspace: &str, key: &str) -> Result<Option<Bytes>> {
         let space = self.inner.space(keyspace)?;
-        let span = tracing::debug_span!("distcache.get", distcache.keyspace = keyspace, key);
         self.inner
             .read_one(&space, key, ReadMode::Client)
-            .instrument(span)
             .await
             .map(|c| c.value)
     }

@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use super::Inner;
 use crate::error::{Error, Result};
 use crate::flight::Pending;
@@ -41,6 +43,10 @@ impl Inner {
         mode: ReadMode,
         mut answer: impl FnMut(usize, Result<Cached>),
     ) {
+        if let [key] = keys {
+            answer(0, self.read_one(space, key.as_ref(), mode).await);
+            return;
+        }
         let limits = &self.config.limits;
         // Both stay empty, and so allocate nothing, while every key hits.
         let mut misses: Vec<&str> = Vec::new();
@@ -85,17 +91,26 @@ impl Inner {
         }
     }
 
-    /// Reads one key (see [`read`](Self::read)).
+    /// Reads one key (see [`read`](Self::read)): the same steps without the bookkeeping of
+    /// keys listed twice, which a miss of a single key would pay for.
     pub(crate) async fn read_one(
         &self,
         space: &Arc<Space>,
         key: &str,
         mode: ReadMode,
     ) -> Result<Cached> {
-        let mut outcome = None;
-        self.read(space, &[key], mode, |_, answered| outcome = Some(answered))
-            .await;
-        outcome.unwrap_or_else(|| Err(Error::Internal("the key was not answered".into())))
+        self.config.limits.check_key(key)?;
+        let hit = space.cached(key).await;
+        count(space, key, mode, hit.is_some());
+        if let Some(hit) = hit {
+            return Ok(hit);
+        }
+        // A span for the load only: a hit must stay as cheap as a moka lookup.
+        let span = tracing::debug_span!("distcache.load_key", distcache.keyspace = %space.name(), key, ?mode);
+        match self.load(space, &[key], mode).pop() {
+            Some(pending) => pending.instrument(span).await,
+            None => Err(Error::Internal("no load was started for the key".into())),
+        }
     }
 
     /// Starts the loads of `keys`, which missed both caches: by their owners for a client's
