@@ -129,49 +129,25 @@ impl NodeBuilder {
         let control = if custom_catalog {
             None
         } else {
-            create_data_dir(&config)?;
             let plane = open_control(&config, &addr).await?;
             engine = engine.catalog(Arc::new(RaftCatalog::new(plane.clone())));
             Some(plane)
         };
-        let (engine, cluster) = match &wire {
-            Wire::Http { .. } => {
-                let http = HttpTransport::new(&config.id, config.server.token.as_deref())?;
-                let (engine, cluster) = build_engine(&config, &addr, engine, http.clone())?;
-                if control.is_some() {
-                    // Revisions compare only between nodes that share one catalog.
-                    http.follow_revision(engine.watch_revision());
-                }
-                (engine, cluster)
-            }
-            Wire::Memory { network } => {
-                build_engine(&config, &addr, engine, network.transport(&config.id))?
-            }
-        };
+        let (engine, cluster) = wire.build_engine(&config, &addr, engine, control.is_some())?;
         let discovery: Arc<dyn Discovery> = match discovery {
             Some(d) => d,
             None => Arc::new(StaticDiscovery::new(config.peers.iter().map(|p| p.trim()))?),
         };
         let readiness = Arc::new(Readiness::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (bound, serving) = match wire {
-            Wire::Http { listener, bound } => {
-                let router = server::router(
-                    engine.clone(),
-                    control.clone(),
-                    &config.id,
-                    &addr,
-                    Arc::clone(&readiness),
-                    config.server.clone(),
-                )?;
-                let server = spawn_server(listener, router, &config.server, shutdown_rx.clone());
-                (Some(bound), Serving::Http(server))
-            }
-            Wire::Memory { network } => {
-                network.attach(&addr, &config.id, engine.clone(), Arc::clone(&readiness));
-                (None, Serving::Memory(network))
-            }
-        };
+        let (bound, serving) = wire.serve(
+            &config,
+            &addr,
+            &engine,
+            control.as_ref(),
+            &readiness,
+            shutdown_rx.clone(),
+        )?;
         let node = Node {
             id: NodeId::new(&config.id),
             addr,
@@ -203,6 +179,64 @@ enum Wire {
     },
     /// Calls on an in-memory network.
     Memory { network: Arc<MemoryNetwork> },
+}
+
+impl Wire {
+    /// The engine over its cluster membership, calling peers over this wire. With a shared
+    /// catalog (`raft`), HTTP peer requests carry this node's applied revision.
+    fn build_engine(
+        &self,
+        config: &NodeConfig,
+        addr: &str,
+        engine: EngineBuilder,
+        raft: bool,
+    ) -> Result<(Engine, Arc<Cluster>)> {
+        match self {
+            Wire::Http { .. } => {
+                let http = HttpTransport::new(&config.id, config.server.token.as_deref())?;
+                let (engine, cluster) = build_engine(config, addr, engine, http.clone())?;
+                if raft {
+                    // Revisions compare only between nodes that share one catalog.
+                    http.follow_revision(engine.watch_revision());
+                }
+                Ok((engine, cluster))
+            }
+            Wire::Memory { network } => {
+                build_engine(config, addr, engine, network.transport(&config.id))
+            }
+        }
+    }
+
+    /// Puts the node on this wire: serves HTTP on the listener until `stop`, or attaches to
+    /// the network. Answers the bound address (HTTP only) and what to stop at shutdown.
+    fn serve(
+        self,
+        config: &NodeConfig,
+        addr: &str,
+        engine: &Engine,
+        control: Option<&ControlPlane>,
+        readiness: &Arc<Readiness>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Option<SocketAddr>, Serving)> {
+        match self {
+            Wire::Http { listener, bound } => {
+                let router = server::router(
+                    engine.clone(),
+                    control.cloned(),
+                    &config.id,
+                    addr,
+                    Arc::clone(readiness),
+                    config.server.clone(),
+                )?;
+                let server = spawn_server(listener, router, &config.server, stop);
+                Ok((Some(bound), Serving::Http(server)))
+            }
+            Wire::Memory { network } => {
+                network.attach(addr, &config.id, engine.clone(), Arc::clone(readiness));
+                Ok((None, Serving::Memory(network)))
+            }
+        }
+    }
 }
 
 /// What a running node serves on, stopped last at shutdown.
@@ -259,6 +293,7 @@ fn create_data_dir(config: &NodeConfig) -> Result<()> {
 
 /// Opens (or creates) the node's control plane under its data directory.
 async fn open_control(config: &NodeConfig, addr: &str) -> Result<ControlPlane> {
+    create_data_dir(config)?;
     ControlPlane::open(
         &config.data_dir.join("control"),
         &config.id,
