@@ -20,7 +20,7 @@
 //! use distcache_control::{Change, Command, ControlConfig, ControlPlane};
 //!
 //! let plane = ControlPlane::open("/var/lib/distcache/control".as_ref(), "node-1", "10.0.0.1:3320",
-//!     ControlConfig::default(), None).await?;
+//!     ControlConfig::default(), None, None).await?;
 //! // Serve `plane.router()` on the node's HTTP listener, then:
 //! plane.set_peers(&["10.0.0.2:3320".into(), "10.0.0.3:3320".into()]);
 //! // Form (or join) the group; if this node forms it, these entries seed the catalog.

@@ -82,11 +82,14 @@ pub(crate) enum JoinReply {
 #[derive(Clone)]
 pub(crate) struct Network {
     pub http: reqwest::Client,
+    /// `https` when the cluster speaks TLS, else `http`.
+    pub scheme: &'static str,
 }
 
 /// One peer's raft RPC endpoint. Creating it does not connect.
 pub(crate) struct Connection {
     http: reqwest::Client,
+    scheme: &'static str,
     target: u64,
     addr: String,
 }
@@ -97,6 +100,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: u64, node: &Member) -> Connection {
         Connection {
             http: self.http.clone(),
+            scheme: self.scheme,
             target,
             addr: node.addr.clone(),
         }
@@ -115,7 +119,7 @@ impl Connection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let url = format!("http://{}{BASE}/{path}", self.addr);
+        let url = format!("{}://{}{BASE}/{path}", self.scheme, self.addr);
         let response = self
             .http
             .post(url)

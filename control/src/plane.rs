@@ -80,6 +80,8 @@ pub(crate) struct Shared {
     pub me: Member,
     pub config: ControlConfig,
     pub http: reqwest::Client,
+    /// `https` when the cluster speaks TLS, else `http`.
+    pub scheme: &'static str,
     pub catalog: watch::Receiver<Arc<JsonCatalog>>,
     pub peers: Mutex<Vec<String>>,
     pub last_seen: Mutex<HashMap<u64, Instant>>,
@@ -113,6 +115,7 @@ impl ControlPlane {
         addr: &str,
         config: ControlConfig,
         token: Option<&str>,
+        tls: Option<rustls::ClientConfig>,
     ) -> Result<Self, ControlError> {
         let problems = config.problems();
         if !problems.is_empty() {
@@ -144,7 +147,12 @@ impl ControlPlane {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut builder = reqwest::Client::builder();
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let http = builder
             .default_headers(headers)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(1))
@@ -156,7 +164,10 @@ impl ControlPlane {
         let raft = Raft::new(
             id,
             Arc::new(raft_config),
-            Network { http: http.clone() },
+            Network {
+                http: http.clone(),
+                scheme,
+            },
             log,
             sm,
         )
@@ -177,6 +188,7 @@ impl ControlPlane {
                 },
                 config,
                 http,
+                scheme,
                 catalog,
                 peers: Mutex::new(Vec::new()),
                 last_seen: Mutex::new(HashMap::new()),
@@ -304,7 +316,7 @@ impl ControlPlane {
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(10));
-        let url = format!("http://{}{BASE}/write", leader.addr);
+        let url = format!("{}://{}{BASE}/write", self.inner.scheme, leader.addr);
         let response = self
             .inner
             .http
@@ -377,7 +389,7 @@ impl ControlPlane {
 
     /// Probes `addr`'s control status.
     pub(crate) async fn probe(&self, addr: &str, timeout: Duration) -> Option<PeerStatus> {
-        let url = format!("http://{addr}{BASE}/status");
+        let url = format!("{}://{addr}{BASE}/status", self.inner.scheme);
         let response = self
             .inner
             .http

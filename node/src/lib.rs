@@ -94,6 +94,7 @@ mod space;
 mod spec;
 mod stats;
 mod store;
+mod tls;
 pub mod transport;
 pub mod units;
 mod warmup;
@@ -125,5 +126,6 @@ pub use spec::{
 };
 pub use stats::{HotKey, KeySpaceSnapshot, KeySpaceTotal, Stats};
 pub use store::ENTRY_OVERHEAD;
+pub use tls::{ClientAuth, NodeTls, TlsConfig};
 pub use warmup::{WarmupConfig, WarmupRun, WarmupTrigger};
 pub use wire::{KeyFailure, WarmOutcome};

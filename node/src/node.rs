@@ -30,6 +30,7 @@ use crate::ring::NodeId;
 use crate::server::{self, Readiness, ServerConfig};
 use crate::source::DataSource;
 use crate::spec::{KeySpaceSpec, read_keyspace_file};
+use crate::tls::{NodeTls, TlsConfig};
 use crate::transport::{HttpTransport, PeerTransport};
 
 mod config;
@@ -126,28 +127,37 @@ impl NodeBuilder {
             custom_catalog,
         } = self;
         let (addr, mut engine) = checked(&config, addr, engine)?;
+        let tls = match (&config.tls, &wire) {
+            (Some(tls), Wire::Http { .. }) => Some(load_tls(tls.clone()).await?),
+            _ => None,
+        };
         let control = if custom_catalog {
             None
         } else {
-            let plane = open_control(&config, &addr).await?;
+            let plane = open_control(&config, &addr, tls.as_ref()).await?;
             engine = engine.catalog(Arc::new(RaftCatalog::new(plane.clone())));
             Some(plane)
         };
-        let (engine, cluster) = wire.build_engine(&config, &addr, engine, control.is_some())?;
+        let (engine, cluster) =
+            wire.build_engine(&config, &addr, engine, control.is_some(), tls.as_ref())?;
         let discovery: Arc<dyn Discovery> = match discovery {
             Some(d) => d,
             None => Arc::new(StaticDiscovery::new(config.peers.iter().map(|p| p.trim()))?),
         };
         let readiness = Arc::new(Readiness::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (bound, serving) = wire.serve(
-            &config,
-            &addr,
-            &engine,
-            control.as_ref(),
-            &readiness,
-            shutdown_rx.clone(),
-        )?;
+        if let Some(tls) = &tls {
+            // Ends with the node: it stops on the shutdown signal.
+            drop(tls.spawn_watcher(shutdown_rx.clone()));
+        }
+        let parts = Parts {
+            config: &config,
+            addr: &addr,
+            engine: &engine,
+            control: control.as_ref(),
+            readiness: &readiness,
+        };
+        let (bound, serving) = wire.serve(&parts, tls, shutdown_rx.clone())?;
         let node = Node {
             id: NodeId::new(&config.id),
             addr,
@@ -190,10 +200,12 @@ impl Wire {
         addr: &str,
         engine: EngineBuilder,
         raft: bool,
+        tls: Option<&Arc<NodeTls>>,
     ) -> Result<(Engine, Arc<Cluster>)> {
         match self {
             Wire::Http { .. } => {
-                let http = HttpTransport::new(&config.id, config.server.token.as_deref())?;
+                let dial = tls.map(|tls| tls.client_config()).transpose()?;
+                let http = HttpTransport::new(&config.id, config.server.token.as_deref(), dial)?;
                 let (engine, cluster) = build_engine(config, addr, engine, http.clone())?;
                 if raft {
                     // Revisions compare only between nodes that share one catalog.
@@ -211,13 +223,17 @@ impl Wire {
     /// the network. Answers the bound address (HTTP only) and what to stop at shutdown.
     fn serve(
         self,
-        config: &NodeConfig,
-        addr: &str,
-        engine: &Engine,
-        control: Option<&ControlPlane>,
-        readiness: &Arc<Readiness>,
+        parts: &Parts<'_>,
+        tls: Option<Arc<NodeTls>>,
         stop: watch::Receiver<bool>,
     ) -> Result<(Option<SocketAddr>, Serving)> {
+        let Parts {
+            config,
+            addr,
+            engine,
+            control,
+            readiness,
+        } = *parts;
         match self {
             Wire::Http { listener, bound } => {
                 let router = server::router(
@@ -227,8 +243,9 @@ impl Wire {
                     addr,
                     Arc::clone(readiness),
                     config.server.clone(),
+                    tls.as_ref().is_some_and(|tls| tls.verifies_clients()),
                 )?;
-                let server = spawn_server(listener, router, &config.server, stop);
+                let server = spawn_server(listener, router, &config.server, tls, stop);
                 Ok((Some(bound), Serving::Http(server)))
             }
             Wire::Memory { network } => {
@@ -237,6 +254,16 @@ impl Wire {
             }
         }
     }
+}
+
+/// What a node's server needs of the node being launched.
+#[derive(Clone, Copy)]
+struct Parts<'a> {
+    config: &'a NodeConfig,
+    addr: &'a str,
+    engine: &'a Engine,
+    control: Option<&'a ControlPlane>,
+    readiness: &'a Arc<Readiness>,
 }
 
 /// What a running node serves on, stopped last at shutdown.
@@ -291,15 +318,29 @@ fn create_data_dir(config: &NodeConfig) -> Result<()> {
     })
 }
 
-/// Opens (or creates) the node's control plane under its data directory.
-async fn open_control(config: &NodeConfig, addr: &str) -> Result<ControlPlane> {
+/// Reads the node's TLS files (off the runtime: they are files).
+async fn load_tls(config: TlsConfig) -> Result<Arc<NodeTls>> {
+    tokio::task::spawn_blocking(move || NodeTls::load(config))
+        .await
+        .map_err(|e| Error::Internal(format!("loading the TLS files failed: {e}")))?
+}
+
+/// Opens (or creates) the node's control plane under its data directory; with `tls`, raft
+/// calls go over https with this node's certificate.
+async fn open_control(
+    config: &NodeConfig,
+    addr: &str,
+    tls: Option<&Arc<NodeTls>>,
+) -> Result<ControlPlane> {
     create_data_dir(config)?;
+    let dial = tls.map(|tls| tls.client_config()).transpose()?;
     ControlPlane::open(
         &config.data_dir.join("control"),
         &config.id,
         addr,
         config.control.clone(),
         config.server.token.as_deref(),
+        dial,
     )
     .await
     .map_err(|e| match e {
@@ -332,16 +373,17 @@ fn build_engine(
     Ok((engine, cluster))
 }
 
-/// Serves `router` on `listener` in a task until `stop` says true.
+/// Serves `router` on `listener` (over TLS with `tls`) in a task until `stop` says true.
 fn spawn_server(
     listener: TcpListener,
     router: axum::Router,
     config: &ServerConfig,
+    tls: Option<Arc<NodeTls>>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<std::io::Result<()>> {
     let config = config.clone();
     tokio::spawn(async move {
-        server::serve(listener, router, &config, async move {
+        server::serve(listener, router, &config, tls, async move {
             crate::net::stopped(&mut stop).await;
         })
         .await

@@ -42,6 +42,7 @@ use distcache_control::ControlPlane;
 
 use crate::engine::Engine;
 use crate::error::{Error, Problems, Result};
+use crate::tls::NodeTls;
 use crate::wire::{Health, WireCode};
 
 mod admin;
@@ -240,6 +241,7 @@ pub(crate) fn router(
     addr: &str,
     readiness: Arc<Readiness>,
     config: ServerConfig,
+    peer_certificates: bool,
 ) -> Result<Router> {
     let value_limit = engine.config().limits.max_value_bytes;
     let request_limit = config.max_request_bytes;
@@ -254,12 +256,19 @@ pub(crate) fn router(
         config,
         openapi: Bytes::from(openapi::render(&openapi::finish(doc))?),
     }));
+    let mut peers = peer_routes(state.clone());
+    if peer_certificates {
+        peers = peers.route_layer(middleware::from_fn(require_peer_certificate));
+    }
     let mut router = api
         // Not an operation: the answer to a key path with no key.
         .route("/v1/keyspaces/{ks}/keys/", any(data::empty_key))
-        .merge(peer_routes(state.clone()))
+        .merge(peers)
         .with_state(state.clone());
-    if let Some(raft) = raft_routes {
+    if let Some(mut raft) = raft_routes {
+        if peer_certificates {
+            raft = raft.route_layer(middleware::from_fn(require_peer_certificate));
+        }
         router = router.merge(raft);
     }
     Ok(router
@@ -305,6 +314,24 @@ fn peer_routes(state: AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state, peer::peer_context))
 }
 
+/// Lets a node-to-node request through only on a TLS connection whose client presented a
+/// certificate that chains to the cluster CA: a token alone does not make a peer.
+async fn require_peer_certificate(request: Request, next: Next) -> Response {
+    if request
+        .extensions()
+        .get::<listen::ClientCertificate>()
+        .is_some()
+    {
+        return next.run(request).await;
+    }
+    ApiError::plain(
+        StatusCode::FORBIDDEN,
+        WireCode::PeerCertificateRequired,
+        "node-to-node routes need a client certificate that chains to the cluster CA (tls.ca)",
+    )
+    .into_response()
+}
+
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(token) = state.config.token.as_deref() else {
         return next.run(request).await;
@@ -341,13 +368,14 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     config: &ServerConfig,
+    tls: Option<Arc<NodeTls>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = listen::ConnectionLimits {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
     };
-    listen::serve(listener, router, limits, shutdown).await
+    listen::serve(listener, router, limits, tls, shutdown).await
 }
 
 async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -34,6 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "sources",
             "stats",
             "store",
+            "tls",
             "transport",
             "warmup",
         ],

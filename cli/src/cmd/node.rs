@@ -47,6 +47,20 @@ pub struct StartArgs {
     /// Members (this node included) that must answer before the node serves [default: 1].
     #[arg(long, env = "DISTCACHE_MINIMUM_PEERS_QUORUM")]
     pub minimum_peers_quorum: Option<usize>,
+    /// The node's TLS certificate chain (PEM): the listener then speaks only TLS, and peers
+    /// are dialled over https.
+    #[arg(long, env = "DISTCACHE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "DISTCACHE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM): verifies peers both ways (mutual TLS) and clients' certificates.
+    #[arg(long, env = "DISTCACHE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// `required`: every connection must present a client certificate signed by --tls-ca;
+    /// `optional` (default): only node-to-node routes need one.
+    #[arg(long, env = "DISTCACHE_TLS_CLIENT_AUTH", value_parser = ["optional", "required"])]
+    pub tls_client_auth: Option<String>,
 }
 
 /// Runs a `node` subcommand.
@@ -96,6 +110,13 @@ pub fn config(args: StartArgs, token: Option<String>) -> anyhow::Result<NodeConf
     if token.is_some() {
         config.server.token = token;
     }
+    apply_tls_flags(
+        &mut config,
+        args.tls_cert,
+        args.tls_key,
+        args.tls_ca,
+        args.tls_client_auth,
+    )?;
     if config.id.is_empty() {
         anyhow::bail!("a node needs a name: pass --id, set DISTCACHE_ID, or put `id` in --config");
     }
@@ -103,6 +124,41 @@ pub fn config(args: StartArgs, token: Option<String>) -> anyhow::Result<NodeConf
         .problems()
         .into_result(distcache::Error::InvalidConfig)?;
     Ok(config)
+}
+
+/// Lays the TLS flags over the `[tls]` table of the configuration file.
+fn apply_tls_flags(
+    config: &mut NodeConfig,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    client_auth: Option<String>,
+) -> anyhow::Result<()> {
+    if let (Some(cert), Some(key)) = (cert, key) {
+        let mut tls = config
+            .tls
+            .take()
+            .unwrap_or_else(|| distcache::TlsConfig::new(&cert, &key));
+        tls.cert = cert;
+        tls.key = key;
+        config.tls = Some(tls);
+    }
+    let Some(tls) = config.tls.as_mut() else {
+        if ca.is_some() || client_auth.is_some() {
+            anyhow::bail!("--tls-ca and --tls-client-auth need --tls-cert and --tls-key");
+        }
+        return Ok(());
+    };
+    if let Some(ca) = ca {
+        tls.ca = Some(ca);
+    }
+    match client_auth.as_deref() {
+        Some("required") => tls.client_auth = distcache::ClientAuth::Required,
+        Some("optional") => tls.client_auth = distcache::ClientAuth::Optional,
+        Some(other) => anyhow::bail!("--tls-client-auth must be optional or required, not {other}"),
+        None => {}
+    }
+    Ok(())
 }
 
 async fn start(args: StartArgs, global: &super::Global) -> anyhow::Result<()> {

@@ -149,7 +149,7 @@ impl ControlPlane {
     }
 
     async fn ask_to_join(&self, leader: &Member) {
-        let url = format!("http://{}{BASE}/join", leader.addr);
+        let url = format!("{}://{}{BASE}/join", self.inner.scheme, leader.addr);
         let reply = async {
             let response = self
                 .inner

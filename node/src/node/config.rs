@@ -13,6 +13,7 @@ use crate::config::EngineConfig;
 use crate::discovery::check_addr;
 use crate::error::{Error, Problems, Result};
 use crate::server::ServerConfig;
+use crate::tls::TlsConfig;
 
 /// Everything a node needs to start; the TOML file of `--config` has these keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,9 @@ pub struct NodeConfig {
     pub server: ServerConfig,
     /// Raft timings and membership targets of the control plane.
     pub control: ControlConfig,
+    /// TLS on the listener and between nodes (`[tls]`); absent: plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for NodeConfig {
@@ -56,6 +60,7 @@ impl Default for NodeConfig {
             cluster: ClusterConfig::default(),
             server: ServerConfig::default(),
             control: ControlConfig::default(),
+            tls: None,
         }
     }
 }
@@ -103,6 +108,9 @@ impl NodeConfig {
         problems.extend_prefixed("server", self.server.problems());
         for (field, message) in self.control.problems() {
             problems.push(format!("control.{field}"), message);
+        }
+        if let Some(tls) = &self.tls {
+            problems.0.extend(tls.problems().0);
         }
         problems
     }

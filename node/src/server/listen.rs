@@ -5,6 +5,11 @@
 //! timeout passes, and so is a keep-alive connection idle for that long; at the connection cap
 //! the listener stops accepting until one closes, so the kernel's backlog absorbs bursts
 //! instead of the node running out of file descriptors.
+//!
+//! With TLS, every connection first completes a handshake with the material current at that
+//! moment (within the same timeout); one that does not, plaintext HTTP included, is closed
+//! without an answer. Whether the client presented a certificate that chains to the cluster
+//! CA travels with each of its requests as a [`ClientCertificate`] extension.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +27,12 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use super::head_errors::JsonHeadErrors;
+use crate::tls::NodeTls;
+
+/// On every request of a TLS connection whose client presented a certificate that chains to
+/// the cluster CA.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientCertificate;
 
 /// How connections are accepted and bounded.
 #[derive(Debug, Clone, Copy)]
@@ -32,12 +43,13 @@ pub(crate) struct ConnectionLimits {
     pub header_read_timeout: Duration,
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets the
-/// requests in flight finish, and returns.
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` resolves, then stops
+/// accepting, lets the requests in flight finish, and returns.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<NodeTls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -48,6 +60,7 @@ pub(crate) async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -70,17 +83,45 @@ pub(crate) async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(
-            router
-                .clone()
-                .map_request(|request: hyper::Request<Incoming>| request.map(Body::new)),
-        );
-        let connection = builder
-            .serve_connection(TokioIo::new(JsonHeadErrors::new(stream)), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let router = router.clone();
+        let builder = Arc::clone(&builder);
+        let watcher = graceful.watcher();
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let ended = match acceptor {
+                None => {
+                    let service = service(router, false);
+                    let io = TokioIo::new(JsonHeadErrors::new(stream));
+                    let connection = builder.serve_connection(io, service).into_owned();
+                    watcher.watch(connection).await
+                }
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    let stream = match tokio::time::timeout(limits.header_read_timeout, handshake)
+                        .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed; connection closed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake too slow; connection closed");
+                            return;
+                        }
+                    };
+                    let verified = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .is_some_and(|certs| !certs.is_empty());
+                    let service = service(router, verified);
+                    let io = TokioIo::new(JsonHeadErrors::new(stream));
+                    let connection = builder.serve_connection(io, service).into_owned();
+                    watcher.watch(connection).await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::trace!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
@@ -89,6 +130,30 @@ pub(crate) async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The router as a hyper service; requests of a connection with a verified client
+/// certificate carry [`ClientCertificate`].
+fn service(
+    router: Router,
+    verified: bool,
+) -> TowerToHyperService<
+    impl tower::Service<
+        hyper::Request<Incoming>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone,
+> {
+    TowerToHyperService::new(
+        router.map_request(move |request: hyper::Request<Incoming>| {
+            let mut request = request.map(Body::new);
+            if verified {
+                request.extensions_mut().insert(ClientCertificate);
+            }
+            request
+        }),
+    )
 }
 
 /// Accept errors are about one connection (reset before accept) or about the process (out

@@ -24,14 +24,26 @@ pub struct HttpTransport {
     client: reqwest::Client,
     /// Sent as the hop marker, so the receiver knows who asks.
     from: String,
+    /// `https` when the cluster speaks TLS, else `http`.
+    scheme: &'static str,
     /// The catalog revision this node applied, sent with every request once known.
     revision: Arc<OnceLock<watch::Receiver<u64>>>,
 }
 
 impl HttpTransport {
-    /// A transport for the node named `from`, sending the cluster's `token` when it has one.
-    pub fn new(from: &str, token: Option<&str>) -> Result<Self, Error> {
-        let client = net::with_token(net::client_builder(), token)
+    /// A transport for the node named `from`, sending the cluster's `token` when it has one,
+    /// and dialling peers over TLS with `tls` (which presents this node's certificate).
+    pub fn new(
+        from: &str,
+        token: Option<&str>,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Result<Self, Error> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut builder = net::client_builder();
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let client = net::with_token(builder, token)
             .map_err(|e| {
                 Error::InvalidConfig({
                     let mut p = crate::error::Problems::new();
@@ -44,6 +56,7 @@ impl HttpTransport {
         Ok(HttpTransport {
             client,
             from: from.to_owned(),
+            scheme,
             revision: Arc::new(OnceLock::new()),
         })
     }
@@ -55,7 +68,7 @@ impl HttpTransport {
     }
 
     fn url(&self, peer: &str, segments: &[&str]) -> Result<reqwest::Url, PeerError> {
-        net::url("http", peer, segments).map_err(|reason| PeerError::Protocol {
+        net::url(self.scheme, peer, segments).map_err(|reason| PeerError::Protocol {
             peer: peer.to_owned(),
             reason,
         })

@@ -30,6 +30,9 @@ pub enum WireCode {
     HeadersTooLarge,
     /// The request URI is over the node's limit.
     UriTooLong,
+    /// A node-to-node route was called on a connection without a client certificate that
+    /// chains to the cluster CA.
+    PeerCertificateRequired,
 }
 
 impl WireCode {
@@ -42,6 +45,7 @@ impl WireCode {
         WireCode::MalformedRequest,
         WireCode::HeadersTooLarge,
         WireCode::UriTooLong,
+        WireCode::PeerCertificateRequired,
     ];
 
     /// The code as it is written on the wire.
@@ -54,6 +58,7 @@ impl WireCode {
             WireCode::MalformedRequest => "MALFORMED_REQUEST",
             WireCode::HeadersTooLarge => "HEADERS_TOO_LARGE",
             WireCode::UriTooLong => "URI_TOO_LONG",
+            WireCode::PeerCertificateRequired => "PEER_CERTIFICATE_REQUIRED",
         }
     }
 }

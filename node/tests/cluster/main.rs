@@ -18,4 +18,5 @@ mod ownership;
 mod routing;
 mod single_flight;
 mod spec_errors;
+mod tls;
 mod warmup;
