@@ -9,6 +9,7 @@ use distcache::client::Client;
 use crate::output::Format;
 
 mod admin;
+mod cert;
 mod completions;
 mod dashboard;
 mod data;
@@ -87,6 +88,9 @@ pub enum Command {
     /// Run a cache node.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Create a cluster CA and issue node and client certificates for TLS.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
     /// List, inspect, create, update, delete keyspaces, or apply a file of them.
     #[command(subcommand)]
     Keyspace(keyspace::KeyspaceCommand),
@@ -120,6 +124,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { global, command } = cli;
     match command {
         Command::Node(cmd) => node::run(cmd, &global).await,
+        Command::Cert(cmd) => cert::run(cmd),
         Command::Keyspace(cmd) => {
             init_logging(global.log.as_deref().unwrap_or("warn"))?;
             keyspace::run(cmd, &global).await

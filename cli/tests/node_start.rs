@@ -174,3 +174,85 @@ fn bad_settings_are_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("keyspaces[a].max_bytes"), "{err}");
 }
+
+/// `distcache cert` makes a CA and a node certificate; `node start --tls-cert/--tls-key/
+/// --tls-ca` then serves only TLS: https with the CA answers, plaintext gets no answer, and
+/// the peer routes refuse a client without a certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_tls_with_certificates_from_the_cert_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let certs_arg = certs.to_str().unwrap();
+    for args in [
+        vec!["cert", "ca", "--dir", certs_arg],
+        vec!["cert", "node", "--dir", certs_arg, "--name", "n1"],
+    ] {
+        let out = distcache().args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let again = distcache()
+        .args(["cert", "ca", "--dir", certs_arg])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a second CA must need --force");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+
+    let addr = free_addr();
+    let mut child = distcache()
+        .args(["node", "start", "--id", "n1", "--listen", &addr])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--tls-cert")
+        .arg(certs.join("n1.pem"))
+        .arg("--tls-key")
+        .arg(certs.join("n1.key"))
+        .env("DISTCACHE_TLS_CA", certs.join("ca.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.pem")).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let health = format!("https://{addr}/healthz");
+    let ready = std::sync::Mutex::new(false);
+    let (https_ref, slot) = (&https, &ready);
+    wait_until(Duration::from_secs(30), "the TLS node is ready", || {
+        assert!(child.try_wait().unwrap().is_none(), "the node exited early");
+        let url = health.clone();
+        async move {
+            let ok = match https_ref.get(url).send().await {
+                Ok(r) => r
+                    .json::<serde_json::Value>()
+                    .await
+                    .is_ok_and(|h| h["ready"] == true),
+                Err(_) => false,
+            };
+            *slot.lock().unwrap() = ok;
+            ok
+        }
+    })
+    .await;
+    let plain = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plaintext got an answer: {plain:?}");
+    let peer = https
+        .get(format!("https://{addr}/_distcache/peer/hot"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(peer.status(), 403);
+    assert!(stop(&mut child).await.success());
+}
