@@ -7,14 +7,17 @@
 #   3. redis-server GET with redis-benchmark at the same concurrency (the reference),
 # then prints each distcache figure as a ratio of redis', and
 #   4. memory (goal P6): one node's RSS growth while 3× a keyspace's max_bytes of unique
-#      16 B, 1 KiB and 64 KiB values are PUT, divided by the bytes the keyspace then holds.
+#      16 B, 1 KiB and 64 KiB values are PUT, divided by the bytes the keyspace then holds,
+#   5. one node over HTTPS (TLS 1.3, keep-alive) against the same node's plain HTTP figure
+#      measured just before it (goal ≥ 0.8×).
 # This machine is shared and noisy:
 # only ratios measured side by side mean anything. Installs wrk and redis through apt when
 # missing.
 #
 # Environment: CONNECTIONS (50), DURATION (10s), THREADS (2), VALUE_BYTES (128),
 # MEMORY_MAX_BYTES (128MiB, the keyspace of the memory runs), DISTCACHE_BIN (a prebuilt
-# binary to measure instead of building this checkout's), ONLY (`memory`: just that part).
+# binary to measure instead of building this checkout's), ONLY (`memory` or `tls`: just that
+# part; `tls` measures plain HTTP and HTTPS of one node).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -31,6 +34,7 @@ cleanup() {
   CLUSTER_DIR="$work/one" ./scripts/cluster.sh down >/dev/null 2>&1 || true
   CLUSTER_DIR="$work/three" ./scripts/cluster.sh down >/dev/null 2>&1 || true
   CLUSTER_DIR="$work/mem" ./scripts/cluster.sh down >/dev/null 2>&1 || true
+  CLUSTER_DIR="$work/tls" ./scripts/cluster.sh down >/dev/null 2>&1 || true
   if [[ -n "$redis_port" ]]; then redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
@@ -104,6 +108,21 @@ DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/one" ./scripts/cluster
 "$bin" --endpoint "127.0.0.1:$base" put scratch bench "$value" >/dev/null
 read -r one_rps one_p50 one_p99 < <(wrk_run "http://127.0.0.1:$base/v1/keyspaces/scratch/keys/bench")
 CLUSTER_DIR="$work/one" ./scripts/cluster.sh down >/dev/null
+
+echo "== one node over TLS"
+base="$(free_base 1)"
+DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/tls" TLS_DIR="$work/certs" \
+  ./scripts/cluster.sh up 1 >/dev/null
+"$bin" --endpoint "https://127.0.0.1:$base" --cacert "$work/certs/ca.pem" put scratch bench "$value" >/dev/null
+read -r tls_rps tls_p50 tls_p99 < <(wrk_run "https://127.0.0.1:$base/v1/keyspaces/scratch/keys/bench")
+CLUSTER_DIR="$work/tls" ./scripts/cluster.sh down >/dev/null
+echo
+printf '%-28s %12s %10s %10s %12s\n' "GET hit, one node, c=$connections" "req/s" "p50 ms" "p99 ms" "rps/http"
+awk -v r="$one_rps" -v a="$one_p50" -v b="$one_p99" \
+  'BEGIN { printf "%-28s %12.0f %10.3f %10.3f %12.2f\n", "http", r, a, b, 1 }'
+awk -v r="$tls_rps" -v a="$tls_p50" -v b="$tls_p99" -v h="$one_rps" \
+  'BEGIN { printf "%-28s %12.0f %10.3f %10.3f %12.2f  (goal >= 0.80: %s)\n", "https (TLS 1.3)", r, a, b, r / h, (r / h >= 0.8 ? "met" : "not met") }'
+if [[ "${ONLY:-}" == tls ]]; then exit 0; fi
 
 echo "== three nodes"
 base="$(free_base 3)"

@@ -11,6 +11,8 @@
 #   KEYSPACE_FILE   keyspaces every node serves (default examples/keyspaces/scratch.toml)
 #   DISTCACHE_BIN   the binary (default: built with cargo --release)
 #   NODE_ARGS       extra arguments for every `distcache node start`
+#   TLS_DIR         serve TLS with mutual TLS between nodes: a CA and one certificate per node
+#                   are made there with `distcache cert` when missing (default: plain HTTP)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -28,9 +30,30 @@ binary() {
   echo "${CARGO_TARGET_DIR:-$root/target}/release/distcache"
 }
 
+# The CLI's endpoint and TLS options for `addr`.
+cli() {
+  local bin="$1" addr="$2"
+  shift 2
+  if [[ -n "${TLS_DIR:-}" ]]; then
+    "$bin" --endpoint "https://$addr" --cacert "$TLS_DIR/ca.pem" "$@"
+  else
+    "$bin" --endpoint "$addr" "$@"
+  fi
+}
+
+# Makes the CA (once) and a certificate for each node id given.
+make_certs() {
+  local bin="$1"
+  shift
+  [[ -f "$TLS_DIR/ca.pem" ]] || "$bin" cert ca --dir "$TLS_DIR" >/dev/null
+  for id in "$@"; do
+    [[ -f "$TLS_DIR/$id.pem" ]] || "$bin" cert node --dir "$TLS_DIR" --name "$id" >/dev/null
+  done
+}
+
 wait_ready() {
   local bin="$1" addr="$2"
-  if ! "$bin" --endpoint "$addr" wait --timeout 60s >/dev/null; then
+  if ! cli "$bin" "$addr" wait --timeout 60s >/dev/null; then
     echo "node at $addr did not become ready; see its log in $dir" >&2
     return 1
   fi
@@ -49,19 +72,29 @@ up() {
   for ((i = 0; i < n; i++)); do peers+=("127.0.0.1:$((base_port + i))"); done
   local peer_list
   peer_list="$(IFS=,; echo "${peers[*]}")"
+  local ids=()
+  for ((i = 0; i < n; i++)); do ids+=("node-$((i + 1))"); done
+  if [[ -n "${TLS_DIR:-}" ]]; then make_certs "$bin" "${ids[@]}"; fi
   for ((i = 0; i < n; i++)); do
-    local id="node-$((i + 1))" addr="${peers[$i]}"
+    local id="${ids[$i]}" addr="${peers[$i]}" tls=()
+    if [[ -n "${TLS_DIR:-}" ]]; then
+      tls=(--tls-cert "$TLS_DIR/$id.pem" --tls-key "$TLS_DIR/$id.key" --tls-ca "$TLS_DIR/ca.pem")
+    fi
     # shellcheck disable=SC2086
     "$bin" node start --id "$id" --listen "$addr" --data-dir "$dir/$id" \
-      --peers "$peer_list" --keyspace-file "$keyspace_file" --minimum-peers-quorum "$n" ${NODE_ARGS:-} \
-      >"$dir/$id.log" 2>&1 &
+      --peers "$peer_list" --keyspace-file "$keyspace_file" --minimum-peers-quorum "$n" \
+      "${tls[@]}" ${NODE_ARGS:-} >"$dir/$id.log" 2>&1 &
     echo $! >"$dir/$id.pid"
     echo "$addr" >"$dir/$id.addr"
   done
   for addr in "${peers[@]}"; do wait_ready "$bin" "$addr"; done
   # Every member healthy and one leader elected before the cluster is called ready.
-  "$bin" --endpoint "${peers[0]}" wait --nodes "$n" --healthy --timeout 60s >/dev/null
-  echo "cluster of $n node(s) ready: $peer_list (logs in $dir)"
+  cli "$bin" "${peers[0]}" wait --nodes "$n" --healthy --timeout 60s >/dev/null
+  if [[ -n "${TLS_DIR:-}" ]]; then
+    echo "cluster of $n node(s) ready over TLS: $peer_list (CA: $TLS_DIR/ca.pem; logs in $dir)"
+  else
+    echo "cluster of $n node(s) ready: $peer_list (logs in $dir)"
+  fi
 }
 
 down() {
@@ -91,7 +124,7 @@ status() {
     local addr
     addr="$(cat "$f")"
     printf '%-22s ' "$addr"
-    "$bin" --endpoint "$addr" --request-timeout 2s cluster status 2>/dev/null | head -1 || printf 'down\n'
+    cli "$bin" "$addr" --request-timeout 2s cluster status 2>/dev/null | head -1 || printf 'down\n'
   done
 }
 

@@ -3,6 +3,8 @@
 #
 #   ./scripts/demo.sh        build, start a cluster on 127.0.0.1:3320-3322, walk through it,
 #                            and leave it running
+#   ./scripts/demo.sh tls    the same over TLS: a CA and node certificates made with
+#                            `distcache cert` in .demo/certs, mutual TLS between the nodes
 #   ./scripts/demo.sh stop   stop the cluster
 #
 # It builds the binary, creates .demo/shop.db from examples/demo/shop.sql, starts three nodes,
@@ -20,6 +22,12 @@ export BASE_PORT="${BASE_PORT:-3320}"
 if [[ "${1:-}" == "stop" ]]; then
   ./scripts/cluster.sh down
   exit 0
+fi
+scheme=""
+if [[ "${1:-}" == "tls" ]]; then
+  export TLS_DIR="$demo/certs"
+  export DISTCACHE_CACERT="$TLS_DIR/ca.pem"
+  scheme="https://"
 fi
 
 if [[ -t 1 ]]; then
@@ -49,8 +57,9 @@ PY
 say "starting 3 nodes"
 ./scripts/cluster.sh down >/dev/null 2>&1 || true
 rm -rf "$CLUSTER_DIR" # a fresh cluster every time
+if [[ -n "$scheme" ]]; then rm -rf "$TLS_DIR"; fi # fresh certificates too
 ./scripts/cluster.sh up 3
-export DISTCACHE_ENDPOINT="127.0.0.1:$BASE_PORT,127.0.0.1:$((BASE_PORT + 1)),127.0.0.1:$((BASE_PORT + 2))"
+export DISTCACHE_ENDPOINT="${scheme}127.0.0.1:$BASE_PORT,${scheme}127.0.0.1:$((BASE_PORT + 1)),${scheme}127.0.0.1:$((BASE_PORT + 2))"
 run distcache wait --nodes 3 --healthy --timeout 60s
 run distcache cluster status
 
@@ -75,7 +84,7 @@ run distcache keyspace update products --ttl 10m --rate-limit 500/s,burst=100
 run distcache cluster status
 for i in 0 1 2; do
   printf 'node at 127.0.0.1:%s serves ttl = ' "$((BASE_PORT + i))"
-  "$bin" --endpoint "127.0.0.1:$((BASE_PORT + i))" keyspace get products -o json |
+  "$bin" --endpoint "${scheme}127.0.0.1:$((BASE_PORT + i))" keyspace get products -o json |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["default_ttl"])'
 done
 
@@ -94,6 +103,6 @@ cargo run --quiet --release -p distcache --example embedded
 cat <<EOF
 
 The cluster is still running (logs in $CLUSTER_DIR).
-  try:   export DISTCACHE_ENDPOINT=$DISTCACHE_ENDPOINT; $bin dashboard
+  try:   export DISTCACHE_ENDPOINT=$DISTCACHE_ENDPOINT${DISTCACHE_CACERT:+ DISTCACHE_CACERT=$DISTCACHE_CACERT}; $bin dashboard
   stop:  ./scripts/demo.sh stop
 EOF
