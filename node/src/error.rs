@@ -94,6 +94,10 @@ pub enum Error {
     /// The request lacked the cluster's bearer token, or carried another one.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The request's token is known but lacks the role or the keyspace the request needs; the
+    /// message names which.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// A dependency the operation needs (the catalog, a peer) cannot be reached.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -122,6 +126,7 @@ impl Error {
             Error::InvalidConfig(_) => ErrorCode::InvalidConfig,
             Error::NotRunning => ErrorCode::NotRunning,
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
         }
@@ -173,6 +178,8 @@ pub enum ErrorCode {
     NotRunning,
     /// [`Error::Unauthorized`].
     Unauthorized,
+    /// [`Error::Forbidden`].
+    Forbidden,
     /// [`Error::Unavailable`].
     Unavailable,
     /// [`Error::Internal`].
@@ -198,6 +205,7 @@ impl ErrorCode {
         ErrorCode::InvalidConfig,
         ErrorCode::NotRunning,
         ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -221,6 +229,7 @@ impl ErrorCode {
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
             ErrorCode::NotRunning => "NOT_RUNNING",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
         }

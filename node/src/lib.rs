@@ -28,6 +28,7 @@
 //! - [`cluster`](Cluster), [`discovery`](Discovery): membership by probing, topology events;
 //! - [`transport`]: node-to-node calls ([`transport::HttpTransport`]);
 //! - `server`, [`node`](Node): the HTTP API and a whole node (engine + server + membership);
+//! - [`auth`]: bearer tokens with roles and keyspaces, and what each route needs;
 //! - [`memnet`]: an in-memory network with fault injection, for tests of many nodes;
 //! - [`client`]: a typed client of a node's public API, and [`client::Fleet`], which asks
 //!   every member at once;
@@ -118,7 +119,7 @@ pub use limits::Limits;
 pub use node::{Node, NodeBuilder, NodeConfig};
 pub use protection::BreakerState;
 pub use ring::{NodeId, Ring, key_hash};
-pub use server::{ServerConfig, openapi_json};
+pub use server::{ServerConfig, auth, openapi_json};
 pub use source::{DataSource, FetchResult, Fetched, FnSource, NoSource, source_fn};
 pub use spec::{
     CircuitBreakerConfig, Eviction, KeySpaceSpec, RateLimitConfig, SourceSpec, parse_keyspaces,

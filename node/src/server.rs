@@ -22,6 +22,7 @@
 //! The public routes are registered in [`api_routes`], each with its OpenAPI description
 //! (see the `openapi` module).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -46,6 +47,7 @@ use crate::tls::NodeTls;
 use crate::wire::{Health, WireCode};
 
 mod admin;
+pub mod auth;
 mod catalog;
 mod data;
 mod error;
@@ -75,10 +77,17 @@ pub struct ServerConfig {
     /// Most connections open at once; at the cap the node stops accepting until one closes.
     /// Default 4096.
     pub max_connections: usize,
-    /// Bearer token every request must carry (`Authorization: Bearer …`), nodes' requests to
-    /// each other included; `/healthz` and `/readyz` stay open for probes. Default: none.
+    /// The cluster's bearer token (`Authorization: Bearer …`): nodes send it to each other,
+    /// and it is an admin token for every keyspace. With it (or a tokens file) every request
+    /// must carry a known token; `/healthz`, `/readyz` and `/openapi.json` stay open.
+    /// Default: none.
     #[serde(skip_serializing)]
     pub token: Option<String>,
+    /// A TOML file of named tokens with roles (`read`, `write`, `admin`) and optional
+    /// keyspace patterns, read at start (see the README, "Tokens and roles"). Needs `token`
+    /// too, for the nodes. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +98,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 4096,
             token: None,
+            tokens_file: None,
         }
     }
 }
@@ -113,8 +123,17 @@ impl ServerConfig {
         if self.max_connections == 0 {
             problems.push("max_connections", "must be at least 1");
         }
-        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            problems.push("token", "must not be empty (leave it out to disable)");
+        // Reads the tokens file, so that its problems are found with the others.
+        if let Err(p) =
+            auth::Tokens::from_config(self.tokens_file.as_deref(), self.token.as_deref())
+        {
+            problems.0.extend(p.0);
+        }
+        if self.tokens_file.is_some() && self.token.is_none() {
+            problems.push(
+                "token",
+                "is required with tokens_file: nodes send it to each other",
+            );
         }
         problems
     }
@@ -131,6 +150,9 @@ pub(crate) struct Shared {
     pub addr: String,
     pub readiness: Arc<Readiness>,
     pub config: ServerConfig,
+    /// The tokens requests must carry; `None`: the node is open. Behind an `Arc` so a reload
+    /// could swap the set.
+    pub tokens: Option<Arc<auth::Tokens>>,
     /// The OpenAPI document, rendered once.
     pub openapi: Bytes,
 }
@@ -247,6 +269,13 @@ pub(crate) fn router(
     let request_limit = config.max_request_bytes;
     let raft_routes = control.as_ref().map(ControlPlane::router);
     let (api, doc) = api_routes(value_limit).split_for_parts();
+    let tokens = auth::Tokens::from_config(config.tokens_file.as_deref(), config.token.as_deref())
+        .map_err(|p| {
+            let mut problems = Problems::new();
+            problems.extend_prefixed("server", p);
+            Error::InvalidConfig(problems)
+        })?
+        .map(Arc::new);
     let state = AppState(Arc::new(Shared {
         engine,
         control,
@@ -254,6 +283,7 @@ pub(crate) fn router(
         addr: addr.to_owned(),
         readiness,
         config,
+        tokens,
         openapi: Bytes::from(openapi::render(&openapi::finish(doc))?),
     }));
     let mut peers = peer_routes(state.clone());
@@ -276,7 +306,7 @@ pub(crate) fn router(
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(request_limit))
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
-        .layer(middleware::from_fn_with_state(state, authorize)))
+        .layer(middleware::from_fn_with_state(state, auth::authorize)))
 }
 
 /// The node-to-node routes. Each first catches up with the sender's catalog revision.
@@ -330,36 +360,6 @@ async fn require_peer_certificate(request: Request, next: Next) -> Response {
         "node-to-node routes need a client certificate that chains to the cluster CA (tls.ca)",
     )
     .into_response()
-}
-
-async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(token) = state.config.token.as_deref() else {
-        return next.run(request).await;
-    };
-    let path = request.uri().path();
-    if path == "/healthz" || path == "/readyz" || path == "/openapi.json" {
-        return next.run(request).await;
-    }
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => next.run(request).await,
-        Some(_) => {
-            ApiError::from(Error::Unauthorized("the bearer token is wrong".into())).into_response()
-        }
-        None => ApiError::from(Error::Unauthorized(
-            "this cluster requires a bearer token (--token or DISTCACHE_TOKEN)".into(),
-        ))
-        .into_response(),
-    }
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Serves `router` on `listener` under `config`'s connection limits until `shutdown`

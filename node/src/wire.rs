@@ -394,6 +394,7 @@ mod tests {
             Error::InvalidConfig(problems),
             Error::NotRunning,
             Error::Unauthorized("wrong token".into()),
+            Error::Forbidden("token `app` has role read; put needs write".into()),
             Error::Unavailable("no leader".into()),
             Error::Internal("bug".into()),
         ];

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::AppState;
+use super::auth::Access;
 use super::error::ApiError;
 use super::extract::ApiPath;
 use crate::cluster::MemberStatus;
@@ -99,7 +100,8 @@ pub(super) async fn cluster(State(state): State<AppState>) -> Json<ClusterInfo> 
     Json(info)
 }
 
-/// Every keyspace on this node: effective settings, cache sizes, counters, hot keys.
+/// Every keyspace on this node (for a token limited to some keyspaces, only those):
+/// effective settings, cache sizes, counters, hot keys.
 #[utoipa::path(
     get,
     path = "/_distcache/admin/keyspaces",
@@ -109,8 +111,13 @@ pub(super) async fn cluster(State(state): State<AppState>) -> Json<ClusterInfo> 
         (status = 200, description = "Every keyspace.", body = Vec<KeySpaceSnapshot>),
     ),
 )]
-pub(super) async fn keyspaces(State(state): State<AppState>) -> Json<Vec<KeySpaceSnapshot>> {
-    Json(state.engine.stats().await)
+pub(super) async fn keyspaces(
+    State(state): State<AppState>,
+    access: Access,
+) -> Json<Vec<KeySpaceSnapshot>> {
+    let mut stats = state.engine.stats().await;
+    stats.retain(|s| access.allows(&s.name));
+    Json(stats)
 }
 
 /// `?key=` of an owner look-up, for keys a URL path cannot carry.

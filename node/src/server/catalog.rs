@@ -7,6 +7,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::AppState;
+use super::auth::Access;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::catalog::CatalogChange;
@@ -34,7 +35,8 @@ pub(super) struct NamesQuery {
     expected_revision: Option<u64>,
 }
 
-/// Every keyspace in this node's catalog, with the revision it applied.
+/// Every keyspace in this node's catalog, with the revision it applied; for a token limited
+/// to some keyspaces, only those.
 #[utoipa::path(
     get,
     path = "/v1/keyspaces",
@@ -42,10 +44,12 @@ pub(super) struct NamesQuery {
     tag = "catalog",
     responses((status = 200, description = "The catalog.", body = KeySpaceList)),
 )]
-pub(super) async fn list(State(state): State<AppState>) -> Json<KeySpaceList> {
+pub(super) async fn list(State(state): State<AppState>, access: Access) -> Json<KeySpaceList> {
+    let mut keyspaces = state.engine.keyspaces();
+    keyspaces.retain(|spec| access.allows(&spec.name));
     Json(KeySpaceList {
         revision: state.engine.revision(),
-        keyspaces: state.engine.keyspaces(),
+        keyspaces,
     })
 }
 
@@ -122,9 +126,11 @@ fn invalid_spec(field: &str, message: impl Into<String>) -> ApiError {
 )]
 pub(super) async fn create(
     State(state): State<AppState>,
+    access: Access,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<ChangeResponse>), ApiError> {
     let spec = spec_from(body, None)?;
+    access.check(&spec.name)?;
     let revision = state.engine.create_keyspace(spec.clone()).await?;
     Ok((
         StatusCode::CREATED,
@@ -222,6 +228,7 @@ pub(super) async fn delete(
 )]
 pub(super) async fn delete_many(
     State(state): State<AppState>,
+    access: Access,
     ApiQuery(query): ApiQuery<NamesQuery>,
 ) -> Result<Json<ChangeResponse>, ApiError> {
     let names: Vec<String> = query
@@ -233,6 +240,9 @@ pub(super) async fn delete_many(
         .collect();
     if names.is_empty() {
         return Err(ApiError::bad_request("names: list at least one keyspace"));
+    }
+    for name in &names {
+        access.check(name)?;
     }
     let revision = state
         .engine

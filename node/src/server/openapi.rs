@@ -6,8 +6,8 @@
 //! handler with utoipa-axum's `routes!`, which takes the method and the path from the
 //! handler's annotation. What the annotations cannot say is added here, to every operation:
 //! the errors any route can answer (`400 INVALID_REQUEST` for a bad path or query string,
-//! `401 UNAUTHORIZED` where a token applies, `500 INTERNAL`, `504 TIMEOUT` for the request
-//! deadline); the `code` of the error body lists every code the API can answer
+//! `401 UNAUTHORIZED` and `403 FORBIDDEN` where a token applies, `500 INTERNAL`, `504 TIMEOUT`
+//! for the request deadline); the `code` of the error body lists every code the API can answer
 //! ([`all_codes`](crate::wire::all_codes)). Wildcard paths (`{*key}`, axum's syntax) are
 //! written as plain parameters (`{key}`): a client sends the key percent-encoded as one
 //! segment.
@@ -68,8 +68,10 @@ impl Modify for BearerToken {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "The cluster's token (`server.token`, `--token`, `DISTCACHE_TOKEN`); \
-                         needed only when the cluster has one.",
+                        "The cluster's token (`server.token`, `--token`, `DISTCACHE_TOKEN`) or \
+                         one of its tokens file (`server.tokens_file`), whose role and \
+                         keyspaces decide what it may do; needed only when the cluster has \
+                         tokens.",
                     ))
                     .build(),
             ),
@@ -149,7 +151,12 @@ fn add_common_errors(op: &mut Operation) {
     if !open {
         common.push((
             "401",
-            "`UNAUTHORIZED`: the cluster has a token and the request lacks it or has another.",
+            "`UNAUTHORIZED`: the cluster has tokens and the request lacks one or has another.",
+        ));
+        common.push((
+            "403",
+            "`FORBIDDEN`: the token lacks the role or the keyspace the request needs; the \
+             message names which.",
         ));
     }
     for (status, description) in common {

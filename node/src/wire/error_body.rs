@@ -135,6 +135,7 @@ impl ErrorBody {
             Some(ErrorCode::Unauthorized) => {
                 Error::Unauthorized(strip(&self.message, "unauthorized: "))
             }
+            Some(ErrorCode::Forbidden) => Error::Forbidden(strip(&self.message, "forbidden: ")),
             Some(ErrorCode::Unavailable) => {
                 Error::Unavailable(strip(&self.message, "unavailable: "))
             }

@@ -15,6 +15,7 @@ mod keys;
 mod membership;
 mod openapi;
 mod ownership;
+mod roles;
 mod routing;
 mod single_flight;
 mod spec_errors;
