@@ -1,5 +1,5 @@
 //! Exit codes, documented in `--help`: 0 ok, 1 error, 2 usage, 3 not found, 4 unavailable or
-//! timed out.
+//! timed out, 5 denied (no token, a wrong one, or one without the role or keyspace).
 
 use distcache::Error;
 
@@ -10,12 +10,17 @@ pub const NOT_FOUND: u8 = 3;
 /// The cluster could not be reached, or did not answer in time.
 pub const UNAVAILABLE: u8 = 4;
 
+/// The node refused the token: missing or wrong (401), or without the role or keyspace the
+/// command needs (403).
+pub const DENIED: u8 = 5;
+
 /// The exit code of a failed command.
 pub fn code_of(err: &anyhow::Error) -> u8 {
     if let Some(e) = err.downcast_ref::<Error>() {
         return match e {
             Error::KeySpaceNotFound(_) => NOT_FOUND,
             Error::Unavailable(_) | Error::Timeout { .. } | Error::NotRunning => UNAVAILABLE,
+            Error::Unauthorized(_) | Error::Forbidden(_) => DENIED,
             _ => ERROR,
         };
     }

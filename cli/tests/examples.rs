@@ -8,6 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{Cluster, distcache, run_command};
+use distcache::auth::{Role, Tokens};
 use distcache::{Limits, NodeConfig, read_keyspace_file};
 
 fn examples() -> PathBuf {
@@ -50,6 +51,22 @@ fn keyspace_files_are_valid() {
         }
     }
     assert!(seen >= 5);
+}
+
+/// The tokens file parses, holds only hashes, and gives each role once.
+#[test]
+fn tokens_file_is_valid() {
+    let path = examples().join("tokens.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let tokens = Tokens::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let roles: Vec<Role> = tokens.grants().map(|g| g.role()).collect();
+    assert_eq!(roles, [Role::Read, Role::Write, Role::Admin]);
+    assert!(
+        !text.contains("\ntoken = "),
+        "the example holds only hashes"
+    );
+    let billing = tokens.grants().nth(1).unwrap();
+    assert!(billing.allows("invoices-2024") && !billing.allows("users"));
 }
 
 /// Checks a `distcache …` command line against the binary: `--help` after the arguments

@@ -104,7 +104,10 @@ pub async fn get(args: GetArgs, global: &Global) -> anyhow::Result<()> {
         let key = args.keys[0].clone();
         let answer = client.get(&args.keyspace, &key).await;
         if let Err(
-            e @ (Error::KeySpaceNotFound(_) | Error::Unavailable(_) | Error::Unauthorized(_)),
+            e @ (Error::KeySpaceNotFound(_)
+            | Error::Unavailable(_)
+            | Error::Unauthorized(_)
+            | Error::Forbidden(_)),
         ) = &answer
         {
             return Err(e.clone().into());

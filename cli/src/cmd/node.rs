@@ -44,6 +44,10 @@ pub struct StartArgs {
     /// TOML or JSON file of keyspace specs.
     #[arg(long, env = "DISTCACHE_KEYSPACE_FILE")]
     pub keyspace_file: Option<PathBuf>,
+    /// TOML file of named tokens with roles and keyspaces (`[[token]]` entries); needs
+    /// --token too, which nodes send each other.
+    #[arg(long, env = "DISTCACHE_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
     /// Members (this node included) that must answer before the node serves [default: 1].
     #[arg(long, env = "DISTCACHE_MINIMUM_PEERS_QUORUM")]
     pub minimum_peers_quorum: Option<usize>,
@@ -103,6 +107,9 @@ pub fn config(args: StartArgs, token: Option<String>) -> anyhow::Result<NodeConf
     }
     if let Some(file) = args.keyspace_file {
         config.keyspace_file = Some(file);
+    }
+    if let Some(file) = args.tokens_file {
+        config.server.tokens_file = Some(file);
     }
     if let Some(q) = args.minimum_peers_quorum {
         config.cluster.minimum_peers_quorum = q;
