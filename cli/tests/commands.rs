@@ -476,7 +476,8 @@ async fn admin_commands_report_a_stopped_member() {
     c.shutdown().await;
 }
 
-/// Endpoints are tried in turn; none answering exits 4; a token-guarded cluster needs the token.
+/// Endpoints are tried in turn; none answering exits 4; a token-guarded cluster needs the token
+/// (exit 5 without it or with a wrong one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_and_tokens() {
     let c = Cluster::start_with(1, Some("s3cret")).await;
@@ -506,11 +507,11 @@ async fn endpoints_and_tokens() {
 
     let mut cmd = distcache();
     cmd.args(["--endpoint", &c.addrs[0], "peers"]);
-    run_command(cmd, None).await.fails(1, "bearer token");
+    run_command(cmd, None).await.fails(5, "bearer token");
     let mut cmd = distcache();
     cmd.env("DISTCACHE_TOKEN", "wrong")
         .args(["--endpoint", &c.addrs[0], "get", "scratch", "k"]);
-    run_command(cmd, None).await.fails(1, "wrong");
+    run_command(cmd, None).await.fails(5, "wrong");
     c.shutdown().await;
 }
 
