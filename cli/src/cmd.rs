@@ -1,9 +1,12 @@
 //! The command tree. Each subcommand is a small function in `cmd/<name>.rs` over library APIs;
 //! this file holds the global options and the dispatch.
 
+use std::path::PathBuf;
+use std::sync::Once;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use distcache::ClientTls;
 use distcache::client::Client;
 
 use crate::output::Format;
@@ -42,7 +45,8 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// Node(s) to talk to, `host:port`, comma-separated: tried in turn until one answers.
+    /// Node(s) to talk to, `host:port`, `http://host:port` or `https://host:port`,
+    /// comma-separated: tried in turn until one answers.
     #[arg(
         long,
         global = true,
@@ -64,6 +68,24 @@ pub struct Global {
     #[arg(long, global = true, value_parser = parse_duration, default_value = "30s")]
     pub request_timeout: Duration,
 
+    /// PEM file of the CA certificate(s) to trust for https endpoints [default: the Mozilla
+    /// roots built into the binary]. With any TLS option, a bare `host:port` endpoint is https.
+    #[arg(long, global = true, env = "DISTCACHE_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// PEM file of a client certificate to present (for nodes that require one); needs --key.
+    #[arg(long, global = true, env = "DISTCACHE_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// PEM file of the client certificate's private key; needs --cert.
+    #[arg(long, global = true, env = "DISTCACHE_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Accept any server certificate. INSECURE: anyone on the path can read and change the
+    /// traffic, token included. For a first test only.
+    #[arg(long, global = true)]
+    pub insecure_skip_verify: bool,
+
     /// Log filter for stderr (tracing-subscriber syntax, e.g. `info` or `distcache=debug`)
     /// [default: `info` for `node start`, `warn` for the rest].
     #[arg(long, global = true, env = "DISTCACHE_LOG")]
@@ -71,11 +93,32 @@ pub struct Global {
 }
 
 impl Global {
+    /// The TLS settings of the options. Warns on stderr (once) when verification is off.
+    pub fn tls(&self) -> ClientTls {
+        if self.insecure_skip_verify {
+            static WARNED: Once = Once::new();
+            WARNED.call_once(|| {
+                eprintln!(
+                    "WARNING: --insecure-skip-verify: server certificates are NOT verified; \
+                     anyone on the path can read and change this traffic, token included"
+                );
+            });
+        }
+        ClientTls {
+            ca: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            insecure_skip_verify: self.insecure_skip_verify,
+        }
+    }
+
     /// A client of the endpoints.
     pub fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(self.endpoint.iter().cloned())?
-            .with_token(self.token.clone())
-            .with_timeout(self.request_timeout))
+        Ok(
+            Client::with_tls(self.endpoint.iter().cloned(), &self.tls())?
+                .with_token(self.token.clone())
+                .with_timeout(self.request_timeout),
+        )
     }
 }
 

@@ -18,6 +18,7 @@ use crate::cluster::MemberStatus;
 use crate::entry::{Entry, KeyResult};
 use crate::error::{Error, Result};
 use crate::net;
+use crate::net::tls::ClientTls;
 use crate::spec::KeySpaceSpec;
 use crate::stats::KeySpaceSnapshot;
 use crate::warmup::WarmupRun;
@@ -89,36 +90,44 @@ impl<'a> Call<'a> {
 }
 
 impl Client {
-    /// A client of the nodes at `endpoints` (`host:port` or `http://host:port`).
+    /// A client of the nodes at `endpoints` (`host:port`, `http://host:port` or
+    /// `https://host:port`; bare `host:port` is http). TLS trusts the bundled Mozilla roots;
+    /// use [`with_tls`](Self::with_tls) for a private CA or a client certificate.
     pub fn new<I, S>(endpoints: I) -> Result<Client>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let endpoints: Vec<String> = endpoints
+        Client::with_tls(endpoints, &ClientTls::default())
+    }
+
+    /// A client of the nodes at `endpoints` with the TLS settings `tls` (files are read now;
+    /// a problem names the file). A bare `host:port` endpoint means `https://` when `tls`
+    /// sets anything ([`ClientTls::is_configured`]), else `http://`.
+    pub fn with_tls<I, S>(endpoints: I, tls: &ClientTls) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let http = http_client(tls)?;
+        Client::over(endpoints, http, default_scheme(tls))
+    }
+
+    /// A client of `endpoints` sending over `http` (shared, with its pool); bare `host:port`
+    /// endpoints get `scheme`.
+    pub(crate) fn over<I, S>(endpoints: I, http: reqwest::Client, scheme: &str) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let endpoints = endpoints
             .into_iter()
-            .map(|e| {
-                let e: String = e.into();
-                let e = e.trim().trim_end_matches('/').to_owned();
-                if e.contains("://") {
-                    e
-                } else {
-                    format!("http://{e}")
-                }
-            })
-            .filter(|e| e.len() > "http://".len())
-            .collect();
+            .map(|e| endpoint_url(e.into().trim().trim_end_matches('/'), scheme))
+            .filter_map(Result::transpose)
+            .collect::<Result<Vec<String>>>()?;
         if endpoints.is_empty() {
             return Err(Error::InvalidRequest("no endpoint given".into()));
         }
-        for e in &endpoints {
-            reqwest::Url::parse(e).map_err(|err| {
-                Error::InvalidRequest(format!("endpoint `{e}` is not a URL: {err}"))
-            })?;
-        }
-        let http = net::client_builder()
-            .build()
-            .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
         Ok(Client {
             http,
             endpoints,
@@ -184,7 +193,7 @@ impl Client {
                 Err(e) if e.is_timeout() => {
                     return Err(Error::timeout(format!("request to {base}"), self.timeout));
                 }
-                Err(e) => failures.push(format!("{base} ({})", crate::error::with_causes(&e))),
+                Err(e) => failures.push(format!("{base} ({})", net::tls::describe(&e))),
             }
         }
         Err(Error::Unavailable(format!(
@@ -437,7 +446,7 @@ impl Client {
         keys: Option<&[String]>,
     ) -> Result<(WarmupRun, WarmupFollower)> {
         let run = self.warmup(keyspace, keys).await?;
-        let node = Client::new([self.current_endpoint()])?
+        let node = Client::over([self.current_endpoint()], self.http.clone(), "http")?
             .with_token(self.token.clone())
             .with_timeout(self.timeout);
         let id = run.id;
@@ -489,6 +498,51 @@ impl WarmupFollower {
             }
         }
     }
+}
+
+/// The reqwest client of the TLS settings `tls`.
+pub(crate) fn http_client(tls: &ClientTls) -> Result<reqwest::Client> {
+    net::client_builder_with(tls)
+        .map_err(|e| {
+            let mut problems = crate::error::Problems::new();
+            problems.push("tls", e.to_string());
+            Error::InvalidConfig(problems)
+        })?
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))
+}
+
+/// The scheme of bare `host:port` endpoints: https when `tls` sets anything.
+pub(crate) fn default_scheme(tls: &ClientTls) -> &'static str {
+    if tls.is_configured() { "https" } else { "http" }
+}
+
+/// `endpoint` as a base URL: its own scheme (http or https), or `scheme` when it has none.
+/// `None` for an empty endpoint.
+fn endpoint_url(endpoint: &str, scheme: &str) -> Result<Option<String>> {
+    if endpoint.is_empty() {
+        return Ok(None);
+    }
+    let url = if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("{scheme}://{endpoint}")
+    };
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| Error::InvalidRequest(format!("endpoint `{endpoint}` is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Error::InvalidRequest(format!(
+            "endpoint `{endpoint}`: the scheme must be http or https"
+        )));
+    }
+    Ok(Some(url))
+}
+
+/// The scheme of a base URL made by [`endpoint_url`].
+pub(crate) fn scheme_of(endpoint: &str) -> &str {
+    endpoint
+        .split_once("://")
+        .map_or("http", |(scheme, _)| scheme)
 }
 
 async fn body_of(response: reqwest::Response) -> Result<ErrorBody> {

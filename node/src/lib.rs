@@ -30,6 +30,7 @@
 //! - `server`, [`node`](Node): the HTTP API and a whole node (engine + server + membership);
 //! - [`auth`]: bearer tokens with roles and keyspaces, and what each route needs;
 //! - [`memnet`]: an in-memory network with fault injection, for tests of many nodes;
+//! - `net`: shared HTTP client plumbing, and TLS of clients ([`ClientTls`], [`TlsFailure`]);
 //! - [`client`]: a typed client of a node's public API, and [`client::Fleet`], which asks
 //!   every member at once;
 //! - [`wire`]: what travels over HTTP (error bodies with stable codes, batch JSON, warm
@@ -116,6 +117,7 @@ pub use entry::{Entry, KeyResult};
 pub use error::{Error, ErrorCode, Problem, Problems, Result, SourceError};
 pub use keyspace::KeySpace;
 pub use limits::Limits;
+pub use net::tls::{ClientTls, TlsError, TlsFailure};
 pub use node::{Node, NodeBuilder, NodeConfig};
 pub use protection::BreakerState;
 pub use ring::{NodeId, Ring, key_hash};

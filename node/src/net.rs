@@ -1,8 +1,13 @@
-//! Shared HTTP client plumbing: one crypto provider for rustls, and reqwest clients with
-//! pooled keep-alive connections.
+//! Shared HTTP client plumbing: one crypto provider for rustls, reqwest clients with pooled
+//! keep-alive connections and the TLS settings of `net/tls.rs`, and URLs built from path
+//! segments.
 
 use std::sync::Once;
 use std::time::Duration;
+
+pub(crate) mod tls;
+
+use tls::{ClientTls, TlsError};
 
 /// Installs rustls' ring crypto provider as the process default (once; a provider installed
 /// by the embedding program first is kept).
@@ -14,7 +19,8 @@ pub(crate) fn install_crypto_provider() {
 }
 
 /// A reqwest client builder with the settings every distcache client shares: keep-alive pool,
-/// no Nagle delay, a connect timeout.
+/// no Nagle delay, a connect timeout. TLS is reqwest's default (the system's trust store);
+/// data sources use this one.
 pub(crate) fn client_builder() -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
@@ -25,6 +31,12 @@ pub(crate) fn client_builder() -> reqwest::ClientBuilder {
         .pool_max_idle_per_host(256)
         .connect_timeout(Duration::from_secs(2))
         .no_proxy()
+}
+
+/// [`client_builder`] with TLS set up by `tls` ([`ClientTls::client_config`]): its CAs (or
+/// the bundled Mozilla roots), its client certificate. Clients of nodes use this one.
+pub(crate) fn client_builder_with(tls: &ClientTls) -> Result<reqwest::ClientBuilder, TlsError> {
+    Ok(client_builder().use_preconfigured_tls(tls.client_config()?))
 }
 
 /// Adds `Authorization: Bearer <token>` to every request of the client being built.
@@ -50,7 +62,7 @@ pub(crate) fn is_dot_segment(segment: &str) -> bool {
     segment == "." || segment == ".."
 }
 
-/// `http://{addr}` with `segments` appended, each percent-encoded as one path segment. A
+/// `{scheme}://{addr}` with `segments` appended, each percent-encoded as one path segment. A
 /// `.` or `..` segment is refused rather than silently dropped.
 pub(crate) fn url(scheme: &str, addr: &str, segments: &[&str]) -> Result<reqwest::Url, String> {
     if let Some(dot) = segments.iter().find(|s| is_dot_segment(s)) {

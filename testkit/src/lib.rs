@@ -6,7 +6,9 @@
 //! - [`wait_until`] / [`wait_for`]: poll a condition until a deadline, never sleep to
 //!   synchronise;
 //! - [`loopback_listener`] / [`free_addr`]: ports picked by the OS;
-//! - [`TestSource`]: a scriptable data source that counts its fetches.
+//! - [`TestSource`]: a scriptable data source that counts its fetches;
+//! - [`tls`]: a throwaway PKI (CA, server and client certificates as PEM files) and a small
+//!   HTTPS server, for tests of TLS clients and listeners.
 //!
 //! Dev-only: no published crate depends on it.
 
@@ -15,6 +17,7 @@
 mod cluster;
 mod ports;
 mod source;
+pub mod tls;
 mod wait;
 
 pub use cluster::{Builder, CONVERGE, TestCluster, wait_leader};

@@ -40,6 +40,9 @@ pub enum TuiError {
     /// Standard output is not a terminal.
     #[error("the dashboard needs a terminal (stdout is not one); use `distcache stats` in scripts")]
     NotATerminal,
+    /// The endpoints or TLS settings cannot be used (a CA file that cannot be read, …).
+    #[error("{0}")]
+    Client(#[from] distcache::Error),
 }
 
 /// Runs the dashboard until the user quits (q, Ctrl-C) or the process is told to stop.
@@ -47,6 +50,8 @@ pub async fn run(config: PollConfig) -> Result<(), TuiError> {
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         return Err(TuiError::NotATerminal);
     }
+    // Bad endpoints or TLS files are reported now, not as a dashboard of failed polls.
+    config.client()?;
     let mut app = App::new(config.endpoints.join(","), config.interval);
     let (snapshots_tx, mut snapshots) = mpsc::channel(4);
     let (lookups_tx, mut lookups) = mpsc::channel::<LookupResult>(4);
@@ -123,7 +128,7 @@ fn perform(
             tokio::spawn(follow_warmup(keyspace, ticket, config, progress));
         }
         Effect::Lookup { keyspace, key } => {
-            let client = distcache::client::Client::new(config.endpoints.clone()).map(|c| {
+            let client = config.client().map(|c| {
                 c.with_token(config.token.clone())
                     .with_timeout(Duration::from_secs(10))
             });
@@ -179,7 +184,7 @@ async fn follow_warmup(
         run,
         error,
     };
-    let client = match distcache::client::Client::new(config.endpoints.clone()) {
+    let client = match config.client() {
         Ok(c) => c
             .with_token(config.token.clone())
             .with_timeout(Duration::from_secs(10)),

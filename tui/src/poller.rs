@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use distcache::client::{Answer, Client, Fleet, Member};
 use distcache::wire::{ClusterInfo, Health};
-use distcache::{KeySpaceSnapshot, Result};
+use distcache::{ClientTls, KeySpaceSnapshot, Result};
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -24,8 +24,17 @@ pub struct PollConfig {
     pub endpoints: Vec<String>,
     /// Bearer token, if the cluster needs one.
     pub token: Option<String>,
+    /// TLS settings for https endpoints (and bare `host:port` ones when any is set).
+    pub tls: ClientTls,
     /// Time between polls.
     pub interval: Duration,
+}
+
+impl PollConfig {
+    /// A client of the endpoints with the token and TLS settings.
+    pub fn client(&self) -> Result<Client> {
+        Ok(Client::with_tls(self.endpoints.clone(), &self.tls)?.with_token(self.token.clone()))
+    }
 }
 
 /// What one node answered in one poll.
@@ -41,7 +50,15 @@ pub async fn run(config: PollConfig, out: mpsc::Sender<Snapshot>) {
     let timeout = config
         .interval
         .clamp(Duration::from_millis(500), Duration::from_secs(3));
-    let mut fleet = Fleet::new(config.token.clone(), timeout);
+    let fleet = Fleet::new(config.token.clone(), timeout).with_tls(&config.tls);
+    let mut fleet = match fleet {
+        Ok(fleet) => fleet,
+        Err(e) => {
+            // The dashboard checked the settings before it started polling.
+            debug!(error = %e, "the TLS settings cannot be used");
+            return;
+        }
+    };
     // Until some node names the members, the endpoints stand in for them.
     fleet.set_members(
         config
@@ -49,7 +66,7 @@ pub async fn run(config: PollConfig, out: mpsc::Sender<Snapshot>) {
             .iter()
             .map(|e| Member::at(e.trim().trim_start_matches("http://"))),
     );
-    let seeds = match Client::new(config.endpoints.clone()) {
+    let seeds = match config.client() {
         Ok(c) => Some(c.with_token(config.token.clone()).with_timeout(timeout)),
         Err(e) => {
             debug!(error = %e, "the endpoints cannot be asked for the members");

@@ -41,6 +41,7 @@ async fn poller_follows_members_and_keeps_a_stopped_one() {
     let (tx, mut snapshots) = mpsc::channel(4);
     let poller = tokio::spawn(poller::run(
         PollConfig {
+            tls: Default::default(),
             endpoints: vec![addrs[0].clone()],
             token: None,
             interval: Duration::from_millis(100),

@@ -94,15 +94,16 @@ impl From<Answer<Vec<KeySpaceSnapshot>>> for NodeStats {
 
 /// A fleet whose members are each asked with a short deadline: one member that hangs must not
 /// hold the whole answer up for the full request timeout.
-fn fleet(global: &Global) -> Fleet {
-    Fleet::new(
+fn fleet(global: &Global) -> anyhow::Result<Fleet> {
+    let fleet = Fleet::new(
         global.token.clone(),
         global.request_timeout.min(Duration::from_secs(5)),
-    )
+    );
+    Ok(fleet.with_tls(&global.tls())?)
 }
 
 pub async fn stats(args: StatsArgs, global: &Global) -> anyhow::Result<()> {
-    let mut fleet = fleet(global);
+    let mut fleet = fleet(global)?;
     fleet.refresh(&global.client()?).await?;
     let mut answers = fleet.stats().await;
     if let Some(only) = &args.keyspace {
@@ -196,7 +197,7 @@ pub async fn cluster(cmd: ClusterCommand, global: &Global) -> anyhow::Result<()>
     let ClusterCommand::Status = cmd;
     let client = global.client()?;
     let info = client.cluster().await?;
-    let mut fleet = fleet(global);
+    let mut fleet = fleet(global)?;
     if info.members.is_empty() {
         // No control plane: the answering node alone.
         fleet.set_members([Member {

@@ -23,6 +23,7 @@ pub async fn run(args: DashboardArgs, global: &Global) -> anyhow::Result<()> {
     distcache_tui::run(distcache_tui::PollConfig {
         endpoints: global.endpoint.clone(),
         token: global.token.clone(),
+        tls: global.tls(),
         interval: args.interval,
     })
     .await?;

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use tracing::{Instrument, debug, info_span, instrument};
 
-use super::Client;
+use super::{Client, scheme_of};
 use crate::cluster::MemberStatus;
 use crate::error::{Error, Result};
+use crate::net::tls::ClientTls;
 use crate::stats::{KeySpaceSnapshot, KeySpaceTotal};
 use crate::wire::{ClusterInfo, ClusterMember, Health};
 
@@ -172,6 +173,11 @@ pub struct Fleet {
     seats: Vec<Seat>,
     token: Option<String>,
     timeout: Duration,
+    /// The HTTP client every member's client shares (or why there is none).
+    http: Result<reqwest::Client>,
+    /// The scheme of members known by a bare `host:port`: the scheme of the endpoint that
+    /// named them, so a cluster reached over https is asked over https.
+    scheme: String,
 }
 
 impl Fleet {
@@ -179,11 +185,28 @@ impl Fleet {
     /// `timeout`. Add members with [`set_members`](Self::set_members) or
     /// [`refresh`](Self::refresh).
     pub fn new(token: Option<String>, timeout: Duration) -> Fleet {
+        let tls = ClientTls::default();
         Fleet {
             seats: Vec::new(),
             token: token.filter(|t| !t.is_empty()),
             timeout,
+            http: super::http_client(&tls),
+            scheme: super::default_scheme(&tls).to_owned(),
         }
+    }
+
+    /// The fleet's clients use the TLS settings `tls` (files are read now; a problem names
+    /// the file). Until a [`refresh`](Self::refresh) says otherwise, members known by a bare
+    /// `host:port` are asked over https when `tls` sets anything.
+    pub fn with_tls(mut self, tls: &ClientTls) -> Result<Fleet> {
+        self.http = Ok(super::http_client(tls)?);
+        self.scheme = super::default_scheme(tls).to_owned();
+        let mut seats = std::mem::take(&mut self.seats);
+        for seat in &mut seats {
+            seat.client = self.client_for(&seat.member.addr);
+        }
+        self.seats = seats;
+        Ok(self)
     }
 
     /// The members, in the order they are asked and answer.
@@ -229,20 +252,26 @@ impl Fleet {
     /// answers either, the fleet stays as it was and the seeds' error is returned.
     #[instrument(skip_all, fields(members = self.seats.len()))]
     pub async fn refresh(&mut self, seeds: &Client) -> Result<()> {
-        let peers = match seeds.peers().await {
-            Ok(peers) => peers,
+        // Members are listed as `host:port`: they take the scheme of whoever listed them.
+        let (peers, scheme) = match seeds.peers().await {
+            Ok(peers) => (peers, scheme_of(seeds.current_endpoint()).to_owned()),
             Err(seeds_error) => {
                 debug!(error = %seeds_error, "the seeds did not answer; asking the members");
                 let mut found = None;
                 for client in self.seats.iter().filter_map(|s| s.client.as_ref().ok()) {
                     if let Ok(peers) = client.peers().await {
-                        found = Some(peers);
+                        found = Some((peers, scheme_of(client.current_endpoint()).to_owned()));
                         break;
                     }
                 }
                 found.ok_or(seeds_error)?
             }
         };
+        if scheme != self.scheme {
+            // Clients made for the other scheme would ask the wrong way.
+            self.scheme = scheme;
+            self.seats.clear();
+        }
         self.set_members(peers.into_iter().map(Member::from));
         Ok(())
     }
@@ -291,7 +320,7 @@ impl Fleet {
     }
 
     fn client_for(&self, addr: &str) -> Result<Arc<Client>> {
-        let client = Client::new([addr])?
+        let client = Client::over([addr], self.http.clone()?, &self.scheme)?
             .with_token(self.token.clone())
             .with_timeout(self.timeout);
         Ok(Arc::new(client))
