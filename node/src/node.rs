@@ -205,7 +205,8 @@ impl Wire {
         match self {
             Wire::Http { .. } => {
                 let dial = tls.map(|tls| tls.client_config()).transpose()?;
-                let http = HttpTransport::new(&config.id, config.server.token.as_deref(), dial)?;
+                let http = HttpTransport::new(&config.id, config.server.token.as_deref(), dial)?
+                    .with_limits(config.engine.limits.clone());
                 let (engine, cluster) = build_engine(config, addr, engine, http.clone())?;
                 if raft {
                     // Revisions compare only between nodes that share one catalog.

@@ -1,5 +1,10 @@
 //! The HTTP peer transport: reqwest with a keep-alive pool against the peer routes of
 //! `server` (`/_distcache/peer/…`).
+//!
+//! A peer is not trusted: every answer is read under a size cap for its kind of call (from the
+//! engine's [`Limits`] and the length of what was asked) and checked against what was asked.
+//! An answer that breaks either is a [`PeerError::Protocol`] (the caller treats the peer as
+//! failed), logged with the peer's address.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -12,6 +17,7 @@ use tokio::sync::watch;
 use super::{HotKeysByKeyspace, PeerError, PeerTransport, RemoteGet, RemoteValue};
 use crate::entry::Entry;
 use crate::error::Error;
+use crate::limits::Limits;
 use crate::net;
 use crate::wire::{
     BatchResponse, ErrorBody, HOP_HEADER, HOPS_HEADER, HandoffEntry, Health, KeysRequest,
@@ -28,7 +34,23 @@ pub struct HttpTransport {
     scheme: &'static str,
     /// The catalog revision this node applied, sent with every request once known.
     revision: Arc<OnceLock<watch::Receiver<u64>>>,
+    /// Sizes answers are capped and checked by.
+    limits: Limits,
 }
+
+/// Largest error body read from a peer.
+const ERROR_BODY_CAP: usize = 64 << 10;
+/// Largest `/healthz` or warm summary read from a peer, before the per-key failures.
+const SMALL_ANSWER_CAP: usize = 1 << 20;
+/// Most hot keys a valid node lists per keyspace: the ceiling `warmup.max_hot_keys`
+/// validates against.
+const MAX_HOT_KEYS: usize = 10_000;
+/// Largest hot-keys answer. With the default 100 keys per keyspace of at most 1 KiB (up to
+/// 6 KiB as escaped JSON), 32 MiB holds over 50 keyspaces at worst and thousands in practice;
+/// keyspaces past that are shared next round by nobody, which only costs warmth.
+const HOT_ANSWER_CAP: usize = 32 << 20;
+/// JSON framing of one result or line besides its key and value (status, ttl, error body).
+const PER_RESULT_OVERHEAD: usize = 1024;
 
 impl HttpTransport {
     /// A transport for the node named `from`, sending the cluster's `token` when it has one,
@@ -58,7 +80,23 @@ impl HttpTransport {
             from: from.to_owned(),
             scheme,
             revision: Arc::new(OnceLock::new()),
+            limits: Limits::default(),
         })
+    }
+
+    /// Caps and checks answers by `limits` (the engine's) instead of the defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Most bytes one key's result or handoff line can take as JSON: the key escaped, the
+    /// value in base64, the framing.
+    fn per_result_cap(&self) -> usize {
+        let key = self.limits.max_key_bytes.saturating_mul(6);
+        let value = self.limits.max_value_bytes.div_ceil(3).saturating_mul(4);
+        key.saturating_add(value)
+            .saturating_add(PER_RESULT_OVERHEAD)
     }
 
     /// Sends the revision `applied` holds with every later request (set once; later calls
@@ -98,18 +136,13 @@ impl HttpTransport {
         peer: &str,
         response: reqwest::Response,
         timeout: Duration,
+        cap: usize,
     ) -> Result<T, PeerError> {
         if !response.status().is_success() {
             return Err(remote_error(peer, response, timeout).await);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| classify(peer, timeout, e))?;
-        serde_json::from_slice(&body).map_err(|e| PeerError::Protocol {
-            peer: peer.to_owned(),
-            reason: format!("bad JSON: {e}"),
-        })
+        let body = read_capped(peer, response, cap, timeout).await?;
+        serde_json::from_slice(&body).map_err(|e| nonsense(peer, format!("bad JSON: {e}")))
     }
 
     async fn batch(
@@ -120,12 +153,15 @@ impl HttpTransport {
         timeout: Duration,
         expected: usize,
     ) -> Result<BatchResponse, PeerError> {
-        let batch: BatchResponse = self.post_json(peer, segments, body, timeout).await?;
+        let cap = expected
+            .saturating_mul(self.per_result_cap())
+            .saturating_add(PER_RESULT_OVERHEAD);
+        let batch: BatchResponse = self.post_json(peer, segments, body, timeout, cap).await?;
         if batch.results.len() != expected {
-            return Err(PeerError::Protocol {
-                peer: peer.to_owned(),
-                reason: format!("{} results for {expected} keys", batch.results.len()),
-            });
+            return Err(nonsense(
+                peer,
+                format!("{} results for {expected} keys", batch.results.len()),
+            ));
         }
         Ok(batch)
     }
@@ -162,6 +198,7 @@ impl HttpTransport {
         segments: &[&str],
         body: Vec<u8>,
         timeout: Duration,
+        cap: usize,
     ) -> Result<T, PeerError> {
         let url = self.url(peer, segments)?;
         let request = self
@@ -170,8 +207,83 @@ impl HttpTransport {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         let response = self.send(peer, request, timeout).await?;
-        self.json(peer, response, timeout).await
+        self.json(peer, response, timeout, cap).await
     }
+
+    /// Rejects a hot-keys answer no valid node sends: too many keys in a keyspace, an empty
+    /// key or one over `max_key_bytes`, an empty keyspace name.
+    fn check_hot(&self, peer: &str, hot: &HotKeysByKeyspace) -> Result<(), PeerError> {
+        for (keyspace, keys) in hot {
+            if keyspace.is_empty() || keyspace.len() > self.limits.max_key_bytes {
+                return Err(nonsense(
+                    peer,
+                    "hot keys of a keyspace with a bad name".into(),
+                ));
+            }
+            if keys.len() > MAX_HOT_KEYS {
+                return Err(nonsense(
+                    peer,
+                    format!(
+                        "{} hot keys for `{keyspace}`, over {MAX_HOT_KEYS}",
+                        keys.len()
+                    ),
+                ));
+            }
+            if let Some((key, _)) = keys
+                .iter()
+                .find(|(key, _)| self.limits.check_key(key).is_err())
+            {
+                return Err(nonsense(
+                    peer,
+                    format!("hot key of {} bytes in `{keyspace}`", key.len()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A peer answered something no valid node sends: logged, and a protocol error (the caller
+/// treats the peer as failed).
+fn nonsense(peer: &str, reason: String) -> PeerError {
+    tracing::warn!(peer, %reason, "peer answered nonsense; treating it as failed");
+    PeerError::Protocol {
+        peer: peer.to_owned(),
+        reason,
+    }
+}
+
+/// The body of `response`, read chunk by chunk and refused past `cap` bytes (a declared
+/// length over it is refused before reading).
+async fn read_capped(
+    peer: &str,
+    mut response: reqwest::Response,
+    cap: usize,
+    timeout: Duration,
+) -> Result<Bytes, PeerError> {
+    let too_large = |len: u64| {
+        nonsense(
+            peer,
+            format!("answer of {len}+ bytes, over the cap of {cap}"),
+        )
+    };
+    if let Some(len) = response.content_length()
+        && len > cap as u64
+    {
+        return Err(too_large(len));
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| classify(peer, timeout, e))?
+    {
+        if body.len().saturating_add(chunk.len()) > cap {
+            return Err(too_large((body.len() + chunk.len()) as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn classify(peer: &str, timeout: Duration, e: reqwest::Error) -> PeerError {
@@ -196,18 +308,18 @@ fn classify(peer: &str, timeout: Duration, e: reqwest::Error) -> PeerError {
 
 async fn remote_error(peer: &str, response: reqwest::Response, timeout: Duration) -> PeerError {
     let status = response.status();
-    match response.bytes().await {
+    match read_capped(peer, response, ERROR_BODY_CAP, timeout).await {
         Ok(body) => match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(err) => PeerError::Remote(err.into_error()),
-            Err(_) => PeerError::Protocol {
-                peer: peer.to_owned(),
-                reason: format!(
+            Err(_) => nonsense(
+                peer,
+                format!(
                     "status {status} without an error body: {}",
                     String::from_utf8_lossy(&body[..body.len().min(200)])
                 ),
-            },
+            ),
         },
-        Err(e) => classify(peer, timeout, e),
+        Err(e) => e,
     }
 }
 
@@ -245,24 +357,16 @@ impl PeerTransport for HttpTransport {
         match response.status() {
             StatusCode::OK => {
                 let ttl = ttl_of(&response);
-                let value: Bytes = response
-                    .bytes()
-                    .await
-                    .map_err(|e| classify(peer, timeout, e))?;
+                let value =
+                    read_capped(peer, response, self.limits.max_value_bytes, timeout).await?;
                 Ok(Some(RemoteValue { value, ttl }))
             }
             StatusCode::NOT_FOUND => {
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| classify(peer, timeout, e))?;
+                let body = read_capped(peer, response, ERROR_BODY_CAP, timeout).await?;
                 match serde_json::from_slice::<ErrorBody>(&body) {
                     Ok(err) if err.is_key_not_found() => Ok(None),
                     Ok(err) => Err(PeerError::Remote(err.into_error())),
-                    Err(e) => Err(PeerError::Protocol {
-                        peer: peer.to_owned(),
-                        reason: format!("404 without an error body: {e}"),
-                    }),
+                    Err(e) => Err(nonsense(peer, format!("404 without an error body: {e}"))),
                 }
             }
             _ => Err(remote_error(peer, response, timeout).await),
@@ -349,19 +453,38 @@ impl PeerTransport for HttpTransport {
                 keys: keys.to_vec(),
             },
         )?;
-        self.post_json(
-            peer,
-            &["_distcache", "peer", "keyspaces", keyspace, "warm"],
-            body,
-            timeout,
-        )
-        .await
+        let cap = keys
+            .len()
+            .saturating_mul(self.limits.max_key_bytes.saturating_mul(6) + PER_RESULT_OVERHEAD)
+            .saturating_add(SMALL_ANSWER_CAP);
+        let outcome: WarmOutcome = self
+            .post_json(
+                peer,
+                &["_distcache", "peer", "keyspaces", keyspace, "warm"],
+                body,
+                timeout,
+                cap,
+            )
+            .await?;
+        let counted = outcome
+            .warmed
+            .saturating_add(outcome.failed)
+            .saturating_add(outcome.skipped);
+        if counted > keys.len() || outcome.failures.len() > keys.len() {
+            return Err(nonsense(
+                peer,
+                format!("a warm outcome counting {counted} keys of {}", keys.len()),
+            ));
+        }
+        Ok(outcome)
     }
 
     async fn hot(&self, peer: &str, timeout: Duration) -> Result<HotKeysByKeyspace, PeerError> {
         let url = self.url(peer, &["_distcache", "peer", "hot"])?;
         let response = self.send(peer, self.client.get(url), timeout).await?;
-        self.json(peer, response, timeout).await
+        let hot = self.json(peer, response, timeout, HOT_ANSWER_CAP).await?;
+        self.check_hot(peer, &hot)?;
+        Ok(hot)
     }
 
     async fn flush(&self, peer: &str, timeout: Duration) -> Result<(), PeerError> {
@@ -393,7 +516,7 @@ impl PeerTransport for HttpTransport {
     async fn probe(&self, peer: &str, timeout: Duration) -> Result<Health, PeerError> {
         let url = self.url(peer, &["healthz"])?;
         let response = self.send(peer, self.client.get(url), timeout).await?;
-        self.json(peer, response, timeout).await
+        self.json(peer, response, timeout, SMALL_ANSWER_CAP).await
     }
 
     async fn handoff(
@@ -411,10 +534,11 @@ impl PeerTransport for HttpTransport {
         }
         let mut pending: Vec<u8> = Vec::new();
         let mut count = 0u64;
-        let bad_line = |e: serde_json::Error| PeerError::Protocol {
-            peer: peer.to_owned(),
-            reason: format!("bad handoff line: {e}"),
-        };
+        let bad_line = |e: serde_json::Error| nonsense(peer, format!("bad handoff line: {e}"));
+        // A line holds one entry: its keyspace name and key, its value, the framing.
+        let line_cap = self
+            .per_result_cap()
+            .saturating_add(self.limits.max_key_bytes.saturating_mul(6));
         while let Some(chunk) = response
             .chunk()
             .await
@@ -433,6 +557,12 @@ impl PeerTransport for HttpTransport {
                 }
             }
             pending.drain(..start);
+            if pending.len() > line_cap {
+                return Err(nonsense(
+                    peer,
+                    format!("a handoff line over {line_cap} bytes"),
+                ));
+            }
         }
         if pending.iter().any(|b| !b.is_ascii_whitespace()) {
             return Err(PeerError::Protocol {
@@ -443,3 +573,6 @@ impl PeerTransport for HttpTransport {
         Ok(count)
     }
 }
+
+#[cfg(test)]
+mod tests;
