@@ -74,12 +74,24 @@ pub struct Global {
     pub cacert: Option<PathBuf>,
 
     /// PEM file of a client certificate to present (for nodes that require one); needs --key.
-    #[arg(long, global = true, env = "DISTCACHE_CERT", value_name = "FILE")]
-    pub cert: Option<PathBuf>,
+    #[arg(
+        long = "cert",
+        id = "client_cert",
+        global = true,
+        env = "DISTCACHE_CERT",
+        value_name = "FILE"
+    )]
+    pub client_cert: Option<PathBuf>,
 
     /// PEM file of the client certificate's private key; needs --cert.
-    #[arg(long, global = true, env = "DISTCACHE_KEY", value_name = "FILE")]
-    pub key: Option<PathBuf>,
+    #[arg(
+        long = "key",
+        id = "client_key",
+        global = true,
+        env = "DISTCACHE_KEY",
+        value_name = "FILE"
+    )]
+    pub client_key: Option<PathBuf>,
 
     /// Accept any server certificate. INSECURE: anyone on the path can read and change the
     /// traffic, token included. For a first test only.
@@ -106,8 +118,8 @@ impl Global {
         }
         ClientTls {
             ca: self.cacert.clone(),
-            cert: self.cert.clone(),
-            key: self.key.clone(),
+            cert: self.client_cert.clone(),
+            key: self.client_key.clone(),
             insecure_skip_verify: self.insecure_skip_verify,
         }
     }
