@@ -17,7 +17,6 @@ use arc_swap::ArcSwap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
@@ -346,51 +345,21 @@ fn build(config: &TlsConfig, provider: &Arc<CryptoProvider>) -> Result<Material,
     })
 }
 
-fn read_file(field: &str, path: &Path, problems: &mut Problems) -> Option<Vec<u8>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) => {
-            problems.push(field, format!("cannot read {}: {e}", path.display()));
-            None
-        }
-    }
-}
-
+/// The certificates of `path` (for `field`), or the problem recorded.
 fn read_certs(
     field: &str,
     path: &Path,
     problems: &mut Problems,
 ) -> Option<Vec<CertificateDer<'static>>> {
-    let pem = read_file(field, path, problems)?;
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
-    match certs {
-        Ok(certs) if !certs.is_empty() => Some(certs),
-        Ok(_) => {
-            problems.push(
-                field,
-                format!("{} holds no PEM certificate", path.display()),
-            );
-            None
-        }
-        Err(e) => {
-            problems.push(field, format!("{} is not PEM: {e}", path.display()));
-            None
-        }
-    }
+    crate::net::tls::read_certificates(path)
+        .map_err(|e| problems.push(field, e.to_string()))
+        .ok()
 }
 
 fn read_key(path: &Path, problems: &mut Problems) -> Option<PrivateKeyDer<'static>> {
-    let pem = read_file("tls.key", path, problems)?;
-    match PrivateKeyDer::from_pem_slice(&pem) {
-        Ok(key) => Some(key),
-        Err(e) => {
-            problems.push(
-                "tls.key",
-                format!("{} holds no usable private key: {e}", path.display()),
-            );
-            None
-        }
-    }
+    crate::net::tls::read_key(path)
+        .map_err(|e| problems.push("tls.key", e.to_string()))
+        .ok()
 }
 
 fn read_roots(path: &Path, problems: &mut Problems) -> Option<RootCertStore> {

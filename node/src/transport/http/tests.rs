@@ -25,11 +25,13 @@ async fn fake_peer(router: Router) -> String {
 }
 
 fn transport() -> HttpTransport {
-    HttpTransport::new("me", None).unwrap().with_limits(Limits {
-        max_key_bytes: 16,
-        max_value_bytes: 1024,
-        max_batch_keys: 100,
-    })
+    HttpTransport::new("me", None, None)
+        .unwrap()
+        .with_limits(Limits {
+            max_key_bytes: 16,
+            max_value_bytes: 1024,
+            max_batch_keys: 100,
+        })
 }
 
 fn is_protocol(result: Result<impl std::fmt::Debug, PeerError>, what: &str) {
