@@ -37,6 +37,8 @@ pub enum Usage {
     Server,
     /// A client's certificate (TLS client auth).
     Client,
+    /// A node's certificate: it serves, and it dials its peers with it (both).
+    Node,
 }
 
 /// When a leaf certificate is valid.
@@ -132,10 +134,14 @@ impl TestPki {
         let mut params = CertificateParams::new(names).unwrap();
         params.distinguished_name.push(DnType::CommonName, stem);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![match usage {
-            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
-            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
-        }];
+        params.extended_key_usages = match usage {
+            Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Usage::Node => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        };
         if validity == Validity::Expired {
             params.not_before = rcgen::date_time_ymd(2000, 1, 1);
             params.not_after = rcgen::date_time_ymd(2000, 12, 31);
@@ -146,10 +152,18 @@ impl TestPki {
             cert: self.dir.path().join(format!("{stem}.pem")),
             key: self.dir.path().join(format!("{stem}-key.pem")),
         };
-        std::fs::write(&files.cert, cert.pem()).unwrap();
-        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        // Each written whole, then renamed over the old: a node reloading them (rotation)
+        // never reads half a file.
+        write_whole(&files.cert, cert.pem().as_bytes());
+        write_whole(&files.key, key.serialize_pem().as_bytes());
         files
     }
+}
+
+fn write_whole(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// A rustls server configuration presenting `cert` (ring provider, ALPN h2 and http/1.1).

@@ -1,93 +1,54 @@
 //! TLS: a 3-node cluster over mutual TLS (data plane and raft), plaintext refused, peer and
 //! raft routes refused without a client certificate from the cluster CA, a certificate from
 //! another CA refused, `client_auth = required`, and certificate rotation while reads go on.
-//! Certificates are generated here (rcgen).
+//! Certificates come from the test kit's CA (rcgen).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use distcache::{ClientAuth, TlsConfig};
+use distcache_testkit::tls::{TestPki, Usage, Validity};
 use distcache_testkit::{CONVERGE, TestCluster, holds_within};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-/// A certificate authority and the files of what it issued.
-struct Pki {
-    issuer: Issuer<'static, KeyPair>,
-    ca_pem: String,
-    dir: tempfile::TempDir,
-}
+/// The test CA, as the cluster's.
+struct Pki(TestPki);
 
 impl Pki {
-    fn new(name: &str) -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let ca = params.self_signed(&key).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        Pki {
-            issuer: Issuer::new(params, key),
-            ca_pem: ca.pem(),
-            dir,
-        }
+    fn new() -> Pki {
+        Pki(TestPki::new())
     }
 
     fn ca_path(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
+        self.0.ca().to_path_buf()
     }
 
-    /// Issues a certificate for 127.0.0.1 and `localhost` named `name`, valid now (or expired
-    /// long ago); writes `<file>.pem` and `<file>.key`.
-    fn issue(&self, name: &str, file: &str, expired: bool) -> (PathBuf, PathBuf) {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (cert_path, key_path) = (
-            self.path(&format!("{file}.pem")),
-            self.path(&format!("{file}.key")),
-        );
-        // Written whole, then renamed: a reader never sees half a file.
-        write_atomically(&cert_path, cert.pem().as_bytes());
-        write_atomically(&key_path, key.serialize_pem().as_bytes());
-        (cert_path, key_path)
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.path().join(file)
+    /// Issues a node certificate (server and client use) for 127.0.0.1 and `localhost`,
+    /// valid now or expired long ago, as `<file>.pem` and `<file>-key.pem`.
+    fn issue(&self, file: &str, expired: bool) -> (PathBuf, PathBuf) {
+        let validity = if expired {
+            Validity::Expired
+        } else {
+            Validity::Current
+        };
+        let files = self
+            .0
+            .issue(file, &["localhost", "127.0.0.1"], Usage::Node, validity);
+        (files.cert, files.key)
     }
 
     fn roots(&self) -> RootCertStore {
         let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+        for cert in CertificateDer::pem_file_iter(self.0.ca()).unwrap() {
             roots.add(cert.unwrap()).unwrap();
         }
         roots
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -178,7 +139,7 @@ impl ServerCertVerifier for Recording {
 /// `n` nodes, each with its own certificate from `pki`, the cluster CA and `client_auth`.
 async fn tls_cluster(pki: &Pki, n: usize, client_auth: ClientAuth) -> TestCluster {
     let files: Vec<(PathBuf, PathBuf)> = (0..n)
-        .map(|i| pki.issue(&format!("node-{i}"), &format!("node-{i}"), false))
+        .map(|i| pki.issue(&format!("node-{i}"), false))
         .collect();
     let ca = pki.ca_path();
     TestCluster::builder(n)
@@ -199,7 +160,7 @@ async fn tls_cluster(pki: &Pki, n: usize, client_auth: ClientAuth) -> TestCluste
 /// raft routes refuse a client without a certificate from the cluster CA.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_speaks_mutual_tls() {
-    let pki = Pki::new("cluster CA");
+    let pki = Pki::new();
     let cluster = tls_cluster(&pki, 3, ClientAuth::Optional).await;
     cluster.wait_leader().await;
     let key = cluster.key_owned_by("ks", 1, "tls:");
@@ -238,7 +199,7 @@ async fn a_cluster_speaks_mutual_tls() {
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["code"], "PEER_CERTIFICATE_REQUIRED", "{path}: {body}");
     }
-    let (cert, key_file) = pki.issue("a peer", "peer", false);
+    let (cert, key_file) = pki.issue("peer", false);
     let peer = https_client(&pki, Some((&cert, &key_file)), None);
     let response = peer
         .get(format!("https://{addr}/_distcache/peer/hot"))
@@ -248,8 +209,8 @@ async fn a_cluster_speaks_mutual_tls() {
     assert_eq!(response.status(), 200);
 
     // A client certificate from another CA: the handshake is refused.
-    let other = Pki::new("another CA");
-    let (cert, key_file) = other.issue("intruder", "intruder", false);
+    let other = Pki::new();
+    let (cert, key_file) = other.issue("intruder", false);
     let intruder = https_client(&pki, Some((&cert, &key_file)), None);
     let refused = intruder.get(format!("https://{addr}/healthz")).send().await;
     assert!(
@@ -263,8 +224,8 @@ async fn a_cluster_speaks_mutual_tls() {
 /// cluster CA.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_and_foreign_server_certificates_are_refused() {
-    let pki = Pki::new("cluster CA");
-    let (cert, key) = pki.issue("old", "old", true);
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("old", true);
     let expired = TestCluster::builder(1)
         .local_catalogs()
         .edit(move |_, c| c.tls = Some(TlsConfig::new(cert.clone(), key.clone())))
@@ -280,8 +241,8 @@ async fn expired_and_foreign_server_certificates_are_refused() {
     assert!(chain.contains("Expired"), "{chain}");
     expired.shutdown().await;
 
-    let other = Pki::new("another CA");
-    let (cert, key) = other.issue("stranger", "stranger", false);
+    let other = Pki::new();
+    let (cert, key) = other.issue("stranger", false);
     let foreign = TestCluster::builder(1)
         .local_catalogs()
         .edit(move |_, c| c.tls = Some(TlsConfig::new(cert.clone(), key.clone())))
@@ -312,7 +273,7 @@ fn anyhow_chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
 /// the handshake; with one from the cluster CA it is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_client_auth_refuses_anonymous_connections() {
-    let pki = Pki::new("cluster CA");
+    let pki = Pki::new();
     let cluster = tls_cluster(&pki, 1, ClientAuth::Required).await;
     let addr = &cluster.addrs[0];
     let anonymous = https_client(&pki, None, None);
@@ -321,7 +282,7 @@ async fn required_client_auth_refuses_anonymous_connections() {
         .send()
         .await;
     assert!(refused.is_err(), "served without a client certificate");
-    let (cert, key) = pki.issue("app", "app", false);
+    let (cert, key) = pki.issue("app", false);
     let app = https_client(&pki, Some((&cert, &key)), None);
     let response = app
         .get(format!("https://{addr}/healthz"))
@@ -337,7 +298,7 @@ async fn required_client_auth_refuses_anonymous_connections() {
 /// certificates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_rotate_while_reads_go_on() {
-    let pki = Pki::new("cluster CA");
+    let pki = Pki::new();
     let cluster = Arc::new(tls_cluster(&pki, 3, ClientAuth::Optional).await);
     cluster.wait_leader().await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -372,7 +333,7 @@ async fn certificates_rotate_while_reads_go_on() {
         seen.lock().unwrap().last().cloned().unwrap()
     };
     for i in 0..3 {
-        pki.issue(&format!("node-{i} renewed"), &format!("node-{i}"), false);
+        pki.issue(&format!("node-{i}"), false);
     }
     let renewed = holds_within(CONVERGE, Duration::from_millis(50), || {
         let seen = Arc::clone(&seen);
