@@ -208,6 +208,15 @@ async fn a_cluster_speaks_mutual_tls() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
+    // An expired client certificate from the cluster CA: refused too.
+    let (cert, key_file) = pki.issue("expired-peer", true);
+    let expired = https_client(&pki, Some((&cert, &key_file)), None);
+    let refused = expired.get(format!("https://{addr}/healthz")).send().await;
+    assert!(
+        refused.is_err(),
+        "an expired client certificate was accepted"
+    );
+
     // A client certificate from another CA: the handshake is refused.
     let other = Pki::new();
     let (cert, key_file) = other.issue("intruder", false);
@@ -356,5 +365,52 @@ async fn certificates_rotate_while_reads_go_on() {
     let done = reads.await.expect("no read failed");
     assert!(done >= 50, "{done} rounds of reads");
     let cluster = Arc::into_inner(cluster).expect("the reads are done");
+    cluster.shutdown().await;
+}
+
+/// A node whose certificate does not name the address its peers dial is refused by them:
+/// the other node's probes fail at the handshake and it never enters that node's ring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_a_misnamed_certificate_is_refused() {
+    let pki = Pki::new();
+    let good = pki.issue("node-0", false);
+    let misnamed = pki.0.issue(
+        "node-1",
+        &["elsewhere.invalid"],
+        Usage::Node,
+        Validity::Current,
+    );
+    let files = [good, (misnamed.cert, misnamed.key)];
+    let ca = pki.ca_path();
+    let mut cluster = TestCluster::builder(2)
+        .started(1)
+        .local_catalogs()
+        .edit(move |i, config| {
+            let (cert, key) = files[i].clone();
+            let mut tls = TlsConfig::new(cert, key);
+            tls.ca = Some(ca.clone());
+            config.tls = Some(tls);
+            // Node 1 waits this long for node 0 to take it in, which never happens.
+            config.cluster.bootstrap_timeout = Duration::from_secs(1);
+        })
+        .build()
+        .await;
+    cluster.start_node(1).await;
+    let node_1 = cluster.addrs[1].clone();
+    let failing = holds_within(CONVERGE, Duration::from_millis(20), || {
+        let status = cluster
+            .node(0)
+            .cluster()
+            .members()
+            .into_iter()
+            .find(|m| m.addr == node_1);
+        std::future::ready(status.is_some_and(|m| m.consecutive_failures >= 3 && !m.healthy))
+    })
+    .await;
+    assert!(
+        failing,
+        "node 0 kept reaching a peer whose certificate does not name it"
+    );
+    assert_eq!(cluster.node(0).cluster().ring_ids(), ["node-0"]);
     cluster.shutdown().await;
 }
