@@ -74,7 +74,7 @@ impl Default for TestPki {
 }
 
 impl TestPki {
-    /// A new CA, "distcache test CA <n>" (a name of its own, so that two test CAs are told
+    /// A new CA, `distcache test CA <n>` (a name of its own, so that two test CAs are told
     /// apart by name, as real CAs are), written to `ca.pem`.
     pub fn new() -> TestPki {
         static CAS: AtomicU64 = AtomicU64::new(0);

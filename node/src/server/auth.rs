@@ -18,8 +18,9 @@
 //!
 //! No token, or one the node does not know: 401 `UNAUTHORIZED`. A known token without the
 //! role or the keyspace: 403 `FORBIDDEN`, naming what it lacks. A request that passes carries
-//! its [`Access`] to the handler, which filters listings and checks keyspaces named in a body
-//! or a query string.
+//! its `Access` to the handler, which filters listings and checks keyspaces named in a body
+//! or a query string. With TLS and a cluster CA, the node-to-node routes also need a client
+//! certificate from that CA (`server.rs`, `require_peer_certificate`), checked after the token.
 
 use std::convert::Infallible;
 use std::sync::Arc;
