@@ -162,6 +162,8 @@ pub enum Command {
     Peers,
     /// Show per-keyspace counters of every node.
     Stats(admin::StatsArgs),
+    /// Print one node's metrics in the Prometheus text format (for scripts).
+    Metrics,
     /// Inspect the cluster's control plane.
     #[command(subcommand)]
     Cluster(admin::ClusterCommand),
@@ -200,6 +202,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Owner(args) => {
             init_logging(global.log.as_deref().unwrap_or("warn"))?;
             data::owner(args, &global).await
+        }
+        Command::Metrics => {
+            init_logging(global.log.as_deref().unwrap_or("warn"))?;
+            admin::metrics(&global).await
         }
         Command::Peers => {
             init_logging(global.log.as_deref().unwrap_or("warn"))?;

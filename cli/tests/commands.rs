@@ -380,6 +380,14 @@ async fn admin_commands() {
     assert!(gets >= 1);
     c.run(&["stats", "nope"]).await.fails(3, "nope");
 
+    let metrics = c.run(&["metrics"]).await;
+    let text = metrics.ok();
+    assert!(
+        text.contains("distcache_cache_hits_total{keyspace=\"scratch\"}"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+
     let status = c.run(&["cluster", "status"]).await;
     let text = status.ok();
     assert!(text.starts_with("leader node-"), "{text}");

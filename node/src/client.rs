@@ -463,6 +463,18 @@ impl Client {
     pub async fn health(&self) -> Result<Health> {
         self.expect_json(Call::new(Method::GET, &["healthz"])).await
     }
+
+    /// The answering node's metrics, in the Prometheus (OpenMetrics) text format.
+    pub async fn metrics(&self) -> Result<String> {
+        let response = self.send(Call::new(Method::GET, &["metrics"])).await?;
+        if !response.status().is_success() {
+            return Err(error_of(response).await);
+        }
+        response
+            .text()
+            .await
+            .map_err(|e| Error::Unavailable(format!("reading the metrics failed: {e}")))
+    }
 }
 
 /// A warmup run followed on the node that runs it (runs are kept per node): the CLI's

@@ -54,6 +54,7 @@ mod error;
 mod extract;
 mod head_errors;
 mod listen;
+mod metrics;
 mod openapi;
 mod peer;
 
@@ -88,6 +89,9 @@ pub struct ServerConfig {
     /// too, for the nodes. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_file: Option<PathBuf>,
+    /// Serve `GET /metrics` without a token, for scrapers (it shows keyspace names and
+    /// counters, no data). Default false: the admin role, like the other admin routes.
+    pub metrics_open: bool,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +103,7 @@ impl Default for ServerConfig {
             max_connections: 4096,
             token: None,
             tokens_file: None,
+            metrics_open: false,
         }
     }
 }
@@ -243,6 +248,7 @@ fn api_routes(value_limit: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::start_warmup))
         .routes(routes!(admin::warmups))
         .routes(routes!(admin::warmup))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(admin::healthz))
         .routes(routes!(admin::readyz))
         .routes(routes!(openapi::document))

@@ -42,6 +42,13 @@ pub struct WaitArgs {
     pub timeout: Duration,
 }
 
+/// `distcache metrics`: the answering node's Prometheus text, as it is.
+pub async fn metrics(global: &Global) -> anyhow::Result<()> {
+    let text = global.client()?.metrics().await?;
+    print!("{text}");
+    Ok(())
+}
+
 pub async fn peers(global: &Global) -> anyhow::Result<()> {
     let members = global.client()?.peers().await?;
     if global.output == Format::Json {

@@ -51,6 +51,9 @@ pub struct StartArgs {
     /// Members (this node included) that must answer before the node serves [default: 1].
     #[arg(long, env = "DISTCACHE_MINIMUM_PEERS_QUORUM")]
     pub minimum_peers_quorum: Option<usize>,
+    /// Serve `GET /metrics` without a token, for Prometheus scrapers.
+    #[arg(long, env = "DISTCACHE_METRICS_OPEN")]
+    pub metrics_open: bool,
     /// The node's TLS certificate chain (PEM): the listener then speaks only TLS, and peers
     /// are dialled over https.
     #[arg(long, env = "DISTCACHE_TLS_CERT", requires = "tls_key")]
@@ -116,6 +119,9 @@ pub fn config(args: StartArgs, token: Option<String>) -> anyhow::Result<NodeConf
     }
     if token.is_some() {
         config.server.token = token;
+    }
+    if args.metrics_open {
+        config.server.metrics_open = true;
     }
     apply_tls_flags(
         &mut config,

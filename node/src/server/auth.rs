@@ -11,6 +11,7 @@
 //! PUT|DELETE …/keys…  POST put-many|delete-many    write  on ks
 //! /_distcache/admin/owner/{ks}…, …/keyspaces/{ks}/warmup   admin on ks
 //! /_distcache/admin/…                              admin  (`keyspaces` lists only the token's)
+//! /metrics                                         admin  (open with `server.metrics_open`)
 //! /_distcache/peer/…  /_distcache/raft/…           admin for every keyspace (nodes send the
 //!                                                  cluster token)
 //! anything else                                    read   (then 404 or 405)
@@ -97,6 +98,7 @@ pub(crate) fn need(method: &Method, path: &str) -> Need {
             Need::new(Admin, ks(name), "starting a warmup")
         }
         ["_distcache", "admin", ..] => Need::new(Admin, Scope::Handler, "an admin route"),
+        ["metrics"] => Need::new(Admin, Scope::Handler, "reading metrics"),
         ["_distcache", ..] => Need::new(Admin, Scope::Node, "a node-to-node route"),
         _ => Need::new(Read, Scope::Handler, "this request"),
     }
@@ -169,6 +171,9 @@ pub(super) async fn authorize(
     let Some(tokens) = state.tokens.as_ref() else {
         return next.run(request).await;
     };
+    if state.config.metrics_open && request.uri().path() == "/metrics" {
+        return next.run(request).await;
+    }
     let need = need(request.method(), request.uri().path());
     match decide(tokens, request.headers().get(header::AUTHORIZATION), &need) {
         Ok(access) => {

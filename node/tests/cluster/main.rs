@@ -13,6 +13,7 @@ mod http_api;
 mod in_memory;
 mod keys;
 mod membership;
+mod metrics;
 mod openapi;
 mod ownership;
 mod roles;
