@@ -464,7 +464,7 @@ impl Client {
         self.expect_json(Call::new(Method::GET, &["healthz"])).await
     }
 
-    /// The answering node's metrics, in the Prometheus (OpenMetrics) text format.
+    /// The answering node's metrics, in the Prometheus text format.
     pub async fn metrics(&self) -> Result<String> {
         let response = self.send(Call::new(Method::GET, &["metrics"])).await?;
         if !response.status().is_success() {

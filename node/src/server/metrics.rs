@@ -1,4 +1,4 @@
-//! `GET /metrics`: the node's counters and gauges in the Prometheus (OpenMetrics) text format.
+//! `GET /metrics`: the node's counters and gauges in the Prometheus text format (0.0.4).
 //!
 //! Everything here is read at scrape time from what the node keeps anyway — the per-keyspace
 //! counters, cache sizes and breaker states, the ring, the control plane's status — so a
@@ -31,8 +31,8 @@ struct Scrape {
     raft: Option<(u64, bool)>,
 }
 
-/// The exposition content type (OpenMetrics text, which Prometheus scrapes natively).
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The exposition content type: the Prometheus text format.
+const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// The node's metrics for Prometheus. Needs the admin role, unless the node serves them
 /// openly (`server.metrics_open`, `--metrics-open`) for scrapers without a token.
@@ -42,7 +42,7 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
     operation_id = "metrics",
     tag = "admin",
     responses(
-        (status = 200, description = "Counters and gauges in the OpenMetrics text format.", body = String, content_type = "application/openmetrics-text"),
+        (status = 200, description = "Counters and gauges in the Prometheus text format (0.0.4).", body = String, content_type = "text/plain"),
     ),
 )]
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -62,7 +62,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     let mut registry = Registry::default();
     registry.register_collector(Box::new(scrape));
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry)
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
         .map_err(|e| Error::Internal(format!("cannot encode the metrics: {e}")))?;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }

@@ -22,7 +22,7 @@ impl Metrics {
             .unwrap()
             .to_owned();
         assert!(
-            content_type.starts_with("application/openmetrics-text"),
+            content_type.starts_with("text/plain; version=0.0.4"),
             "{content_type}"
         );
         let text = response.text().await.unwrap();
@@ -36,8 +36,11 @@ impl Metrics {
                 .collect();
             labels.sort();
             let value = match sample.value {
-                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
-                other => panic!("unexpected {other:?}"),
+                Value::Counter(v) | Value::Gauge(v) => v,
+                other => panic!(
+                    "{} is not typed as a counter or gauge: {other:?}",
+                    sample.metric
+                ),
             };
             samples.insert((sample.metric, labels.join(",")), value);
         }
