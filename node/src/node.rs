@@ -27,15 +27,17 @@ use crate::error::{Error, Problems, Result};
 use crate::keyspace::KeySpace;
 use crate::memnet::MemoryNetwork;
 use crate::ring::NodeId;
-use crate::server::{self, Readiness, ServerConfig};
+use crate::server::Readiness;
 use crate::source::DataSource;
 use crate::spec::{KeySpaceSpec, read_keyspace_file};
 use crate::tls::{NodeTls, TlsConfig};
-use crate::transport::{HttpTransport, PeerTransport};
 
 mod config;
+mod wire;
 
 pub use config::NodeConfig;
+
+use wire::{Parts, Serving, Wire};
 
 /// Builds a [`Node`]: the engine builder's keyspaces and sources, plus discovery.
 pub struct NodeBuilder {
@@ -180,101 +182,6 @@ impl NodeBuilder {
     }
 }
 
-/// What a node serves its peers and clients on.
-enum Wire {
-    /// HTTP on this listener.
-    Http {
-        listener: TcpListener,
-        bound: SocketAddr,
-    },
-    /// Calls on an in-memory network.
-    Memory { network: Arc<MemoryNetwork> },
-}
-
-impl Wire {
-    /// The engine over its cluster membership, calling peers over this wire. With a shared
-    /// catalog (`raft`), HTTP peer requests carry this node's applied revision.
-    fn build_engine(
-        &self,
-        config: &NodeConfig,
-        addr: &str,
-        engine: EngineBuilder,
-        raft: bool,
-        tls: Option<&Arc<NodeTls>>,
-    ) -> Result<(Engine, Arc<Cluster>)> {
-        match self {
-            Wire::Http { .. } => {
-                let dial = tls.map(|tls| tls.client_config()).transpose()?;
-                let http = HttpTransport::new(&config.id, config.server.token.as_deref(), dial)?
-                    .with_limits(config.engine.limits.clone());
-                let (engine, cluster) = build_engine(config, addr, engine, http.clone())?;
-                if raft {
-                    // Revisions compare only between nodes that share one catalog.
-                    http.follow_revision(engine.watch_revision());
-                }
-                Ok((engine, cluster))
-            }
-            Wire::Memory { network } => {
-                build_engine(config, addr, engine, network.transport(&config.id))
-            }
-        }
-    }
-
-    /// Puts the node on this wire: serves HTTP on the listener until `stop`, or attaches to
-    /// the network. Answers the bound address (HTTP only) and what to stop at shutdown.
-    fn serve(
-        self,
-        parts: &Parts<'_>,
-        tls: Option<Arc<NodeTls>>,
-        stop: watch::Receiver<bool>,
-    ) -> Result<(Option<SocketAddr>, Serving)> {
-        let Parts {
-            config,
-            addr,
-            engine,
-            control,
-            readiness,
-        } = *parts;
-        match self {
-            Wire::Http { listener, bound } => {
-                let router = server::router(
-                    engine.clone(),
-                    control.cloned(),
-                    &config.id,
-                    addr,
-                    Arc::clone(readiness),
-                    config.server.clone(),
-                    tls.as_ref().is_some_and(|tls| tls.verifies_clients()),
-                )?;
-                let server = spawn_server(listener, router, &config.server, tls, stop);
-                Ok((Some(bound), Serving::Http(server)))
-            }
-            Wire::Memory { network } => {
-                network.attach(addr, &config.id, engine.clone(), Arc::clone(readiness));
-                Ok((None, Serving::Memory(network)))
-            }
-        }
-    }
-}
-
-/// What a node's server needs of the node being launched.
-#[derive(Clone, Copy)]
-struct Parts<'a> {
-    config: &'a NodeConfig,
-    addr: &'a str,
-    engine: &'a Engine,
-    control: Option<&'a ControlPlane>,
-    readiness: &'a Arc<Readiness>,
-}
-
-/// What a running node serves on, stopped last at shutdown.
-enum Serving {
-    /// The HTTP server's task.
-    Http(JoinHandle<std::io::Result<()>>),
-    /// Attached to this network at the node's address.
-    Memory(Arc<MemoryNetwork>),
-}
-
 /// Every problem of `config` and `addr` at once (its fields, the advertised address, the
 /// keyspace file); otherwise the address and `engine` with the file's keyspaces added.
 fn checked(
@@ -351,43 +258,6 @@ async fn open_control(
             p
         }),
         other => Error::Unavailable(other.to_string()),
-    })
-}
-
-/// The engine over its cluster membership and peer `transport`.
-fn build_engine(
-    config: &NodeConfig,
-    addr: &str,
-    engine: EngineBuilder,
-    transport: impl PeerTransport,
-) -> Result<(Engine, Arc<Cluster>)> {
-    let cluster = Arc::new(Cluster::new(
-        NodeId::new(&config.id),
-        addr.to_owned(),
-        config.cluster.clone(),
-        Arc::new(transport),
-    ));
-    let engine = engine
-        .config(config.engine.clone())
-        .cluster(Arc::clone(&cluster))
-        .build()?;
-    Ok((engine, cluster))
-}
-
-/// Serves `router` on `listener` (over TLS with `tls`) in a task until `stop` says true.
-fn spawn_server(
-    listener: TcpListener,
-    router: axum::Router,
-    config: &ServerConfig,
-    tls: Option<Arc<NodeTls>>,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<std::io::Result<()>> {
-    let config = config.clone();
-    tokio::spawn(async move {
-        server::serve(listener, router, &config, tls, async move {
-            crate::net::stopped(&mut stop).await;
-        })
-        .await
     })
 }
 
