@@ -19,7 +19,8 @@ use tokio::sync::broadcast;
 
 pub use crate::ring::Peer;
 use crate::ring::{NodeId, Ring};
-use crate::transport::PeerTransport;
+use crate::telemetry::PeerCalls;
+use crate::transport::{MeteredTransport, PeerTransport};
 
 mod config;
 mod join;
@@ -167,6 +168,8 @@ pub struct Cluster {
     my_addr: String,
     config: ClusterConfig,
     transport: Arc<dyn PeerTransport>,
+    /// Every call through `transport`, by peer (it is wrapped to record them).
+    peer_calls: Arc<PeerCalls>,
     tracked: Mutex<BTreeMap<String, Tracked>>,
     view: ArcSwap<View>,
     events: broadcast::Sender<TopologyEvent>,
@@ -193,11 +196,14 @@ impl Cluster {
             owners: Ring::new(std::iter::empty()),
             owning: false,
         };
+        let peer_calls = Arc::new(PeerCalls::default());
+        let transport = Arc::new(MeteredTransport::new(transport, Arc::clone(&peer_calls)));
         Cluster {
             me,
             my_addr,
             config,
             transport,
+            peer_calls,
             tracked: Mutex::new(BTreeMap::new()),
             view: ArcSwap::from_pointee(view),
             events,
@@ -228,6 +234,11 @@ impl Cluster {
     /// The transport to peers.
     pub(crate) fn transport(&self) -> &Arc<dyn PeerTransport> {
         &self.transport
+    }
+
+    /// The calls this node made to its peers.
+    pub(crate) fn peer_calls(&self) -> &PeerCalls {
+        &self.peer_calls
     }
 
     /// Follows topology changes.

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -30,6 +30,7 @@ use crate::keyspace::KeySpace;
 use crate::registry::SourceRegistry;
 use crate::space::Space;
 use crate::spec::KeySpaceSpec;
+use crate::telemetry::{EngineTelemetry, Op};
 use crate::warmup::WarmupLog;
 
 mod batch;
@@ -101,6 +102,8 @@ pub(crate) struct Inner {
     /// Held shared by writes this node applies as the key's owner, exclusively while it
     /// collects entries to hand to a joining peer (`engine/writes.rs`).
     owner_gate: tokio::sync::RwLock<()>,
+    /// Instruments that are not per keyspace (see `telemetry`).
+    pub(crate) telemetry: EngineTelemetry,
 }
 
 /// The live keyspaces by name. Looked up on every get: a fast hasher (names are short and
@@ -122,6 +125,7 @@ impl Inner {
         let warm_slots = Arc::new(tokio::sync::Semaphore::new(
             config.warmup.concurrency.max(1),
         ));
+        let telemetry = EngineTelemetry::new(config.hit_timing_every);
         Inner {
             config,
             lifecycle: AtomicU8::new(CREATED),
@@ -142,6 +146,7 @@ impl Inner {
             manager: std::sync::Mutex::new(None),
             join_gate: tokio::sync::RwLock::new(()),
             owner_gate: tokio::sync::RwLock::new(()),
+            telemetry,
         }
     }
 
@@ -166,6 +171,18 @@ impl Inner {
         } else {
             Err(Error::NotRunning)
         }
+    }
+
+    /// The live keyspace `name` for operation `op`: a failure to find it is counted as a
+    /// failed `op` with no keyspace label (names that do not exist must not grow the labels).
+    #[inline]
+    pub(crate) fn space_for(&self, op: Op, name: &str) -> Result<Arc<Space>> {
+        self.space(name).inspect_err(|e| {
+            self.telemetry
+                .ops
+                .of(op, "")
+                .finish(Instant::now(), &Err::<(), _>(e.clone()));
+        })
     }
 
     /// The live keyspace `name`.
@@ -328,7 +345,7 @@ impl Engine {
     /// Reads `key`: from the cache, else through the data source (once for all concurrent
     /// callers). `Ok(None)` means the source does not have the key.
     pub async fn get(&self, keyspace: &str, key: &str) -> Result<Option<Bytes>> {
-        let space = self.inner.space(keyspace)?;
+        let space = self.inner.space_for(Op::Get, keyspace)?;
         self.inner
             .read_one(&space, key, ReadMode::Client)
             .await
@@ -359,10 +376,11 @@ impl Engine {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> Result<()> {
-        let space = self.inner.space(keyspace)?;
-        self.check_entry(key, &value, ttl)?;
+        let started = Instant::now();
+        let space = self.inner.space_for(Op::Put, keyspace)?;
         let span = tracing::debug_span!("distcache.put", distcache.keyspace = keyspace, key);
-        async {
+        let result = async {
+            self.check_entry(key, &value, ttl)?;
             let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
             let entry = vec![Entry {
                 key: key.to_owned(),
@@ -379,7 +397,9 @@ impl Engine {
                 .unwrap_or_else(|| Err(Error::Internal("the owner answered no result".into())))
         }
         .instrument(span)
-        .await
+        .await;
+        space.stats.key_ops.of(Op::Put).finish(started, &result);
+        result
     }
 
     fn check_entry(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
@@ -399,11 +419,12 @@ impl Engine {
     /// Removes `key` from the caches: its owner removes it and drops every other node's copy.
     /// A later get loads it again from the source.
     pub async fn delete(&self, keyspace: &str, key: &str) -> Result<()> {
-        let space = self.inner.space(keyspace)?;
-        self.inner.config.limits.check_key(key)?;
-        space.stats.remove_keys_requests.inc();
+        let started = Instant::now();
+        let space = self.inner.space_for(Op::Delete, keyspace)?;
         let span = tracing::debug_span!("distcache.delete", distcache.keyspace = keyspace, key);
-        async {
+        let result = async {
+            self.inner.config.limits.check_key(key)?;
+            space.stats.remove_keys_requests.inc();
             let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
             let mut results = self.inner.delete_routed(&space, vec![key.to_owned()]).await;
             results
@@ -412,6 +433,8 @@ impl Engine {
                 .unwrap_or_else(|| Err(Error::Internal("the delete was not answered".into())))
         }
         .instrument(span)
-        .await
+        .await;
+        space.stats.key_ops.of(Op::Delete).finish(started, &result);
+        result
     }
 }

@@ -36,6 +36,8 @@
 //! - [`wire`]: what travels over HTTP (error bodies with stable codes, batch JSON, warm
 //!   outcomes, the handoff stream);
 //! - [`stats`](KeySpaceSnapshot): counters and the admin snapshot;
+//! - `telemetry`: the instruments behind `/metrics` — counters, lock-free histograms,
+//!   operations by name, peer calls, the hit sampler;
 //! - [`warmup`](WarmupConfig): what a warmup is — configuration, triggers, run records;
 //! - [`error`](Error): typed errors with stable wire codes.
 //!
@@ -96,6 +98,7 @@ mod space;
 mod spec;
 mod stats;
 mod store;
+mod telemetry;
 mod tls;
 pub mod transport;
 pub mod units;
@@ -132,3 +135,7 @@ pub use store::ENTRY_OVERHEAD;
 pub use tls::{ClientAuth, NodeTls, TlsConfig};
 pub use warmup::{WarmupConfig, WarmupRun, WarmupTrigger};
 pub use wire::{KeyFailure, WarmOutcome};
+
+/// This build's version (the crate's), as `/metrics` (`distcache_build_info`) and
+/// OpenTelemetry resources report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

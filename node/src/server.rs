@@ -53,6 +53,7 @@ mod data;
 mod error;
 mod extract;
 mod head_errors;
+mod http_metrics;
 mod listen;
 mod metrics;
 mod openapi;
@@ -160,6 +161,8 @@ pub(crate) struct Shared {
     pub tokens: Option<Arc<auth::Tokens>>,
     /// The OpenAPI document, rendered once.
     pub openapi: Bytes,
+    /// Request durations by route, method and status.
+    pub http: http_metrics::HttpStats,
 }
 
 /// Where a node is in its life — starting, serving, stopping — as `/healthz` tells its peers.
@@ -291,6 +294,7 @@ pub(crate) fn router(
         config,
         tokens,
         openapi: Bytes::from(openapi::render(&openapi::finish(doc))?),
+        http: http_metrics::HttpStats::default(),
     }));
     let mut peers = peer_routes(state.clone());
     if peer_certificates {
@@ -312,7 +316,11 @@ pub(crate) fn router(
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(request_limit))
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
-        .layer(middleware::from_fn_with_state(state, auth::authorize)))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
+        .layer(middleware::from_fn_with_state(state, http_metrics::record)))
 }
 
 /// The node-to-node routes. Each first catches up with the sender's catalog revision.

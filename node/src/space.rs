@@ -106,9 +106,16 @@ impl Space {
     /// The cached answer for `key` from the main cache, else the hot cache.
     #[inline]
     pub async fn cached(&self, key: &str) -> Option<Cached> {
+        self.lookup(key).await.map(|(hit, _)| hit)
+    }
+
+    /// The cached answer for `key` and the cache that had it: the main cache, else the hot
+    /// cache (`true`).
+    #[inline]
+    pub async fn lookup(&self, key: &str) -> Option<(Cached, bool)> {
         match self.main.get(key).await {
-            Some(hit) => Some(hit),
-            None => self.hot.get(key).await,
+            Some(hit) => Some((hit, false)),
+            None => self.hot.get(key).await.map(|hit| (hit, true)),
         }
     }
 

@@ -5,6 +5,7 @@
 //!   10), = hits + loads. A read is counted once, on the node that answered the client: a
 //!   peer's read of a key this node owns is not a get here (see `engine/read.rs`);
 //! - `cache_hits`: answered from the main or hot cache (remembered not-found included);
+//!   `hot_cache_hits`: the part of them the hot cache answered;
 //! - `loads`: gets that missed both caches (`gets - cache_hits`);
 //! - `loads_deduped`: loads that actually ran after single-flight (the rest joined one);
 //! - `local_loads` / `local_load_errs`: fetches from this node's data source that answered /
@@ -18,11 +19,11 @@
 //! view the dashboard shows.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use crate::protection::BreakerState;
+use crate::telemetry::{Counter, FetchDurations, KeyOps, Op, OpSnapshot};
 
 /// Live counters of one keyspace. Survive keyspace updates; dropped with the keyspace.
 #[derive(Debug, Default)]
@@ -43,29 +44,33 @@ pub(crate) struct Counters {
     pub warmups: Counter,
     pub warmed_keys: Counter,
     pub peer_requests: Counter,
-}
-
-/// One monotonically increasing counter.
-#[derive(Debug, Default)]
-pub(crate) struct Counter(AtomicU64);
-
-impl Counter {
-    #[inline]
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    #[inline]
-    pub fn inc(&self) {
-        self.add(1);
-    }
-
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
+    /// Hits answered from the hot cache (copies of keys other nodes own); in `cache_hits` too.
+    pub hot_hits: Counter,
+    /// Keys read by `get_many` (in `cache_hits` or `loads` too): what tells single gets apart.
+    pub batch_keys: Counter,
+    /// Calls of each operation on keys, their errors and durations. A `get` that passed
+    /// validation is counted as a hit or a load, not here (see [`Counters::ops`]).
+    pub key_ops: KeyOps,
+    /// Durations of data-source fetches.
+    pub fetches: FetchDurations,
 }
 
 impl Counters {
+    /// Every operation on keys: `get` calls are the hits and loads that were not part of a
+    /// `get_many`, plus the calls refused before the read (the hit path pays no counter of its
+    /// own for them).
+    pub fn ops(&self) -> Vec<(Op, OpSnapshot)> {
+        let mut ops = self.key_ops.snapshot();
+        for (op, snapshot) in &mut ops {
+            if *op == Op::Get {
+                let reads = (self.cache_hits.get() + self.loads.get())
+                    .saturating_sub(self.batch_keys.get());
+                snapshot.requests = snapshot.requests.saturating_add(reads);
+            }
+        }
+        ops
+    }
+
     /// A copy of every counter.
     pub fn snapshot(&self) -> Stats {
         // Every get is a hit or a load: counting both would cost the hit path an atomic.
@@ -89,6 +94,7 @@ impl Counters {
             warmups: self.warmups.get(),
             warmed_keys: self.warmed_keys.get(),
             peer_requests: self.peer_requests.get(),
+            hot_cache_hits: self.hot_hits.get(),
         }
     }
 }
@@ -138,6 +144,9 @@ pub struct Stats {
     /// Keys other nodes read from this node, which owns them (not counted in `gets`).
     #[serde(default)]
     pub peer_requests: u64,
+    /// Hits answered from the hot cache (copies of keys other nodes own; in `cache_hits`).
+    #[serde(default)]
+    pub hot_cache_hits: u64,
 }
 
 impl Stats {
@@ -162,6 +171,7 @@ impl Stats {
             warmups,
             warmed_keys,
             peer_requests,
+            hot_cache_hits,
         } = other;
         for (sum, n) in [
             (&mut self.gets, gets),
@@ -181,6 +191,7 @@ impl Stats {
             (&mut self.warmups, warmups),
             (&mut self.warmed_keys, warmed_keys),
             (&mut self.peer_requests, peer_requests),
+            (&mut self.hot_cache_hits, hot_cache_hits),
         ] {
             *sum = sum.saturating_add(*n);
         }

@@ -15,8 +15,10 @@ use crate::error::Error;
 use crate::wire::{HandoffEntry, Health, WarmOutcome};
 
 mod http;
+mod metered;
 
 pub use http::HttpTransport;
+pub(crate) use metered::MeteredTransport;
 
 /// Most times a request between nodes is passed on to another node. A node that does not
 /// own a key passes a peer's request for it to the owner it knows, and a joining owner passes

@@ -20,6 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "limits",
             "source",
             "spec",
+            "telemetry",
             "wire",
         ],
     ),

@@ -4,6 +4,8 @@
 //! parallel. `put_many` stores each owner's entries with one call per owner, then invalidates
 //! copies elsewhere. `delete_many` sends each owner its keys the same way.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use tracing::Instrument;
 
@@ -11,6 +13,7 @@ use super::{Engine, ReadMode};
 use crate::cluster::ByOwner;
 use crate::entry::{Entry, KeyResult, answered};
 use crate::error::{Error, Result};
+use crate::telemetry::{Op, OpStats};
 
 impl Engine {
     /// Reads many keys of one keyspace, answering one result per key in order (a key listed
@@ -20,17 +23,18 @@ impl Engine {
         keyspace: &str,
         keys: &[K],
     ) -> Result<Vec<KeyResult<Option<Bytes>>>> {
-        let space = self.inner.space(keyspace)?;
-        self.inner.config.limits.check_batch(keys.len())?;
+        let started = Instant::now();
+        let space = self.inner.space_for(Op::GetMany, keyspace)?;
         let span = tracing::debug_span!(
             "distcache.get_many",
             distcache.keyspace = keyspace,
             keys = keys.len()
         );
-        async {
+        let result = async {
+            self.inner.config.limits.check_batch(keys.len())?;
             let mut results: Vec<Option<Result<Option<Bytes>>>> = vec![None; keys.len()];
             self.inner
-                .read(&space, keys, ReadMode::Client, |slot, outcome| {
+                .read(&space, keys, ReadMode::Batch, |slot, outcome| {
                     results[slot] = Some(outcome.map(|c| c.value));
                 })
                 .await;
@@ -45,7 +49,9 @@ impl Engine {
                 .collect())
         }
         .instrument(span)
-        .await
+        .await;
+        finish_batch(space.stats.key_ops.of(Op::GetMany), started, &result);
+        result
     }
 
     /// Stores many entries of one keyspace, answering one result per entry in order. An
@@ -55,15 +61,16 @@ impl Engine {
         keyspace: &str,
         entries: impl IntoIterator<Item = Entry>,
     ) -> Result<Vec<KeyResult<()>>> {
-        let space = self.inner.space(keyspace)?;
+        let started = Instant::now();
+        let space = self.inner.space_for(Op::PutMany, keyspace)?;
         let entries: Vec<Entry> = entries.into_iter().collect();
-        self.inner.config.limits.check_batch(entries.len())?;
         let span = tracing::debug_span!(
             "distcache.put_many",
             distcache.keyspace = keyspace,
             keys = entries.len()
         );
-        async {
+        let result = async {
+            self.inner.config.limits.check_batch(entries.len())?;
             let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
             let mut results: Vec<Option<KeyResult<()>>> = vec![None; entries.len()];
             let mut valid: Vec<(usize, Entry)> = Vec::with_capacity(entries.len());
@@ -93,7 +100,9 @@ impl Engine {
             Ok(answered(results))
         }
         .instrument(span)
-        .await
+        .await;
+        finish_batch(space.stats.key_ops.of(Op::PutMany), started, &result);
+        result
     }
 
     /// Removes many keys on their owners, which drop every other node's copies, answering one
@@ -103,15 +112,16 @@ impl Engine {
         keyspace: &str,
         keys: &[K],
     ) -> Result<Vec<KeyResult<()>>> {
-        let space = self.inner.space(keyspace)?;
+        let started = Instant::now();
+        let space = self.inner.space_for(Op::DeleteMany, keyspace)?;
         let limits = &self.inner.config.limits;
-        limits.check_batch(keys.len())?;
         let span = tracing::debug_span!(
             "distcache.delete_many",
             distcache.keyspace = keyspace,
             keys = keys.len()
         );
-        async {
+        let result = async {
+            limits.check_batch(keys.len())?;
             let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
             let mut results: Vec<Option<KeyResult<()>>> = Vec::with_capacity(keys.len());
             let mut valid = Vec::new();
@@ -138,6 +148,22 @@ impl Engine {
             Ok(answered(results))
         }
         .instrument(span)
-        .await
+        .await;
+        finish_batch(space.stats.key_ops.of(Op::DeleteMany), started, &result);
+        result
+    }
+}
+
+/// Counts a finished batch call: failed as a whole by its error, else by every key's error.
+fn finish_batch<T>(stats: &OpStats, started: Instant, result: &Result<Vec<KeyResult<T>>>) {
+    stats.requests.inc();
+    stats.duration.record(started.elapsed());
+    match result {
+        Err(e) => stats.error(e),
+        Ok(results) => {
+            for e in results.iter().filter_map(|r| r.result.as_ref().err()) {
+                stats.error(e);
+            }
+        }
     }
 }

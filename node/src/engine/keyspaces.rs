@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use tracing::Instrument;
 
@@ -14,37 +15,77 @@ use crate::space::Space;
 use crate::space::hot_keys::HotKeys;
 use crate::spec::KeySpaceSpec;
 use crate::stats::{Counters, KeySpaceSnapshot};
+use crate::telemetry::Op;
 
 impl Engine {
     /// Creates a keyspace; fails with `KeySpaceExists` if the name is taken. Returns the
     /// catalog revision that contains it, once this node serves it.
     pub async fn create_keyspace(&self, spec: KeySpaceSpec) -> Result<u64> {
-        self.check_spec(&spec).await?;
-        self.change_catalog(CatalogChange::Create { spec }, None)
-            .await
+        let started = Instant::now();
+        let name = spec.name.clone();
+        let result = async {
+            self.check_spec(&spec).await?;
+            self.change_catalog(CatalogChange::Create { spec }, None)
+                .await
+        }
+        .await;
+        self.count_keyspace_op(Op::CreateKeyspace, &name, started, &result);
+        result
     }
 
     /// Creates or replaces a keyspace. A replaced keyspace starts with empty caches and fresh
     /// limiter and breaker state. Returns the revision that contains the change, once this
     /// node serves it.
     pub async fn update_keyspace(&self, spec: KeySpaceSpec) -> Result<u64> {
-        self.check_spec(&spec).await?;
-        self.change_catalog(CatalogChange::Put { spec }, None).await
+        let started = Instant::now();
+        let name = spec.name.clone();
+        let result = async {
+            self.check_spec(&spec).await?;
+            self.change_catalog(CatalogChange::Put { spec }, None).await
+        }
+        .await;
+        self.count_keyspace_op(Op::UpdateKeyspace, &name, started, &result);
+        result
     }
 
     /// Deletes a keyspace and all of its entries.
     pub async fn delete_keyspace(&self, name: &str) -> Result<u64> {
-        self.delete_keyspaces(&[name]).await
+        let started = Instant::now();
+        // Looked up before: a deleted keyspace's name is a label only if it existed.
+        let existed = self.inner.spaces.load().contains_key(name);
+        let result = self.delete_names(&[name]).await;
+        let label = if existed { name } else { "" };
+        self.count_keyspace_op(Op::DeleteKeyspace, label, started, &result);
+        result
     }
 
     /// Deletes several keyspaces, all or none: if one is missing, none is deleted.
     pub async fn delete_keyspaces<N: AsRef<str>>(&self, names: &[N]) -> Result<u64> {
+        let started = Instant::now();
+        let result = self.delete_names(names).await;
+        self.count_keyspace_op(Op::DeleteKeyspaces, "", started, &result);
+        result
+    }
+
+    async fn delete_names<N: AsRef<str>>(&self, names: &[N]) -> Result<u64> {
         if names.is_empty() {
             return Err(Error::InvalidRequest("no keyspace named".into()));
         }
         let names = names.iter().map(|n| n.as_ref().to_owned()).collect();
         self.change_catalog(CatalogChange::Delete { names }, None)
             .await
+    }
+
+    /// Counts a keyspace operation. Its keyspace is a label only when the keyspace exists or
+    /// the call succeeded: made-up names in refused calls must not grow the label set.
+    fn count_keyspace_op(&self, op: Op, name: &str, started: Instant, result: &Result<u64>) {
+        let known = result.is_ok() || self.inner.spaces.load().contains_key(name);
+        let label = if known { name } else { "" };
+        self.inner
+            .telemetry
+            .ops
+            .of(op, label)
+            .finish(started, result);
     }
 
     /// Commits any catalog change, optionally only at `expected_revision` (compare-and-set),
@@ -58,7 +99,12 @@ impl Engine {
         self.inner.ensure_running()?;
         let span = tracing::info_span!("distcache.catalog_change", ?expected_revision);
         async {
+            let started = Instant::now();
             let revision = self.inner.catalog.change(change, expected_revision).await?;
+            self.inner
+                .telemetry
+                .catalog_commit
+                .record(started.elapsed());
             self.wait_applied(revision).await?;
             Ok(revision)
         }

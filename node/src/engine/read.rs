@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::Instrument;
 
@@ -20,13 +21,16 @@ use crate::error::{Error, Result};
 use crate::flight::Pending;
 use crate::space::Space;
 use crate::store::Cached;
+use crate::telemetry::Op;
 
 /// Where a read that misses the caches is loaded, and how it is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReadMode {
-    /// A read by this node's client: counted here, and loaded by the key's owner (this node
-    /// from its data source, or a peer through the transport).
+    /// A client's `get`: counted here, timed (hits 1 in `hit_timing_every`), and loaded by
+    /// the key's owner (this node from its data source, or a peer through the transport).
     Client,
+    /// A key of a client's `get_many`: counted and loaded as a `get`, timed with its batch.
+    Batch,
     /// A peer's read of keys this node serves: answered from the caches or this node's data
     /// source, never sent on; counted as peer requests only.
     ForPeer,
@@ -57,9 +61,9 @@ impl Inner {
                 answer(slot, Err(e));
                 continue;
             }
-            let hit = space.cached(key).await;
-            count(space, key, mode, hit.is_some());
-            if let Some(hit) = hit {
+            let hit = space.lookup(key).await;
+            count(space, key, mode, hit.as_ref().map(|(_, hot)| *hot));
+            if let Some((hit, _)) = hit {
                 answer(slot, Ok(hit));
                 continue;
             }
@@ -99,41 +103,81 @@ impl Inner {
         key: &str,
         mode: ReadMode,
     ) -> Result<Cached> {
-        self.config.limits.check_key(key)?;
-        let hit = space.cached(key).await;
-        count(space, key, mode, hit.is_some());
-        if let Some(hit) = hit {
+        if let Err(e) = self.config.limits.check_key(key) {
+            if mode == ReadMode::Client {
+                space
+                    .stats
+                    .key_ops
+                    .of(Op::Get)
+                    .finish(Instant::now(), &Err::<(), _>(e.clone()));
+            }
+            return Err(e);
+        }
+        // A hit is timed 1 in `hit_timing_every`, a miss always (from here on).
+        let sampled = match mode {
+            ReadMode::Client => self.telemetry.hits.start(),
+            ReadMode::Batch | ReadMode::ForPeer => None,
+        };
+        let hit = space.lookup(key).await;
+        count(space, key, mode, hit.as_ref().map(|(_, hot)| *hot));
+        if let Some((hit, _)) = hit {
+            if let Some(started) = sampled {
+                let weight = self.telemetry.hits.weight();
+                space
+                    .stats
+                    .key_ops
+                    .of(Op::Get)
+                    .duration
+                    .record_weighted(started.elapsed(), weight);
+            }
             return Ok(hit);
         }
+        let started = sampled.unwrap_or_else(Instant::now);
         // A span for the load only: a hit must stay as cheap as a moka lookup.
         let span = tracing::debug_span!("distcache.load_key", distcache.keyspace = %space.name(), key, ?mode);
-        match self.load(space, &[key], mode).pop() {
+        let outcome = match self.load(space, &[key], mode).pop() {
             Some(pending) => pending.instrument(span).await,
             None => Err(Error::Internal("no load was started for the key".into())),
+        };
+        if mode == ReadMode::Client {
+            let stats = space.stats.key_ops.of(Op::Get);
+            stats.duration.record(started.elapsed());
+            if let Err(e) = &outcome {
+                stats.error(e);
+            }
         }
+        outcome
     }
 
     /// Starts the loads of `keys`, which missed both caches: by their owners for a client's
     /// read, here for a peer's.
     fn load(&self, space: &Arc<Space>, keys: &[&str], mode: ReadMode) -> Vec<Pending> {
         match mode {
-            ReadMode::Client => self.route(space, keys),
+            ReadMode::Client | ReadMode::Batch => self.route(space, keys),
             ReadMode::ForPeer => space.load_owned(keys),
         }
     }
 }
 
-/// Counts one valid key read (see the module docs).
+/// Counts one valid key read (see the module docs); `hit` is `None` for a miss, else whether
+/// the hot cache answered.
 #[inline]
-fn count(space: &Space, key: &str, mode: ReadMode, hit: bool) {
+fn count(space: &Space, key: &str, mode: ReadMode, hit: Option<bool>) {
     match mode {
-        ReadMode::Client => {
-            if hit {
-                space.stats.cache_hits.inc();
-            } else {
-                space.stats.loads.inc();
+        ReadMode::Client | ReadMode::Batch => {
+            if mode == ReadMode::Batch {
+                space.stats.batch_keys.inc();
             }
-            space.hot_keys.record(key, !hit);
+            match hit {
+                Some(hot) => {
+                    space.stats.cache_hits.inc();
+                    if hot {
+                        space.stats.hot_hits.inc();
+                    }
+                }
+                None => space.stats.loads.inc(),
+            }
+            space.hot_keys.record(key, hit.is_none());
         }
         ReadMode::ForPeer => space.stats.peer_requests.inc(),
     }

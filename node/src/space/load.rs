@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{Instrument, debug, warn};
 
@@ -14,6 +14,7 @@ use crate::flight::{Claim, Flights, Outcome, Pending, Ticket};
 use crate::ring::Peer;
 use crate::source::{FetchResult, Fetched};
 use crate::store::{Cached, Store};
+use crate::telemetry::FetchOutcome;
 use crate::transport::{PeerTransport, RemoteGet};
 
 /// Which cache a loaded value goes to.
@@ -179,6 +180,7 @@ impl Space {
         if tickets.len() > 1 {
             self.fetch_batch(tickets, target).await;
         } else if let Some(ticket) = tickets.pop() {
+            let started = Instant::now();
             let result = self
                 .guard
                 .call(
@@ -187,12 +189,13 @@ impl Space {
                     |_| false,
                 )
                 .await;
-            self.settle(ticket, result, target).await;
+            self.settle(ticket, result, target, started.elapsed()).await;
         }
     }
 
     async fn fetch_batch(&self, tickets: Vec<Ticket>, target: Target) {
         let keys: Vec<String> = tickets.iter().map(|t| t.key().to_owned()).collect();
+        let started = Instant::now();
         let batch = self
             .guard
             .call(
@@ -201,10 +204,11 @@ impl Space {
                 |results: &Vec<FetchResult>| results.iter().all(Result::is_err),
             )
             .await;
+        let took = started.elapsed();
         match batch {
             Ok(results) if results.len() == tickets.len() => {
                 for (ticket, result) in tickets.into_iter().zip(results) {
-                    self.settle(ticket, result.map_err(Error::DataSource), target)
+                    self.settle(ticket, result.map_err(Error::DataSource), target, took)
                         .await;
                 }
             }
@@ -215,19 +219,35 @@ impl Space {
                     tickets.len()
                 )));
                 for ticket in tickets {
-                    self.settle(ticket, Err(err.clone()), target).await;
+                    self.settle(ticket, Err(err.clone()), target, took).await;
                 }
             }
             Err(err) => {
                 for ticket in tickets {
-                    self.settle(ticket, Err(err.clone()), target).await;
+                    self.settle(ticket, Err(err.clone()), target, took).await;
                 }
             }
         }
     }
 
-    /// Counts, stores (unless cancelled) and answers one fetched key.
-    async fn settle(&self, ticket: Ticket, result: Result<Option<Fetched>>, target: Target) {
+    /// Counts, times, stores (unless cancelled) and answers one key fetched in `took`.
+    async fn settle(
+        &self,
+        ticket: Ticket,
+        result: Result<Option<Fetched>>,
+        target: Target,
+        took: Duration,
+    ) {
+        let fetch = match &result {
+            Ok(Some(_)) => Some(FetchOutcome::Found),
+            Ok(None) => Some(FetchOutcome::NotFound),
+            // Refused before the source was asked: no fetch to time.
+            Err(Error::DataSourceRateLimited(_) | Error::DataSourceCircuitOpen(_)) => None,
+            Err(_) => Some(FetchOutcome::Error),
+        };
+        if let Some(outcome) = fetch {
+            self.stats.fetches.record(outcome, took);
+        }
         let key = ticket.key();
         let store = self.store(target);
         let outcome: Outcome = match result {
