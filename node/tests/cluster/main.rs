@@ -14,6 +14,7 @@ mod in_memory;
 mod keys;
 mod membership;
 mod metrics;
+mod observability_examples;
 mod openapi;
 mod ownership;
 mod roles;
