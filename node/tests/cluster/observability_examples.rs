@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use distcache_testkit::{TestCluster, spec};
-use prometheus_parse::Scrape;
+use prom_text_format_parser::Scrape;
 use serde_json::Value;
 
 /// The repository root (this crate lives in `node/`).
@@ -248,8 +248,8 @@ fn scrape_config_matches_the_local_cluster() {
     assert!(config.contains("job_name: distcache"));
 }
 
-/// The metric families of one node's `/metrics`, as a parser reads them: the names of
-/// `# HELP` lines (families without samples yet included) and of samples.
+/// The metric families of one node's `/metrics`, as a parser reads them: each family's name,
+/// and for histograms the names of their `_bucket`, `_sum` and `_count` samples.
 async fn families(addr: &str) -> BTreeSet<String> {
     let text = reqwest::get(format!("http://{addr}/metrics"))
         .await
@@ -257,9 +257,16 @@ async fn families(addr: &str) -> BTreeSet<String> {
         .text()
         .await
         .unwrap();
-    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
-    let mut names: BTreeSet<String> = scrape.docs.into_keys().collect();
-    names.extend(scrape.samples.into_iter().map(|s| s.metric));
+    let scrape = Scrape::parse(&text).unwrap();
+    let mut names = BTreeSet::new();
+    for metric in scrape.metrics {
+        if metric.kind == prom_text_format_parser::Type::Histogram {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{}{suffix}", metric.name));
+            }
+        }
+        names.insert(metric.name);
+    }
     names
 }
 
