@@ -31,6 +31,8 @@
 //! - [`auth`]: bearer tokens with roles and keyspaces, and what each route needs;
 //! - [`memnet`]: an in-memory network with fault injection, for tests of many nodes;
 //! - `net`: shared HTTP client plumbing, and TLS of clients ([`ClientTls`], [`TlsFailure`]);
+//! - [`otel`]: OpenTelemetry export over OTLP ([`OtelConfig`], [`OtelPipeline`]) and W3C
+//!   trace-context propagation;
 //! - [`client`]: a typed client of a node's public API, and [`client::Fleet`], which asks
 //!   every member at once;
 //! - [`wire`]: what travels over HTTP (error bodies with stable codes, batch JSON, warm
@@ -88,6 +90,7 @@ mod limits;
 pub mod memnet;
 mod net;
 mod node;
+pub mod otel;
 mod protection;
 mod registry;
 mod ring;
@@ -122,6 +125,7 @@ pub use keyspace::KeySpace;
 pub use limits::Limits;
 pub use net::tls::{ClientTls, TlsError, TlsFailure};
 pub use node::{Node, NodeBuilder, NodeConfig};
+pub use otel::{OtelConfig, OtelError, OtelPipeline};
 pub use protection::BreakerState;
 pub use ring::{NodeId, Ring, key_hash};
 pub use server::{ServerConfig, auth, openapi_json};

@@ -30,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "catalog",
             "config",
             "flight",
+            "otel",
             "protection",
             "registry",
             "sources",

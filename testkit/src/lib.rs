@@ -6,6 +6,8 @@
 //! - [`wait_until`] / [`wait_for`]: poll a condition until a deadline, never sleep to
 //!   synchronise;
 //! - [`loopback_listener`] / [`free_addr`]: ports picked by the OS;
+//! - [`OtlpReceiver`]: an OTLP collector (HTTP and gRPC) that keeps what it receives, and
+//!   [`hanging_collector`], one that never answers;
 //! - [`TestSource`]: a scriptable data source that counts its fetches;
 //! - [`tls`]: a throwaway PKI (CA, server and client certificates as PEM files) and a small
 //!   HTTPS server, for tests of TLS clients and listeners.
@@ -15,12 +17,14 @@
 #![allow(clippy::unwrap_used)] // Test fixtures: a broken fixture should fail loudly.
 
 mod cluster;
+mod otlp;
 mod ports;
 mod source;
 pub mod tls;
 mod wait;
 
 pub use cluster::{Builder, CONVERGE, TestCluster, wait_leader};
+pub use otlp::{OtlpReceiver, ReceivedMetric, ReceivedPoint, ReceivedSpan, hanging_collector};
 pub use ports::{free_addr, loopback_listener};
 pub use source::{TestSource, spec};
 pub use wait::{holds_within, wait_for, wait_until};
