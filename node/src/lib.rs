@@ -37,7 +37,7 @@
 //!   every member at once;
 //! - [`wire`]: what travels over HTTP (error bodies with stable codes, batch JSON, warm
 //!   outcomes, the handoff stream);
-//! - [`stats`](KeySpaceSnapshot): counters and the admin snapshot;
+//! - [`stats`](KeySpaceSnapshot): counters, the admin snapshot, sums and rates over nodes;
 //! - `telemetry`: the instruments behind `/metrics` — counters, lock-free histograms,
 //!   operations by name, peer calls, the hit sampler;
 //! - [`warmup`](WarmupConfig): what a warmup is — configuration, triggers, run records;
@@ -134,7 +134,7 @@ pub use spec::{
     CircuitBreakerConfig, Eviction, KeySpaceSpec, RateLimitConfig, SourceSpec, parse_keyspaces,
     read_keyspace_file, redacted_url,
 };
-pub use stats::{HotKey, KeySpaceSnapshot, KeySpaceTotal, Stats};
+pub use stats::{HotKey, KeySpaceSnapshot, KeySpaceTotal, Rates, Stats};
 pub use store::ENTRY_OVERHEAD;
 pub use tls::{ClientAuth, NodeTls, TlsConfig};
 pub use warmup::{WarmupConfig, WarmupRun, WarmupTrigger};

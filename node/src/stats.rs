@@ -16,7 +16,8 @@
 //! - `peer_requests`: keys other nodes read from this node (it owns them).
 //!
 //! [`KeySpaceTotal::sum`] adds up the snapshots of several nodes per keyspace: the cluster-wide
-//! view the dashboard shows.
+//! view the dashboard and `distcache stats --cluster` show; [`KeySpaceTotal::rates`] (in
+//! `stats/rates.rs`) turns two such polls into per-second [`Rates`].
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::protection::BreakerState;
 use crate::telemetry::{Counter, FetchDurations, KeyOps, Op, OpSnapshot};
+
+mod rates;
+
+pub use rates::Rates;
 
 /// Live counters of one keyspace. Survive keyspace updates; dropped with the keyspace.
 #[derive(Debug, Default)]
@@ -150,6 +155,18 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Fetches from the data source, answered or failed: `local_loads + local_load_errs`.
+    pub fn fetches(&self) -> u64 {
+        self.local_loads.saturating_add(self.local_load_errs)
+    }
+
+    /// Failed or refused loads: `local_load_errs + peer_errors + rate_limited + circuit_open`.
+    pub fn errors(&self) -> u64 {
+        [self.peer_errors, self.rate_limited, self.circuit_open]
+            .into_iter()
+            .fold(self.local_load_errs, u64::saturating_add)
+    }
+
     /// Adds `other`'s counters to these (saturating: a sum never wraps).
     pub fn add(&mut self, other: &Stats) {
         // Destructured so that a new counter cannot be forgotten here.
