@@ -1,9 +1,11 @@
 //! What the dashboard knows about the cluster: one snapshot per poll, per-keyspace rows
-//! summed over the nodes (by `distcache::KeySpaceTotal`), rates from the previous snapshot,
-//! and a short history for the sparklines. Pure data: no clock, no I/O, so every view renders
+//! summed over the nodes (by `distcache::KeySpaceTotal::sum`), rates from the previous
+//! snapshot (by `distcache::KeySpaceTotal::rates`, node by node: a restarted node adds
+//! nothing), and a short history for the sparklines. Pure data: no clock, no I/O, so every view renders
 //! the same from a fixture.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use distcache::wire::ClusterInfo;
 use distcache::{BreakerState, KeySpaceSnapshot, KeySpaceTotal};
@@ -66,6 +68,11 @@ pub struct KeyspaceRow {
     pub gets_per_s: f64,
     /// Loads (misses) per second since the previous poll.
     pub loads_per_s: f64,
+    /// Data-source fetches (answered or failed) per second since the previous poll.
+    pub fetches_per_s: f64,
+    /// Failed or refused loads (source, peer, rate limiter, breaker) per second since the
+    /// previous poll.
+    pub errors_per_s: f64,
     /// Peer errors, all time.
     pub peer_errors: u64,
     /// Data-source failures (errors and timeouts), all time.
@@ -89,6 +96,8 @@ impl KeyspaceRow {
             hit_ratio: None,
             gets_per_s: 0.0,
             loads_per_s: 0.0,
+            fetches_per_s: 0.0,
+            errors_per_s: 0.0,
             peer_errors: 0,
             source_errors: 0,
             rate_limited: 0,
@@ -98,15 +107,13 @@ impl KeyspaceRow {
     }
 }
 
-/// Every keyspace summed over the nodes of `snapshot` that answered.
-fn totals(snapshot: &Snapshot) -> BTreeMap<String, KeySpaceTotal> {
-    KeySpaceTotal::sum(
-        snapshot
-            .nodes
-            .iter()
-            .filter(|n| n.up)
-            .map(|n| &n.keyspaces[..]),
-    )
+/// The nodes of `snapshot` that answered, by address, with their keyspaces.
+fn answered(snapshot: &Snapshot) -> impl Iterator<Item = (&str, &[KeySpaceSnapshot])> {
+    snapshot
+        .nodes
+        .iter()
+        .filter(|n| n.up)
+        .map(|n| (n.addr.as_str(), &n.keyspaces[..]))
 }
 
 /// A breaker state as the keyspace table shows it.
@@ -120,9 +127,12 @@ fn breaker_name(state: BreakerState) -> &'static str {
 
 /// The rows of `current`, with rates against `previous`.
 pub fn keyspace_rows(current: &Snapshot, previous: Option<&Snapshot>) -> Vec<KeyspaceRow> {
-    let before = previous.map(totals).unwrap_or_default();
-    let elapsed = previous.map_or(0.0, |p| current.at - p.at);
-    totals(current)
+    let rates = previous.map(|p| {
+        // The poller's clock is monotonic; a negative or odd interval gives no rates.
+        let elapsed = Duration::try_from_secs_f64(current.at - p.at).unwrap_or_default();
+        KeySpaceTotal::rates(answered(p), answered(current), elapsed)
+    });
+    KeySpaceTotal::sum(answered(current).map(|(_, keyspaces)| keyspaces))
         .into_iter()
         .map(|(name, now)| {
             let mut row = KeyspaceRow::new(name);
@@ -136,16 +146,13 @@ pub fn keyspace_rows(current: &Snapshot, previous: Option<&Snapshot>) -> Vec<Key
             if let Some(state) = now.circuit_breaker {
                 row.breaker = breaker_name(state).to_owned();
             }
-            let then = before.get(&row.name).map_or(&now.stats, |t| &t.stats);
-            // Counters restart with a node: never report a negative rate.
-            let gets = now.stats.gets.saturating_sub(then.gets);
-            let hits = now.stats.cache_hits.saturating_sub(then.cache_hits);
-            let loads = now.stats.loads.saturating_sub(then.loads);
-            if elapsed > 0.0 {
-                row.gets_per_s = gets as f64 / elapsed;
-                row.loads_per_s = loads as f64 / elapsed;
+            if let Some(r) = rates.as_ref().and_then(|r| r.get(&row.name)) {
+                row.gets_per_s = r.gets_per_s;
+                row.loads_per_s = r.loads_per_s;
+                row.fetches_per_s = r.fetches_per_s;
+                row.errors_per_s = r.errors_per_s;
+                row.hit_ratio = r.hit_ratio;
             }
-            row.hit_ratio = (gets > 0).then(|| hits as f64 / gets as f64);
             row
         })
         .collect()
@@ -180,12 +187,17 @@ mod tests {
     use super::*;
 
     pub(crate) fn node(id: &str, gets: u64, hits: u64) -> NodeView {
+        fetching(id, gets, hits, 0, 2)
+    }
+
+    /// Node `id` whose source answered `fetched` fetches and failed `failed`.
+    fn fetching(id: &str, gets: u64, hits: u64, fetched: u64, failed: u64) -> NodeView {
         let snap: KeySpaceSnapshot = serde_json::from_value(serde_json::json!({
             "name": "users", "max_bytes": 1000, "default_ttl": null, "read_timeout": "5s",
             "write_timeout": "5s", "warm_keys": [], "main_cache_bytes": 100, "hot_cache_bytes": 20,
             "stats": {"gets": gets, "cache_hits": hits, "peer_loads": 0, "peer_errors": 1,
-                      "loads": gets - hits, "loads_deduped": 0, "local_loads": 0,
-                      "local_load_errs": 2, "remove_keys_requests": 0, "removed_keys": 0},
+                      "loads": gets - hits, "loads_deduped": 0, "local_loads": fetched,
+                      "local_load_errs": failed, "remove_keys_requests": 0, "removed_keys": 0},
             "main_cache_entries": 4, "hot_cache_entries": 1, "circuit_breaker": "closed"
         }))
         .expect("fixture");
@@ -230,6 +242,44 @@ mod tests {
         };
         let r = &keyspace_rows(&restarted, Some(&after))[0];
         assert_eq!(r.gets_per_s, 0.0);
+    }
+
+    /// Fetches/s and errors/s are summed over the nodes; a restarted node adds nothing but
+    /// does not hide the others' traffic; a node that was down in the previous poll has no
+    /// baseline and adds nothing either.
+    #[test]
+    fn rows_rate_fetches_and_errors() {
+        let before = Snapshot {
+            at: 10.0,
+            nodes: vec![fetching("a", 100, 50, 40, 2), fetching("b", 100, 50, 10, 0)],
+        };
+        let after = Snapshot {
+            at: 14.0,
+            nodes: vec![fetching("a", 120, 60, 48, 4), fetching("b", 110, 50, 18, 4)],
+        };
+        let r = &keyspace_rows(&after, Some(&before))[0];
+        // Fetches: (8 + 2) + (8 + 4) = 22 over 4 s; errors (source): 2 + 4 = 6 over 4 s.
+        assert_eq!((r.fetches_per_s, r.errors_per_s), (5.5, 1.5));
+        assert_eq!((r.gets_per_s, r.loads_per_s), (7.5, 5.0));
+        assert_eq!(r.hit_ratio, Some(10.0 / 30.0));
+
+        let mut back = fetching("c", 1000, 0, 1000, 0);
+        back.up = true;
+        let restarted = Snapshot {
+            at: 16.0,
+            nodes: vec![
+                fetching("a", 2, 0, 2, 0),
+                fetching("b", 130, 70, 18, 4),
+                back,
+            ],
+        };
+        let r = &keyspace_rows(&restarted, Some(&after))[0];
+        assert_eq!(
+            (r.gets_per_s, r.fetches_per_s, r.errors_per_s),
+            (10.0, 0.0, 0.0)
+        );
+        assert_eq!(r.hit_ratio, Some(1.0));
+        assert_eq!(r.nodes, 3);
     }
 
     /// The row shows the worst breaker state over the nodes, in the table's spelling.

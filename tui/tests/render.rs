@@ -17,7 +17,7 @@ fn keyspace(name: &str, gets: u64, hits: u64, bytes: u64, breaker: &str) -> KeyS
         "name": name, "max_bytes": 1048576, "default_ttl": "5m", "read_timeout": "5s",
         "write_timeout": "5s", "warm_keys": [], "main_cache_bytes": bytes, "hot_cache_bytes": 0,
         "stats": {"gets": gets, "cache_hits": hits, "peer_loads": 1, "peer_errors": 0,
-                  "loads": gets - hits, "loads_deduped": 0, "local_loads": 0,
+                  "loads": gets - hits, "loads_deduped": 0, "local_loads": gets / 10,
                   "local_load_errs": 3, "remove_keys_requests": 0, "removed_keys": 0,
                   "rate_limited": 2},
         "main_cache_entries": 12, "hot_cache_entries": 0, "circuit_breaker": breaker
@@ -154,8 +154,8 @@ fn cluster_view_with_a_node_down() {
     assert!(lines[23].contains("q quit"));
 }
 
-/// The keyspaces view shows memory as a gauge, the recent hit ratio, rates, errors and the
-/// worst breaker state, open in red.
+/// The keyspaces view shows memory as a gauge, the recent hit ratio, rates (gets, loads,
+/// fetches, errors) and the worst breaker state, open in red.
 #[test]
 fn keyspaces_view() {
     let mut app = fixture();
@@ -166,6 +166,15 @@ fn keyspaces_view() {
     // 2 nodes × 512 KiB of 2 × 1 MiB = 50%; gets 180+140-200 = 120 over 2 s = 60/s.
     assert!(users.contains("▇▇▇░░░  50%"), "{users}");
     assert!(users.contains(" 60 "), "{users}");
+    let header = lines.iter().find(|l| l.contains("KEYSPACE")).unwrap();
+    assert!(
+        header.contains("FETCH/S") && header.contains("ERR/S"),
+        "{header}"
+    );
+    // Fetches: (18 - 10) + (14 - 10) = 12 over 2 s; no new errors.
+    let words: Vec<&str> = users.split_whitespace().collect();
+    let fetches = words.iter().position(|w| *w == "6.0").expect(users);
+    assert_eq!(words[fetches + 1], "0", "{users}");
     assert!(users.contains("open"), "{users}");
     assert_eq!(colour_of(&buf, &lines, "open"), Color::Red);
     let products = lines.iter().find(|l| l.contains("products")).unwrap();
@@ -194,6 +203,11 @@ fn detail_view() {
         lines
             .iter()
             .any(|l| l.contains("memory 1.0M / 2.0M · 24 entries")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("fetch/s 6.0 · err/s 0")
+            && l.contains("all-time errors: peer 0 · source 6 · limited 4")),
         "{lines:#?}"
     );
     // 30 more hits over 120 more gets since the previous poll.

@@ -1,12 +1,13 @@
-//! The detail view of one keyspace: memory gauge, sparklines of gets/s and hit ratio over the
-//! last minutes, and the keyspace on every node.
+//! The detail view of one keyspace: memory gauge, fetches/s and errors/s with the all-time
+//! error counts, sparklines of gets/s and hit ratio over the last minutes, and the keyspace on
+//! every node.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Row, Sparkline, Table, Widget};
 
-use super::{bad, bytes, percent, rate};
+use super::{bad, bytes, percent, rate, warn};
 use crate::app::App;
 
 pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
@@ -23,7 +24,8 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     block.render(area, buf);
-    let [gauge_area, sparks, nodes] = Layout::vertical([
+    let [gauge_area, rates, sparks, nodes] = Layout::vertical([
+        Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(4),
         Constraint::Min(2),
@@ -44,6 +46,17 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
             row.entries
         ))
         .render(gauge_area, buf);
+    let errors = row.peer_errors + row.source_errors + row.rate_limited;
+    Paragraph::new(format!(
+        "fetch/s {} · err/s {} · all-time errors: peer {} · source {} · limited {}",
+        rate(row.fetches_per_s),
+        rate(row.errors_per_s),
+        row.peer_errors,
+        row.source_errors,
+        row.rate_limited
+    ))
+    .style(if errors > 0 { warn() } else { Style::default() })
+    .render(rates, buf);
 
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(sparks);

@@ -1,6 +1,7 @@
 //! The keyspaces view: every keyspace summed over the nodes that answered: entries, memory
-//! against `max_bytes` as a gauge, hit ratio, gets/s and loads/s, peer errors, data-source
-//! errors, rate-limited loads and the worst breaker state.
+//! against `max_bytes` as a gauge, and since the previous poll the hit ratio, gets/s, loads/s,
+//! data-source fetches/s and errors/s; then the worst breaker state. The all-time error counts
+//! are in the detail view.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Rect};
@@ -38,8 +39,7 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     }
     let header = Row::new([
-        "KEYSPACE", "ENTRIES", "MEMORY", "HIT", "GET/S", "LOAD/S", "PEER!", "SRC!", "LIMIT",
-        "BREAKER",
+        "KEYSPACE", "ENTRIES", "MEMORY", "HIT", "GET/S", "LOAD/S", "FETCH/S", "ERR/S", "BREAKER",
     ])
     .style(Style::default().add_modifier(Modifier::BOLD));
     let rows = app.rows.iter().enumerate().map(|(i, r)| {
@@ -48,7 +48,11 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
             "half_open" => warn(),
             _ => Style::default(),
         };
-        let errors_style = |n: u64| if n > 0 { warn() } else { Style::default() };
+        let errors_style = if r.errors_per_s > 0.0 {
+            warn()
+        } else {
+            Style::default()
+        };
         let row = Row::new([
             Cell::from(r.name.clone()),
             Cell::from(r.entries.to_string()),
@@ -56,9 +60,8 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Cell::from(percent(r.hit_ratio)),
             Cell::from(rate(r.gets_per_s)),
             Cell::from(rate(r.loads_per_s)),
-            Cell::from(r.peer_errors.to_string()).style(errors_style(r.peer_errors)),
-            Cell::from(r.source_errors.to_string()).style(errors_style(r.source_errors)),
-            Cell::from(r.rate_limited.to_string()).style(errors_style(r.rate_limited)),
+            Cell::from(rate(r.fetches_per_s)),
+            Cell::from(rate(r.errors_per_s)).style(errors_style),
             Cell::from(r.breaker.clone()).style(breaker_style),
         ]);
         if i == app.selected_keyspace {
@@ -74,8 +77,7 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Constraint::Length(4),
         Constraint::Length(6),
         Constraint::Length(6),
-        Constraint::Length(5),
-        Constraint::Length(5),
+        Constraint::Length(7),
         Constraint::Length(5),
         Constraint::Min(6),
     ];
