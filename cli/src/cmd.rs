@@ -18,6 +18,7 @@ mod dashboard;
 mod data;
 mod keyspace;
 mod node;
+mod stats;
 mod warmup;
 
 /// distcache: a distributed read-through cache.
@@ -160,8 +161,9 @@ pub enum Command {
     Owner(data::OwnerArgs),
     /// Show the members as the answering node sees them.
     Peers,
-    /// Show per-keyspace counters of every node.
-    Stats(admin::StatsArgs),
+    /// Show per-keyspace counters of every node; with --cluster, summed over the members
+    /// with per-second rates.
+    Stats(stats::StatsArgs),
     /// Print one node's metrics in the Prometheus text format (for scripts).
     Metrics,
     /// Inspect the cluster's control plane.
@@ -213,7 +215,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Stats(args) => {
             init_logging(global.log.as_deref().unwrap_or("warn"))?;
-            admin::stats(args, &global).await
+            stats::run(args, &global).await
         }
         Command::Cluster(cmd) => {
             init_logging(global.log.as_deref().unwrap_or("warn"))?;

@@ -1,22 +1,16 @@
-//! `distcache peers | stats | cluster status | wait`: looking at a running cluster.
+//! `distcache peers | metrics | cluster status | wait`: looking at a running cluster
+//! (`stats` is in `stats.rs`).
 
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use distcache::client::{Answer, Client, Fleet, Member};
 use distcache::wire::{ClusterInfo, ErrorBody};
-use distcache::{Error, KeySpaceSnapshot};
+use distcache::Error;
 use serde::Serialize;
 
 use super::{Global, parse_duration};
 use crate::output::{self, Format, Table};
-
-#[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  distcache stats\n  distcache stats users -o json")]
-pub struct StatsArgs {
-    /// Only this keyspace.
-    pub keyspace: Option<String>,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -74,104 +68,14 @@ pub async fn peers(global: &Global) -> anyhow::Result<()> {
     table.print()
 }
 
-/// One node's answer to `stats`.
-#[derive(Serialize)]
-struct NodeStats {
-    node: String,
-    addr: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<ErrorBody>,
-    keyspaces: Vec<KeySpaceSnapshot>,
-}
-
-impl From<Answer<Vec<KeySpaceSnapshot>>> for NodeStats {
-    fn from(answer: Answer<Vec<KeySpaceSnapshot>>) -> Self {
-        let (keyspaces, error) = match answer.result {
-            Ok(k) => (k, None),
-            Err(e) => (Vec::new(), Some(ErrorBody::from(&e))),
-        };
-        NodeStats {
-            node: answer.member.name().to_owned(),
-            addr: answer.member.addr,
-            error,
-            keyspaces,
-        }
-    }
-}
-
 /// A fleet whose members are each asked with a short deadline: one member that hangs must not
 /// hold the whole answer up for the full request timeout.
-fn fleet(global: &Global) -> anyhow::Result<Fleet> {
+pub(super) fn fleet(global: &Global) -> anyhow::Result<Fleet> {
     let fleet = Fleet::new(
         global.token.clone(),
         global.request_timeout.min(Duration::from_secs(5)),
     );
     Ok(fleet.with_tls(&global.tls())?)
-}
-
-pub async fn stats(args: StatsArgs, global: &Global) -> anyhow::Result<()> {
-    let mut fleet = fleet(global)?;
-    fleet.refresh(&global.client()?).await?;
-    let mut answers = fleet.stats().await;
-    if let Some(only) = &args.keyspace {
-        answers = answers.only_keyspace(only)?;
-    }
-    let nodes: Vec<NodeStats> = answers.into_iter().map(NodeStats::from).collect();
-    if global.output == Format::Json {
-        #[derive(Serialize)]
-        struct Out {
-            nodes: Vec<NodeStats>,
-        }
-        return output::json(&Out { nodes });
-    }
-    let mut table = Table::new([
-        "NODE",
-        "KEYSPACE",
-        "GETS",
-        "HIT %",
-        "LOADS",
-        "PEER LOADS",
-        "ERRORS",
-        "ENTRIES",
-        "BYTES",
-        "BREAKER",
-    ]);
-    for n in &nodes {
-        if let Some(e) = &n.error {
-            table.row([
-                n.node.clone(),
-                "-".into(),
-                format!("unreachable: {}", e.message),
-            ]);
-            continue;
-        }
-        for k in &n.keyspaces {
-            let s = &k.stats;
-            let hit = if s.gets == 0 {
-                "-".to_owned()
-            } else {
-                format!("{:.1}", 100.0 * s.cache_hits as f64 / s.gets as f64)
-            };
-            table.row([
-                n.node.clone(),
-                k.name.clone(),
-                s.gets.to_string(),
-                hit,
-                s.loads.to_string(),
-                s.peer_loads.to_string(),
-                (s.local_load_errs + s.peer_errors + s.rate_limited + s.circuit_open).to_string(),
-                (k.main_cache_entries + k.hot_cache_entries).to_string(),
-                format!(
-                    "{} / {}",
-                    output::bytes(k.main_cache_bytes + k.hot_cache_bytes),
-                    output::bytes(k.max_bytes)
-                ),
-                k.circuit_breaker
-                    .map_or("-".to_owned(), |b| format!("{b:?}").to_lowercase()),
-            ]);
-        }
-    }
-    table.print()
 }
 
 /// One member's view for `cluster status`.
