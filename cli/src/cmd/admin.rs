@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
+use distcache::Error;
 use distcache::client::{Answer, Client, Fleet, Member};
 use distcache::wire::{ClusterInfo, ErrorBody};
-use distcache::Error;
 use serde::Serialize;
 
 use super::{Global, parse_duration};

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use distcache::{KeySpaceSpec, Node, SourceSpec};
+use distcache::{Engine, KeySpaceSpec, Node, SourceSpec};
 use distcache_testkit::TestCluster;
 
 pub struct Cluster {
@@ -24,17 +24,33 @@ impl Cluster {
 
     /// Like `start`, with every node requiring `token`.
     pub async fn start_with(n: usize, token: Option<&str>) -> Cluster {
+        let specs = vec![KeySpaceSpec::new("scratch", SourceSpec::None)];
+        Cluster::build(n, token, specs).await
+    }
+
+    /// `n` nodes serving `specs` (`distcache_testkit::spec(name)` reads each node's counting
+    /// test source), with one leader elected.
+    pub async fn start_serving(n: usize, specs: Vec<KeySpaceSpec>) -> Cluster {
+        Cluster::build(n, None, specs).await
+    }
+
+    async fn build(n: usize, token: Option<&str>, specs: Vec<KeySpaceSpec>) -> Cluster {
         let required = token.map(str::to_owned);
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
         let nodes = TestCluster::builder(n)
-            .specs(vec![KeySpaceSpec::new("scratch", SourceSpec::None)])
+            .specs(specs)
             .edit(move |_, config| config.server.token = required.clone())
             .build()
             .await;
         nodes.wait_leader().await;
-        let seeded = |i: usize| nodes.node(i).engine().keyspace("scratch").is_some();
+        let seeded = |i: usize| {
+            names
+                .iter()
+                .all(|name| nodes.node(i).engine().keyspace(name).is_some())
+        };
         distcache_testkit::wait_for(
             distcache_testkit::CONVERGE,
-            "every node serves scratch",
+            "every node serves every keyspace",
             || (0..n).all(seeded),
         )
         .await;
@@ -53,6 +69,16 @@ impl Cluster {
     /// The running nodes.
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
         self.nodes.running().into_iter().map(|i| self.nodes.node(i))
+    }
+
+    /// The engine of running node `i` (a handle: reads through it count on node `i`).
+    pub fn engine(&self, i: usize) -> Engine {
+        self.nodes.node(i).engine().clone()
+    }
+
+    /// Fetches from every node's test source so far.
+    pub fn total_fetches(&self) -> usize {
+        self.nodes.total_fetches()
     }
 
     /// The endpoint list of every node.
