@@ -169,6 +169,11 @@ impl Stats {
 
     /// Adds `other`'s counters to these (saturating: a sum never wraps).
     pub fn add(&mut self, other: &Stats) {
+        self.each_with(other, |sum, n| *sum = sum.saturating_add(n));
+    }
+
+    /// Calls `f` with each counter of these and the same counter of `other`.
+    fn each_with(&mut self, other: &Stats, mut f: impl FnMut(&mut u64, u64)) {
         // Destructured so that a new counter cannot be forgotten here.
         let Stats {
             gets,
@@ -190,7 +195,7 @@ impl Stats {
             peer_requests,
             hot_cache_hits,
         } = other;
-        for (sum, n) in [
+        for (mine, theirs) in [
             (&mut self.gets, gets),
             (&mut self.cache_hits, cache_hits),
             (&mut self.peer_loads, peer_loads),
@@ -210,7 +215,7 @@ impl Stats {
             (&mut self.peer_requests, peer_requests),
             (&mut self.hot_cache_hits, hot_cache_hits),
         ] {
-            *sum = sum.saturating_add(*n);
+            f(mine, *theirs);
         }
     }
 }

@@ -64,47 +64,13 @@ impl Stats {
     /// node), or `None` when any counter went down: the node restarted or the keyspace was
     /// created again, and the difference means nothing.
     pub fn since(&self, earlier: &Stats) -> Option<Stats> {
-        // Destructured so that a new counter cannot be forgotten here.
-        let Stats {
-            gets,
-            cache_hits,
-            peer_loads,
-            peer_errors,
-            loads,
-            loads_deduped,
-            local_loads,
-            local_load_errs,
-            remove_keys_requests,
-            removed_keys,
-            not_found,
-            rate_limited,
-            circuit_open,
-            timeouts,
-            warmups,
-            warmed_keys,
-            peer_requests,
-        } = earlier;
-        Some(Stats {
-            gets: self.gets.checked_sub(*gets)?,
-            cache_hits: self.cache_hits.checked_sub(*cache_hits)?,
-            peer_loads: self.peer_loads.checked_sub(*peer_loads)?,
-            peer_errors: self.peer_errors.checked_sub(*peer_errors)?,
-            loads: self.loads.checked_sub(*loads)?,
-            loads_deduped: self.loads_deduped.checked_sub(*loads_deduped)?,
-            local_loads: self.local_loads.checked_sub(*local_loads)?,
-            local_load_errs: self.local_load_errs.checked_sub(*local_load_errs)?,
-            remove_keys_requests: self
-                .remove_keys_requests
-                .checked_sub(*remove_keys_requests)?,
-            removed_keys: self.removed_keys.checked_sub(*removed_keys)?,
-            not_found: self.not_found.checked_sub(*not_found)?,
-            rate_limited: self.rate_limited.checked_sub(*rate_limited)?,
-            circuit_open: self.circuit_open.checked_sub(*circuit_open)?,
-            timeouts: self.timeouts.checked_sub(*timeouts)?,
-            warmups: self.warmups.checked_sub(*warmups)?,
-            warmed_keys: self.warmed_keys.checked_sub(*warmed_keys)?,
-            peer_requests: self.peer_requests.checked_sub(*peer_requests)?,
-        })
+        let mut counted = self.clone();
+        let mut went_down = false;
+        counted.each_with(earlier, |now, then| match now.checked_sub(then) {
+            Some(n) => *now = n,
+            None => went_down = true,
+        });
+        (!went_down).then_some(counted)
     }
 }
 
