@@ -30,7 +30,7 @@ use crate::keyspace::KeySpace;
 use crate::registry::SourceRegistry;
 use crate::space::Space;
 use crate::spec::KeySpaceSpec;
-use crate::telemetry::{EngineTelemetry, Op};
+use crate::telemetry::{EngineTelemetry, Op, Spans, end_span, span_name};
 use crate::warmup::WarmupLog;
 
 mod batch;
@@ -121,11 +121,12 @@ impl Inner {
         expiries: HashMap<String, Arc<dyn KeySpace>>,
         seeds: Vec<KeySpaceSpec>,
         cluster: Option<Arc<Cluster>>,
+        spans: Spans,
     ) -> Self {
         let warm_slots = Arc::new(tokio::sync::Semaphore::new(
             config.warmup.concurrency.max(1),
         ));
-        let telemetry = EngineTelemetry::new(config.hit_timing_every);
+        let telemetry = EngineTelemetry::new(config.hit_timing_every, spans);
         Inner {
             config,
             lifecycle: AtomicU8::new(CREATED),
@@ -183,6 +184,29 @@ impl Inner {
                 .of(op, "")
                 .finish(Instant::now(), &Err::<(), _>(e.clone()));
         })
+    }
+
+    /// Runs `operation` on `keyspace` inside its `distcache.<operation>` span (when the engine
+    /// makes spans).
+    pub(crate) async fn traced<T>(
+        &self,
+        op: Op,
+        keyspace: &str,
+        operation: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        use opentelemetry::context::FutureExt;
+        match self
+            .telemetry
+            .spans
+            .operation(span_name(op), op.name(), keyspace, None)
+        {
+            None => operation.await,
+            Some(cx) => {
+                let result = operation.with_context(cx.clone()).await;
+                end_span(Some(&cx), None, &result);
+                result
+            }
+        }
     }
 
     /// The live keyspace `name`.
@@ -379,25 +403,30 @@ impl Engine {
         let started = Instant::now();
         let space = self.inner.space_for(Op::Put, keyspace)?;
         let span = tracing::debug_span!("distcache.put", distcache.keyspace = keyspace, key);
-        let result = async {
-            self.check_entry(key, &value, ttl)?;
-            let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
-            let entry = vec![Entry {
-                key: key.to_owned(),
-                value,
-                ttl,
-            }];
-            let mut results = match self.inner.owner(&space, key) {
-                Route::Local => self.inner.put_local(&space, entry).await,
-                Route::Remote(peer) => self.inner.put_remote(&space, &peer, entry).await,
-            };
-            results
-                .pop()
-                .map(|r| r.result)
-                .unwrap_or_else(|| Err(Error::Internal("the owner answered no result".into())))
-        }
-        .instrument(span)
-        .await;
+        let result = self
+            .inner
+            .traced(
+                Op::Put,
+                keyspace,
+                async {
+                    self.check_entry(key, &value, ttl)?;
+                    let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
+                    let entry = vec![Entry {
+                        key: key.to_owned(),
+                        value,
+                        ttl,
+                    }];
+                    let mut results = match self.inner.owner(&space, key) {
+                        Route::Local => self.inner.put_local(&space, entry).await,
+                        Route::Remote(peer) => self.inner.put_remote(&space, &peer, entry).await,
+                    };
+                    results.pop().map(|r| r.result).unwrap_or_else(|| {
+                        Err(Error::Internal("the owner answered no result".into()))
+                    })
+                }
+                .instrument(span),
+            )
+            .await;
         space.stats.key_ops.of(Op::Put).finish(started, &result);
         result
     }
@@ -422,18 +451,23 @@ impl Engine {
         let started = Instant::now();
         let space = self.inner.space_for(Op::Delete, keyspace)?;
         let span = tracing::debug_span!("distcache.delete", distcache.keyspace = keyspace, key);
-        let result = async {
-            self.inner.config.limits.check_key(key)?;
-            space.stats.remove_keys_requests.inc();
-            let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
-            let mut results = self.inner.delete_routed(&space, vec![key.to_owned()]).await;
-            results
-                .pop()
-                .map(|r| r.result)
-                .unwrap_or_else(|| Err(Error::Internal("the delete was not answered".into())))
-        }
-        .instrument(span)
-        .await;
+        let result = self
+            .inner
+            .traced(
+                Op::Delete,
+                keyspace,
+                async {
+                    self.inner.config.limits.check_key(key)?;
+                    space.stats.remove_keys_requests.inc();
+                    let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
+                    let mut results = self.inner.delete_routed(&space, vec![key.to_owned()]).await;
+                    results.pop().map(|r| r.result).unwrap_or_else(|| {
+                        Err(Error::Internal("the delete was not answered".into()))
+                    })
+                }
+                .instrument(span),
+            )
+            .await;
         space.stats.key_ops.of(Op::Delete).finish(started, &result);
         result
     }

@@ -24,6 +24,7 @@ mod propagation;
 
 pub use config::{Exporter, OtelConfig, OtlpProtocol, SignalConfig, TracesSampler};
 pub use pipeline::{OtelPipeline, SPAN_QUEUE};
+pub(crate) use propagation::traced_request;
 pub use propagation::{extract, inject};
 
 /// What went wrong setting up or stopping the export.

@@ -60,6 +60,8 @@ pub(crate) struct Space {
     pub(crate) tasks: TaskTracker,
     /// While this node takes its keys over: whether the caches were flushed meanwhile.
     takeover: std::sync::Mutex<Option<Takeover>>,
+    /// The engine's spans, for the fetches and peer calls of loads.
+    pub(crate) spans: crate::telemetry::Spans,
 }
 
 impl Space {
@@ -95,6 +97,7 @@ impl Space {
             settings,
             spec,
             takeover: std::sync::Mutex::new(None),
+            spans: crate::telemetry::Spans::default(),
         }
     }
 

@@ -22,8 +22,11 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorCode};
 
 mod histogram;
+mod spans;
 
 pub(crate) use histogram::{Histogram, HistogramSnapshot};
+pub use spans::Spans;
+pub(crate) use spans::{end as end_span, span_name};
 
 /// One monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -217,15 +220,21 @@ impl HitSampler {
         }
     }
 
-    /// When this read is one to time: its start.
+    /// When this read is one to time: its start. A countdown per thread, so that a read
+    /// that is not timed pays a thread-local decrement and no division.
     #[inline]
     pub fn start(self) -> Option<Instant> {
-        let tick = HIT_TICK.with(|t| {
-            let n = t.get().wrapping_add(1);
-            t.set(n);
-            n
+        let due = HIT_TICK.with(|t| match t.get() {
+            0 => {
+                t.set(self.every - 1);
+                true
+            }
+            n => {
+                t.set(n - 1);
+                false
+            }
         });
-        tick.is_multiple_of(self.every).then(Instant::now)
+        due.then(Instant::now)
     }
 
     /// The weight of one timed hit.
@@ -337,14 +346,17 @@ pub(crate) struct EngineTelemetry {
     /// How long catalog changes took to commit (through raft when the catalog is replicated).
     pub catalog_commit: Histogram,
     pub hits: HitSampler,
+    /// The engine's OpenTelemetry spans (none without a tracer).
+    pub spans: Spans,
 }
 
 impl EngineTelemetry {
-    pub fn new(hit_timing_every: u32) -> Self {
+    pub fn new(hit_timing_every: u32, spans: Spans) -> Self {
         EngineTelemetry {
             ops: NodeOps::default(),
             catalog_commit: Histogram::default(),
             hits: HitSampler::new(hit_timing_every),
+            spans,
         }
     }
 }

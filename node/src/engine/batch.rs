@@ -30,26 +30,33 @@ impl Engine {
             distcache.keyspace = keyspace,
             keys = keys.len()
         );
-        let result = async {
-            self.inner.config.limits.check_batch(keys.len())?;
-            let mut results: Vec<Option<Result<Option<Bytes>>>> = vec![None; keys.len()];
-            self.inner
-                .read(&space, keys, ReadMode::Batch, |slot, outcome| {
-                    results[slot] = Some(outcome.map(|c| c.value));
-                })
-                .await;
-            Ok(keys
-                .iter()
-                .zip(results)
-                .map(|(key, result)| KeyResult {
-                    key: key.as_ref().to_owned(),
-                    result: result
-                        .unwrap_or_else(|| Err(Error::Internal("key was not answered".into()))),
-                })
-                .collect())
-        }
-        .instrument(span)
-        .await;
+        let result = self
+            .inner
+            .traced(
+                Op::GetMany,
+                keyspace,
+                async {
+                    self.inner.config.limits.check_batch(keys.len())?;
+                    let mut results: Vec<Option<Result<Option<Bytes>>>> = vec![None; keys.len()];
+                    self.inner
+                        .read(&space, keys, ReadMode::Batch, |slot, outcome| {
+                            results[slot] = Some(outcome.map(|c| c.value));
+                        })
+                        .await;
+                    Ok(keys
+                        .iter()
+                        .zip(results)
+                        .map(|(key, result)| KeyResult {
+                            key: key.as_ref().to_owned(),
+                            result: result.unwrap_or_else(|| {
+                                Err(Error::Internal("key was not answered".into()))
+                            }),
+                        })
+                        .collect())
+                }
+                .instrument(span),
+            )
+            .await;
         finish_batch(space.stats.key_ops.of(Op::GetMany), started, &result);
         result
     }
@@ -69,38 +76,46 @@ impl Engine {
             distcache.keyspace = keyspace,
             keys = entries.len()
         );
-        let result = async {
-            self.inner.config.limits.check_batch(entries.len())?;
-            let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
-            let mut results: Vec<Option<KeyResult<()>>> = vec![None; entries.len()];
-            let mut valid: Vec<(usize, Entry)> = Vec::with_capacity(entries.len());
-            for (slot, entry) in entries.into_iter().enumerate() {
-                match self.check_entry(&entry.key, &entry.value, entry.ttl) {
-                    Ok(()) => valid.push((slot, entry)),
-                    Err(e) => {
-                        results[slot] = Some(KeyResult {
-                            key: entry.key,
-                            result: Err(e),
-                        })
+        let result = self
+            .inner
+            .traced(
+                Op::PutMany,
+                keyspace,
+                async {
+                    self.inner.config.limits.check_batch(entries.len())?;
+                    let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
+                    let mut results: Vec<Option<KeyResult<()>>> = vec![None; entries.len()];
+                    let mut valid: Vec<(usize, Entry)> = Vec::with_capacity(entries.len());
+                    for (slot, entry) in entries.into_iter().enumerate() {
+                        match self.check_entry(&entry.key, &entry.value, entry.ttl) {
+                            Ok(()) => valid.push((slot, entry)),
+                            Err(e) => {
+                                results[slot] = Some(KeyResult {
+                                    key: entry.key,
+                                    result: Err(e),
+                                })
+                            }
+                        }
                     }
+                    let by_owner = match self.inner.cluster.as_ref() {
+                        Some(cluster) => cluster.split(space.name(), valid, |(_, e)| &e.key),
+                        None => ByOwner::all_local(valid),
+                    };
+                    let space = &space;
+                    super::writes::gather(
+                        &mut results,
+                        by_owner,
+                        |entries| self.inner.put_local(space, entries),
+                        |peer, entries| async move {
+                            self.inner.put_remote(space, &peer, entries).await
+                        },
+                    )
+                    .await;
+                    Ok(answered(results))
                 }
-            }
-            let by_owner = match self.inner.cluster.as_ref() {
-                Some(cluster) => cluster.split(space.name(), valid, |(_, e)| &e.key),
-                None => ByOwner::all_local(valid),
-            };
-            let space = &space;
-            super::writes::gather(
-                &mut results,
-                by_owner,
-                |entries| self.inner.put_local(space, entries),
-                |peer, entries| async move { self.inner.put_remote(space, &peer, entries).await },
+                .instrument(span),
             )
             .await;
-            Ok(answered(results))
-        }
-        .instrument(span)
-        .await;
         finish_batch(space.stats.key_ops.of(Op::PutMany), started, &result);
         result
     }
@@ -120,35 +135,41 @@ impl Engine {
             distcache.keyspace = keyspace,
             keys = keys.len()
         );
-        let result = async {
-            limits.check_batch(keys.len())?;
-            let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
-            let mut results: Vec<Option<KeyResult<()>>> = Vec::with_capacity(keys.len());
-            let mut valid = Vec::new();
-            let mut valid_slots = Vec::new();
-            for (slot, key) in keys.iter().enumerate() {
-                let key = key.as_ref();
-                match limits.check_key(key) {
-                    Ok(()) => {
-                        space.stats.remove_keys_requests.inc();
-                        valid.push(key.to_owned());
-                        valid_slots.push(slot);
-                        results.push(None);
+        let result = self
+            .inner
+            .traced(
+                Op::DeleteMany,
+                keyspace,
+                async {
+                    limits.check_batch(keys.len())?;
+                    let _gate = self.inner.write_gate(space.settings.write_timeout).await?;
+                    let mut results: Vec<Option<KeyResult<()>>> = Vec::with_capacity(keys.len());
+                    let mut valid = Vec::new();
+                    let mut valid_slots = Vec::new();
+                    for (slot, key) in keys.iter().enumerate() {
+                        let key = key.as_ref();
+                        match limits.check_key(key) {
+                            Ok(()) => {
+                                space.stats.remove_keys_requests.inc();
+                                valid.push(key.to_owned());
+                                valid_slots.push(slot);
+                                results.push(None);
+                            }
+                            Err(e) => results.push(Some(KeyResult {
+                                key: key.to_owned(),
+                                result: Err(e),
+                            })),
+                        }
                     }
-                    Err(e) => results.push(Some(KeyResult {
-                        key: key.to_owned(),
-                        result: Err(e),
-                    })),
+                    let answers = self.inner.delete_routed(&space, valid).await;
+                    for (slot, answer) in valid_slots.into_iter().zip(answers) {
+                        results[slot] = Some(answer);
+                    }
+                    Ok(answered(results))
                 }
-            }
-            let answers = self.inner.delete_routed(&space, valid).await;
-            for (slot, answer) in valid_slots.into_iter().zip(answers) {
-                results[slot] = Some(answer);
-            }
-            Ok(answered(results))
-        }
-        .instrument(span)
-        .await;
+                .instrument(span),
+            )
+            .await;
         finish_batch(space.stats.key_ops.of(Op::DeleteMany), started, &result);
         result
     }

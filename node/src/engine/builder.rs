@@ -25,6 +25,7 @@ pub struct EngineBuilder {
     sources: Vec<(String, Arc<dyn DataSource>)>,
     catalog: Option<Arc<dyn Catalog>>,
     cluster: Option<Arc<Cluster>>,
+    spans: crate::telemetry::Spans,
 }
 
 impl EngineBuilder {
@@ -37,6 +38,7 @@ impl EngineBuilder {
             sources: Vec::new(),
             catalog: None,
             cluster: None,
+            spans: crate::telemetry::Spans::default(),
         }
     }
 
@@ -80,6 +82,18 @@ impl EngineBuilder {
     /// control store, for instance).
     pub fn catalog(mut self, catalog: Arc<dyn Catalog>) -> Self {
         self.catalog = Some(catalog);
+        self
+    }
+
+    /// Makes OpenTelemetry spans with `provider`'s tracer (the seed's `WithTracing`):
+    /// `distcache.<operation>` for every call, with the keyspace and the outcome, and children
+    /// for the single-flight wait, the call to the owning peer and the data-source fetch.
+    /// Without it the engine makes no spans and pays nothing for them.
+    pub fn tracer_provider<P>(mut self, provider: &P) -> Self
+    where
+        P: opentelemetry::trace::TracerProvider + opentelemetry::global::ObjectSafeTracerProvider,
+    {
+        self.spans = crate::telemetry::Spans::from_provider(provider);
         self
     }
 
@@ -150,6 +164,7 @@ impl EngineBuilder {
                 expiries,
                 specs.into_values().collect(),
                 self.cluster,
+                self.spans,
             )),
         })
     }

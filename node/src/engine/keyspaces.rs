@@ -23,12 +23,14 @@ impl Engine {
     pub async fn create_keyspace(&self, spec: KeySpaceSpec) -> Result<u64> {
         let started = Instant::now();
         let name = spec.name.clone();
-        let result = async {
-            self.check_spec(&spec).await?;
-            self.change_catalog(CatalogChange::Create { spec }, None)
-                .await
-        }
-        .await;
+        let result = self
+            .inner
+            .traced(Op::CreateKeyspace, &name, async {
+                self.check_spec(&spec).await?;
+                self.change_catalog(CatalogChange::Create { spec }, None)
+                    .await
+            })
+            .await;
         self.count_keyspace_op(Op::CreateKeyspace, &name, started, &result);
         result
     }
@@ -39,11 +41,13 @@ impl Engine {
     pub async fn update_keyspace(&self, spec: KeySpaceSpec) -> Result<u64> {
         let started = Instant::now();
         let name = spec.name.clone();
-        let result = async {
-            self.check_spec(&spec).await?;
-            self.change_catalog(CatalogChange::Put { spec }, None).await
-        }
-        .await;
+        let result = self
+            .inner
+            .traced(Op::UpdateKeyspace, &name, async {
+                self.check_spec(&spec).await?;
+                self.change_catalog(CatalogChange::Put { spec }, None).await
+            })
+            .await;
         self.count_keyspace_op(Op::UpdateKeyspace, &name, started, &result);
         result
     }
@@ -53,7 +57,10 @@ impl Engine {
         let started = Instant::now();
         // Looked up before: a deleted keyspace's name is a label only if it existed.
         let existed = self.inner.spaces.load().contains_key(name);
-        let result = self.delete_names(&[name]).await;
+        let result = self
+            .inner
+            .traced(Op::DeleteKeyspace, name, self.delete_names(&[name]))
+            .await;
         let label = if existed { name } else { "" };
         self.count_keyspace_op(Op::DeleteKeyspace, label, started, &result);
         result
@@ -62,7 +69,10 @@ impl Engine {
     /// Deletes several keyspaces, all or none: if one is missing, none is deleted.
     pub async fn delete_keyspaces<N: AsRef<str>>(&self, names: &[N]) -> Result<u64> {
         let started = Instant::now();
-        let result = self.delete_names(names).await;
+        let result = self
+            .inner
+            .traced(Op::DeleteKeyspaces, "", self.delete_names(names))
+            .await;
         self.count_keyspace_op(Op::DeleteKeyspaces, "", started, &result);
         result
     }
@@ -313,7 +323,7 @@ fn apply(
         let hot = existing
             .map(|s| Arc::clone(&s.hot_keys))
             .unwrap_or_else(|| Arc::new(HotKeys::new(inner.config.warmup.max_hot_keys)));
-        let space = Space::new(
+        let mut space = Space::new(
             spec.clone(),
             &inner.config,
             source,
@@ -322,6 +332,7 @@ fn apply(
             hot,
             inner.tasks.clone(),
         );
+        space.spans = inner.telemetry.spans.clone();
         tracing::info!(
             keyspace = %name,
             revision = state.revision,

@@ -21,7 +21,10 @@ use crate::error::{Error, Result};
 use crate::flight::Pending;
 use crate::space::Space;
 use crate::store::Cached;
-use crate::telemetry::Op;
+use crate::telemetry::{Op, end_span, span_name};
+use opentelemetry::Context;
+use opentelemetry::context::FutureExt;
+use opentelemetry::trace::SpanKind;
 
 /// Where a read that misses the caches is loaded, and how it is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,9 +121,16 @@ impl Inner {
             ReadMode::Client => self.telemetry.hits.start(),
             ReadMode::Batch | ReadMode::ForPeer => None,
         };
+        // The span of a get starts here, but is made only once the lookup says it is needed.
+        let traced_from = (mode == ReadMode::Client && self.telemetry.spans.is_on())
+            .then(std::time::SystemTime::now);
         let hit = space.lookup(key).await;
         count(space, key, mode, hit.as_ref().map(|(_, hot)| *hot));
-        if let Some((hit, _)) = hit {
+        if let Some((hit, hot)) = hit {
+            if traced_from.is_some() && self.telemetry.spans.in_sampled_trace() {
+                let cx = self.get_span(space, traced_from);
+                end_span(cx.as_ref(), Some(if hot { "hot" } else { "hit" }), &Ok(()));
+            }
             if let Some(started) = sampled {
                 let weight = self.telemetry.hits.weight();
                 space
@@ -135,10 +145,40 @@ impl Inner {
         let started = sampled.unwrap_or_else(Instant::now);
         // A span for the load only: a hit must stay as cheap as a moka lookup.
         let span = tracing::debug_span!("distcache.load_key", distcache.keyspace = %space.name(), key, ?mode);
-        let outcome = match self.load(space, &[key], mode).pop() {
-            Some(pending) => pending.instrument(span).await,
-            None => Err(Error::Internal("no load was started for the key".into())),
+        let get_cx = traced_from.and_then(|from| self.get_span(space, Some(from)));
+        // The wait for the single-flight load, under the get's span; the load task started
+        // under it carries it on to the peer call or the fetch.
+        let wait_cx = get_cx.as_ref().and_then(|cx| {
+            let _in_get = cx.clone().attach();
+            let spans = &self.telemetry.spans;
+            spans.start(
+                "distcache.singleflight.wait",
+                SpanKind::Internal,
+                Vec::new(),
+                None,
+            )
+        });
+        let pending = {
+            let _in_wait = wait_cx.clone().map(Context::attach);
+            self.load(space, &[key], mode).pop()
         };
+        let outcome = match (pending, &wait_cx) {
+            (Some(pending), Some(cx)) => pending.instrument(span).with_context(cx.clone()).await,
+            (Some(pending), None) => pending.instrument(span).await,
+            (None, _) => Err(Error::Internal("no load was started for the key".into())),
+        };
+        if get_cx.is_some() {
+            end_span(wait_cx.as_ref(), None, &outcome);
+            let label = match &outcome {
+                Ok(c) if c.value.is_none() => Some("not_found"),
+                Ok(_) => Some(match self.owner(space, key) {
+                    crate::cluster::Route::Local => "loaded",
+                    crate::cluster::Route::Remote(_) => "peer",
+                }),
+                Err(_) => None,
+            };
+            end_span(get_cx.as_ref(), label, &outcome);
+        }
         if mode == ReadMode::Client {
             let stats = space.stats.key_ops.of(Op::Get);
             stats.duration.record(started.elapsed());
@@ -147,6 +187,14 @@ impl Inner {
             }
         }
         outcome
+    }
+
+    /// The span of a client's `get` of `space`, from `from`.
+    fn get_span(&self, space: &Space, from: Option<std::time::SystemTime>) -> Option<Context> {
+        let name = span_name(Op::Get);
+        self.telemetry
+            .spans
+            .operation(name, Op::Get.name(), space.name(), from)
     }
 
     /// Starts the loads of `keys`, which missed both caches: by their owners for a client's

@@ -13,6 +13,18 @@ pub fn inject(cx: &Context, headers: &mut http::HeaderMap) {
     TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(headers));
 }
 
+/// `request` with the current span context on it; unchanged outside a trace (the common
+/// case costs one thread-local look).
+pub(crate) fn traced_request(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    use opentelemetry::trace::TraceContextExt;
+    if !Context::map_current(|cx| cx.span().span_context().is_valid()) {
+        return request;
+    }
+    let mut headers = http::HeaderMap::new();
+    inject(&Context::current(), &mut headers);
+    request.headers(headers)
+}
+
 /// The remote span context that `headers` carry, as the parent for the spans of this
 /// request; an empty context when they carry none or a malformed one.
 pub fn extract(headers: &http::HeaderMap) -> Context {

@@ -12,6 +12,10 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use opentelemetry::KeyValue;
+use opentelemetry::context::FutureExt;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
+
 use super::AppState;
 use crate::telemetry::{Histogram, HistogramSnapshot};
 
@@ -91,7 +95,10 @@ fn method_name(method: &Method) -> &'static str {
     }
 }
 
-/// Times the request and records it under its route template (empty when no route matched).
+/// Times the request and records it under its route template (empty when no route matched);
+/// when the engine makes spans, answers it inside a server span whose parent is the
+/// request's `traceparent` (if any), so that the engine's spans, and the peers' and the data
+/// source's after them, join the caller's trace.
 pub(super) async fn record(
     State(state): State<AppState>,
     request: Request,
@@ -100,7 +107,37 @@ pub(super) async fn record(
     let started = Instant::now();
     let method = method_name(request.method());
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
+    let spans = &state.engine.inner.telemetry.spans;
+    let cx = if spans.is_on() {
+        let template = route.as_ref().map_or("", MatchedPath::as_str);
+        let parent = crate::otel::extract(request.headers());
+        let mut attributes = vec![KeyValue::new("http.request.method", method)];
+        let name = if template.is_empty() {
+            method.to_owned()
+        } else {
+            attributes.push(KeyValue::new("http.route", template.to_owned()));
+            format!("{method} {template}")
+        };
+        spans.start_under(&parent, name, SpanKind::Server, attributes, None)
+    } else {
+        None
+    };
+    let response = match &cx {
+        Some(cx) => next.run(request).with_context(cx.clone()).await,
+        None => next.run(request).await,
+    };
+    if let Some(cx) = cx {
+        let status = response.status();
+        let span = cx.span();
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status.as_u16()),
+        ));
+        if status.is_server_error() {
+            span.set_status(Status::error(status.to_string()));
+        }
+        span.end();
+    }
     let route = route.as_ref().map_or("", MatchedPath::as_str);
     state
         .http

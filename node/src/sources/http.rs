@@ -94,9 +94,7 @@ impl DataSource for HttpSource {
             )));
         }
         let url = self.url(key);
-        let response = self
-            .client
-            .get(&url)
+        let response = crate::otel::traced_request(self.client.get(&url))
             .send()
             .await
             .map_err(|e| SourceError::with_cause(format!("GET {url} failed"), e))?;

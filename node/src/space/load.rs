@@ -14,8 +14,11 @@ use crate::flight::{Claim, Flights, Outcome, Pending, Ticket};
 use crate::ring::Peer;
 use crate::source::{FetchResult, Fetched};
 use crate::store::{Cached, Store};
-use crate::telemetry::FetchOutcome;
+use crate::telemetry::{FetchOutcome, end_span};
 use crate::transport::{PeerTransport, RemoteGet};
+use opentelemetry::context::FutureExt;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::{Context, KeyValue};
 
 /// Which cache a loaded value goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +66,8 @@ impl Space {
                     space.stats.loads_deduped.add(tickets.len() as u64);
                     space.fetch_local(tickets, Target::Main).await;
                 }
-                .instrument(span),
+                .instrument(span)
+                .with_context(Context::current()),
             );
         }
         pending
@@ -102,7 +106,8 @@ impl Space {
                     space.stats.loads_deduped.add(tickets.len() as u64);
                     space.fetch_remote(transport.as_ref(), &peer, tickets).await;
                 }
-                .instrument(span),
+                .instrument(span)
+                .with_context(Context::current()),
             );
         }
         pending
@@ -126,17 +131,42 @@ impl Space {
             return;
         }
         let timeout = self.settings.read_timeout;
-        let answers: Result<Vec<RemoteGet>, _> = if let [ticket] = tickets.as_slice() {
-            transport
-                .get(&peer.addr, self.name(), ticket.key(), timeout)
-                .await
-                .map(|v| vec![Ok(v)])
-        } else {
-            let keys: Vec<String> = tickets.iter().map(|t| t.key().to_owned()).collect();
-            transport
-                .get_many(&peer.addr, self.name(), &keys, timeout)
-                .await
+        let cx = self.spans.start(
+            "distcache.peer",
+            SpanKind::Client,
+            vec![
+                KeyValue::new("distcache.keyspace", self.name().to_owned()),
+                KeyValue::new("distcache.peer", peer.id.to_string()),
+                KeyValue::new("server.address", peer.addr.clone()),
+                KeyValue::new("distcache.keys", tickets.len() as i64),
+            ],
+            None,
+        );
+        let call = async {
+            let answers: Result<Vec<RemoteGet>, _> = if let [ticket] = tickets.as_slice() {
+                transport
+                    .get(&peer.addr, self.name(), ticket.key(), timeout)
+                    .await
+                    .map(|v| vec![Ok(v)])
+            } else {
+                let keys: Vec<String> = tickets.iter().map(|t| t.key().to_owned()).collect();
+                transport
+                    .get_many(&peer.addr, self.name(), &keys, timeout)
+                    .await
+            };
+            answers
         };
+        let answers = match &cx {
+            Some(cx) => call.with_context(cx.clone()).await,
+            None => call.await,
+        };
+        if let Some(cx) = &cx {
+            let result = answers
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| e.clone().into_error());
+            end_span(Some(cx), None, &result);
+        }
         match answers {
             Ok(answers) => {
                 self.stats.peer_loads.add(tickets.len() as u64);
@@ -181,14 +211,17 @@ impl Space {
             self.fetch_batch(tickets, target).await;
         } else if let Some(ticket) = tickets.pop() {
             let started = Instant::now();
-            let result = self
-                .guard
-                .call(
-                    self.settings.read_timeout,
-                    self.source.fetch(ticket.key()),
-                    |_| false,
-                )
-                .await;
+            let cx = self.fetch_span(1);
+            let call = self.guard.call(
+                self.settings.read_timeout,
+                self.source.fetch(ticket.key()),
+                |_| false,
+            );
+            let result = match &cx {
+                Some(cx) => call.with_context(cx.clone()).await,
+                None => call.await,
+            };
+            end_fetch_span(cx.as_ref(), &result);
             self.settle(ticket, result, target, started.elapsed()).await;
         }
     }
@@ -196,14 +229,17 @@ impl Space {
     async fn fetch_batch(&self, tickets: Vec<Ticket>, target: Target) {
         let keys: Vec<String> = tickets.iter().map(|t| t.key().to_owned()).collect();
         let started = Instant::now();
-        let batch = self
-            .guard
-            .call(
-                self.settings.read_timeout,
-                async { Ok(self.source.fetch_many(&keys).await) },
-                |results: &Vec<FetchResult>| results.iter().all(Result::is_err),
-            )
-            .await;
+        let cx = self.fetch_span(keys.len());
+        let call = self.guard.call(
+            self.settings.read_timeout,
+            async { Ok(self.source.fetch_many(&keys).await) },
+            |results: &Vec<FetchResult>| results.iter().all(Result::is_err),
+        );
+        let batch = match &cx {
+            Some(cx) => call.with_context(cx.clone()).await,
+            None => call.await,
+        };
+        end_span(cx.as_ref(), None, &batch);
         let took = started.elapsed();
         match batch {
             Ok(results) if results.len() == tickets.len() => {
@@ -228,6 +264,20 @@ impl Space {
                 }
             }
         }
+    }
+
+    /// The span of a data-source fetch of `keys` keys (none without a tracer).
+    fn fetch_span(&self, keys: usize) -> Option<Context> {
+        self.spans.start(
+            "distcache.fetch",
+            SpanKind::Client,
+            vec![
+                KeyValue::new("distcache.keyspace", self.name().to_owned()),
+                KeyValue::new("distcache.source", self.spec.source.kind()),
+                KeyValue::new("distcache.keys", keys as i64),
+            ],
+            None,
+        )
     }
 
     /// Counts, times, stores (unless cancelled) and answers one key fetched in `took`.
@@ -301,4 +351,14 @@ impl Space {
         };
         ticket.resolve(outcome);
     }
+}
+
+/// Ends a single-key fetch's span with its outcome (found or not found) or its error.
+fn end_fetch_span(cx: Option<&Context>, result: &Result<Option<Fetched>>) {
+    let outcome = match result {
+        Ok(Some(_)) => Some("found"),
+        Ok(None) => Some("not_found"),
+        Err(_) => None,
+    };
+    end_span(cx, outcome, result);
 }

@@ -122,7 +122,7 @@ impl HttpTransport {
             Some(applied) => request.header(REVISION_HEADER, *applied.borrow()),
             None => request,
         };
-        request
+        crate::otel::traced_request(request)
             .header(HOP_HEADER, &self.from)
             .header(HOPS_HEADER, u16::from(super::hops()) + 1)
             .timeout(timeout)
