@@ -256,3 +256,32 @@ async fn serves_tls_with_certificates_from_the_cert_commands() {
     assert_eq!(peer.status(), 403);
     assert!(stop(&mut child).await.success());
 }
+
+/// A bad `OTEL_*` variable or `--otel-endpoint` stops the start, naming it (issue 15).
+#[test]
+fn bad_otel_settings_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |extra: &[&str], var: Option<(&str, &str)>| {
+        let mut cmd = distcache();
+        cmd.args(["node", "start", "--id", "n", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir.path());
+        if let Some((k, v)) = var {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = start(&[], Some(("OTEL_TRACES_SAMPLER", "sometimes")));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("OTEL_TRACES_SAMPLER") && err.contains("sometimes"),
+        "{err}"
+    );
+
+    let out = start(&["--otel-endpoint", "collector:4318"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("otel.endpoint"), "{err}");
+}

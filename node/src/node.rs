@@ -7,7 +7,7 @@
 //! previous owners), take the keys over once every peer does (`cluster/join.rs`), warm once
 //! the cluster agrees, and keep probing. `readyz` answers 200 from then on. Shutdown runs the
 //! other way: not ready first (peers stop routing here at their next probe), then the engine,
-//! then the server.
+//! then the server, and last the OpenTelemetry export (flushed within its bound).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +26,7 @@ use crate::engine::{Engine, EngineBuilder};
 use crate::error::{Error, Problems, Result};
 use crate::keyspace::KeySpace;
 use crate::memnet::MemoryNetwork;
+use crate::otel::{OtelError, OtelPipeline};
 use crate::ring::NodeId;
 use crate::server::Readiness;
 use crate::source::DataSource;
@@ -129,6 +130,8 @@ impl NodeBuilder {
             custom_catalog,
         } = self;
         let (addr, mut engine) = checked(&config, addr, engine)?;
+        // Before the engine: its instruments and spans come from these providers.
+        let otel = start_otel(&config)?;
         let tls = match (&config.tls, &wire) {
             (Some(tls), Wire::Http { .. }) => Some(load_tls(tls.clone()).await?),
             _ => None,
@@ -173,6 +176,7 @@ impl NodeBuilder {
             shutdown,
             tasks: std::sync::Mutex::new(vec![]),
             serving: std::sync::Mutex::new(Some(serving)),
+            otel,
         };
         if let Err(e) = node.join(shutdown_rx).await {
             let _ = node.shutdown().await;
@@ -226,6 +230,18 @@ fn create_data_dir(config: &NodeConfig) -> Result<()> {
     })
 }
 
+/// Starts the OpenTelemetry export `config.otel` describes (`None`: nothing to export).
+fn start_otel(config: &NodeConfig) -> Result<Option<OtelPipeline>> {
+    OtelPipeline::start(&config.otel, &config.id).map_err(|e| match e {
+        OtelError::Invalid(p) => Error::InvalidConfig({
+            let mut problems = Problems::new();
+            problems.extend_prefixed("otel", p);
+            problems
+        }),
+        other => Error::Internal(other.to_string()),
+    })
+}
+
 /// Reads the node's TLS files (off the runtime: they are files).
 async fn load_tls(config: TlsConfig) -> Result<Arc<NodeTls>> {
     tokio::task::spawn_blocking(move || NodeTls::load(config))
@@ -276,6 +292,8 @@ pub struct Node {
     shutdown: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     serving: std::sync::Mutex<Option<Serving>>,
+    /// The OpenTelemetry export, when configured; shut down last.
+    otel: Option<OtelPipeline>,
 }
 
 impl Node {
@@ -430,6 +448,12 @@ impl Node {
         self.control.as_ref()
     }
 
+    /// The OpenTelemetry export (`None` when `[otel]` names no endpoint): its tracer and
+    /// meter providers are those of this node's spans and instruments.
+    pub fn otel(&self) -> Option<&OtelPipeline> {
+        self.otel.as_ref()
+    }
+
     /// Follows peers joining and leaving.
     pub fn subscribe_topology(&self) -> TopologyEvents {
         self.cluster.subscribe()
@@ -440,7 +464,8 @@ impl Node {
         self.readiness.is_ready()
     }
 
-    /// Stops serving: not ready first, then the engine, then the HTTP server and probes.
+    /// Stops serving: not ready first, then the engine, then the HTTP server and probes, then
+    /// the OpenTelemetry export (flushing what is waiting, within its bound).
     pub async fn shutdown(&self) -> Result<()> {
         self.readiness.set_stopping();
         self.cluster.announce_leaving().await;
@@ -468,6 +493,12 @@ impl Node {
             None => {}
         }
         self.discovery.stop().await?;
+        if let Some(otel) = &self.otel {
+            // Bounded: an unreachable collector delays the stop by its export timeout at most.
+            if let Err(e) = otel.shutdown().await {
+                tracing::warn!(error = %e, "OpenTelemetry export did not end cleanly");
+            }
+        }
         tracing::info!(node = %self.id, "node stopped");
         stopped
     }

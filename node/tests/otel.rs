@@ -432,3 +432,15 @@ fn starting_outside_a_runtime_is_an_error() {
     let err = OtelPipeline::start(&config, "n").unwrap_err();
     assert!(matches!(err, OtelError::NoRuntime(_)), "{err}");
 }
+
+/// The example node files carry an `[otel]` table that parses, with the defaults.
+#[test]
+fn the_example_node_files_have_a_valid_otel_table() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster");
+    for n in 1..=3 {
+        let text = std::fs::read_to_string(dir.join(format!("node-{n}.toml"))).unwrap();
+        let config: distcache::NodeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(config.otel, OtelConfig::default(), "node-{n}.toml");
+        assert!(config.problems().is_empty(), "{}", config.problems());
+    }
+}

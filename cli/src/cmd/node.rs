@@ -1,7 +1,9 @@
 //! `distcache node start`: runs a node until SIGINT or SIGTERM.
 //!
 //! Settings come from, in order of precedence: flags, `DISTCACHE_*` variables, the `--config`
-//! TOML file, defaults.
+//! TOML file, defaults. OpenTelemetry export (`[otel]`) also follows the standard `OTEL_*`
+//! variables (`OTEL_EXPORTER_OTLP_ENDPOINT`, …), which win over the file; `--otel-endpoint`
+//! wins over both.
 
 use std::path::PathBuf;
 
@@ -68,6 +70,11 @@ pub struct StartArgs {
     /// `optional` (default): only node-to-node routes need one.
     #[arg(long, env = "DISTCACHE_TLS_CLIENT_AUTH", value_parser = ["optional", "required"])]
     pub tls_client_auth: Option<String>,
+    /// Export traces and metrics over OTLP to this collector, e.g. http://127.0.0.1:4318
+    /// (overrides OTEL_EXPORTER_OTLP_ENDPOINT and `[otel] endpoint`; the protocol is
+    /// OTEL_EXPORTER_OTLP_PROTOCOL's, default http/protobuf).
+    #[arg(long)]
+    pub otel_endpoint: Option<String>,
 }
 
 /// Runs a `node` subcommand.
@@ -130,6 +137,14 @@ pub fn config(args: StartArgs, token: Option<String>) -> anyhow::Result<NodeConf
         args.tls_ca,
         args.tls_client_auth,
     )?;
+    // The process environment is read here, at the edge; the library takes a lookup.
+    config.otel = config
+        .otel
+        .resolve(|name| std::env::var(name).ok())
+        .context("OpenTelemetry settings")?;
+    if let Some(endpoint) = args.otel_endpoint {
+        config.otel.endpoint = Some(endpoint);
+    }
     if config.id.is_empty() {
         anyhow::bail!("a node needs a name: pass --id, set DISTCACHE_ID, or put `id` in --config");
     }

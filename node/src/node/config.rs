@@ -12,6 +12,7 @@ use crate::cluster::ClusterConfig;
 use crate::config::EngineConfig;
 use crate::discovery::check_addr;
 use crate::error::{Error, Problems, Result};
+use crate::otel::OtelConfig;
 use crate::server::ServerConfig;
 use crate::tls::TlsConfig;
 
@@ -45,6 +46,10 @@ pub struct NodeConfig {
     /// TLS on the listener and between nodes (`[tls]`); absent: plain HTTP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// OpenTelemetry export of traces and metrics over OTLP (`[otel]`); nothing is exported
+    /// without an endpoint. The binary lays the `OTEL_*` variables over it
+    /// ([`OtelConfig::resolve`]); the library reads no environment.
+    pub otel: OtelConfig,
 }
 
 impl Default for NodeConfig {
@@ -61,6 +66,7 @@ impl Default for NodeConfig {
             server: ServerConfig::default(),
             control: ControlConfig::default(),
             tls: None,
+            otel: OtelConfig::default(),
         }
     }
 }
@@ -112,6 +118,7 @@ impl NodeConfig {
         if let Some(tls) = &self.tls {
             problems.0.extend(tls.problems().0);
         }
+        problems.extend_prefixed("otel", self.otel.problems());
         problems
     }
 

@@ -16,6 +16,7 @@ mod membership;
 mod metrics;
 mod observability_examples;
 mod openapi;
+mod otel;
 mod ownership;
 mod roles;
 mod routing;
