@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use distcache::otel::{Exporter, OtelConfig, OtelError, OtelPipeline, OtlpProtocol, TracesSampler};
-use distcache_testkit::{OtlpReceiver, ReceivedSpan, free_addr, hanging_collector};
+use distcache_testkit::{OtlpReceiver, ReceivedSpan, hanging_collector, refusing_collector};
 use opentelemetry::metrics::MeterProvider;
 use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
@@ -396,17 +396,15 @@ async fn unreachable_costs_nothing(endpoint: &str, protocol: OtlpProtocol) {
 /// Nothing listens at the collector's port (HTTP).
 #[tokio::test]
 async fn a_refused_collector_costs_nothing_over_http() {
-    unreachable_costs_nothing(
-        &format!("http://{}", free_addr()),
-        OtlpProtocol::HttpProtobuf,
-    )
-    .await;
+    let (url, _port) = refusing_collector();
+    unreachable_costs_nothing(&url, OtlpProtocol::HttpProtobuf).await;
 }
 
 /// Nothing listens at the collector's port (gRPC).
 #[tokio::test]
 async fn a_refused_collector_costs_nothing_over_grpc() {
-    unreachable_costs_nothing(&format!("http://{}", free_addr()), OtlpProtocol::Grpc).await;
+    let (url, _port) = refusing_collector();
+    unreachable_costs_nothing(&url, OtlpProtocol::Grpc).await;
 }
 
 /// The collector accepts connections and never answers (HTTP).

@@ -7,7 +7,7 @@
 //!   synchronise;
 //! - [`loopback_listener`] / [`free_addr`]: ports picked by the OS;
 //! - [`OtlpReceiver`]: an OTLP collector (HTTP and gRPC) that keeps what it receives, and
-//!   [`hanging_collector`], one that never answers;
+//!   [`hanging_collector`] / [`refusing_collector`], ones that never answer;
 //! - [`TestSource`]: a scriptable data source that counts its fetches;
 //! - [`tls`]: a throwaway PKI (CA, server and client certificates as PEM files) and a small
 //!   HTTPS server, for tests of TLS clients and listeners.
@@ -24,7 +24,10 @@ pub mod tls;
 mod wait;
 
 pub use cluster::{Builder, CONVERGE, TestCluster, wait_leader};
-pub use otlp::{OtlpReceiver, ReceivedMetric, ReceivedPoint, ReceivedSpan, hanging_collector};
+pub use otlp::{
+    OtlpReceiver, ReceivedMetric, ReceivedPoint, ReceivedSpan, hanging_collector,
+    refusing_collector,
+};
 pub use ports::{free_addr, loopback_listener};
 pub use source::{TestSource, spec};
 pub use wait::{holds_within, wait_for, wait_until};

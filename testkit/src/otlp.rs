@@ -3,7 +3,8 @@
 //! JSON bodies) and over OTLP/gRPC, on the same port. It keeps what it decoded, in the form
 //! tests assert on: ids as hex, attributes as strings.
 //!
-//! [`hanging_collector`] is its opposite: a port that accepts connections and never answers.
+//! [`hanging_collector`] is its opposite: a port that accepts connections and never answers;
+//! [`refusing_collector`], a port that refuses them.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -265,6 +266,17 @@ pub async fn hanging_collector() -> (String, JoinHandle<()>) {
         }
     });
     (url, task)
+}
+
+/// A loopback port that is taken but not listening, so every connection to it is refused
+/// (and no other test can bind it meanwhile). Returns its base URL and the socket holding it.
+pub fn refusing_collector() -> (String, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("bind a loopback port");
+    let url = format!("http://{}", socket.local_addr().expect("bound address"));
+    (url, socket)
 }
 
 /// Whether the body is JSON (else protobuf), from its content type.
