@@ -132,6 +132,9 @@ impl NodeBuilder {
         let (addr, mut engine) = checked(&config, addr, engine)?;
         // Before the engine: its instruments and spans come from these providers.
         let otel = start_otel(&config)?;
+        if let Some(pipeline) = otel.as_ref().filter(|p| p.exports_traces()) {
+            engine = engine.tracer_provider(pipeline.tracer_provider());
+        }
         let tls = match (&config.tls, &wire) {
             (Some(tls), Wire::Http { .. }) => Some(load_tls(tls.clone()).await?),
             _ => None,

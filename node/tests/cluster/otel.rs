@@ -2,9 +2,11 @@
 //! carry the node's id, its stop flushes them; and a collector that never answers changes
 //! nothing for clients (issue 15).
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use distcache::otel::OtlpProtocol;
+use distcache::{KeySpaceSpec, SourceSpec};
 use distcache_testkit::{OtlpReceiver, TestCluster, hanging_collector};
 use opentelemetry::trace::{Span, Tracer, TracerProvider};
 
@@ -95,4 +97,126 @@ async fn a_hanging_collector_changes_nothing_for_clients() {
         );
         hang.abort();
     }
+}
+
+/// An HTTP data source that answers every key and keeps the `traceparent` of each request.
+async fn traced_source() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let kept = Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/items/{key}",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let kept = Arc::clone(&kept);
+            async move {
+                if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+                    kept.lock().unwrap().push(tp.to_owned());
+                }
+                "value"
+            }
+        }),
+    );
+    let (listener, addr) = distcache_testkit::loopback_listener().await;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/items/{{key}}"), seen)
+}
+
+/// A get through a non-owner that carries a `traceparent` is one trace: the client's span →
+/// node 0's server span → `distcache.get` (outcome peer) → the single-flight wait → the peer
+/// call → node 1's server span → its fetch → the HTTP data source's request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_across_two_nodes_and_into_the_source() {
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = receiver.endpoint();
+    let (url, source_saw) = traced_source().await;
+    let cluster = TestCluster::builder(2)
+        .specs(vec![KeySpaceSpec::new("ks", SourceSpec::Http { url })])
+        .edit(move |_, c| c.otel.endpoint = Some(endpoint.clone()))
+        .build()
+        .await;
+    let key = cluster.key_owned_by("ks", 1, "traced-");
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let response = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/keyspaces/ks/keys/{key}",
+            cluster.addrs[0]
+        ))
+        .header("traceparent", format!("00-{trace_id}-{client_span}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "value");
+    for i in 0..2 {
+        cluster.node(i).otel().unwrap().force_flush().await.unwrap();
+    }
+    let limit = Duration::from_secs(10);
+    let in_trace = |name: &'static str| {
+        move |s: &distcache_testkit::ReceivedSpan| s.trace_id == trace_id && s.name == name
+    };
+    let server0 = receiver
+        .wait_for_span(limit, "node 0's server span", |s| {
+            s.trace_id == trace_id && s.name == "GET /v1/keyspaces/{ks}/keys/{*key}"
+        })
+        .await;
+    let get = receiver
+        .wait_for_span(limit, "distcache.get", in_trace("distcache.get"))
+        .await;
+    let wait = receiver
+        .wait_for_span(limit, "the wait", in_trace("distcache.singleflight.wait"))
+        .await;
+    let peer = receiver
+        .wait_for_span(limit, "the peer call", in_trace("distcache.peer"))
+        .await;
+    let server1 = receiver
+        .wait_for_span(limit, "node 1's server span", |s| {
+            s.trace_id == trace_id && s.name.starts_with("GET /_distcache/peer/")
+        })
+        .await;
+    let fetch = receiver
+        .wait_for_span(limit, "the fetch", in_trace("distcache.fetch"))
+        .await;
+
+    assert_eq!(server0.parent_span_id.as_deref(), Some(client_span));
+    assert_eq!(server0.instance_id(), Some("node-0"));
+    assert_eq!(server0.kind, 2, "server");
+    assert_eq!(server0.attributes["http.response.status_code"], "200");
+    assert_eq!(get.parent_span_id, Some(server0.span_id.clone()));
+    assert_eq!(get.attributes["distcache.operation"], "get");
+    assert_eq!(get.attributes["distcache.keyspace"], "ks");
+    assert_eq!(get.attributes["distcache.outcome"], "peer");
+    assert_eq!(wait.parent_span_id, Some(get.span_id.clone()));
+    assert_eq!(peer.parent_span_id, Some(wait.span_id.clone()));
+    assert_eq!(peer.kind, 3, "client");
+    assert_eq!(peer.instance_id(), Some("node-0"));
+    assert_eq!(server1.parent_span_id, Some(peer.span_id.clone()));
+    assert_eq!(server1.instance_id(), Some("node-1"));
+    assert_eq!(fetch.parent_span_id, Some(server1.span_id.clone()));
+    assert_eq!(fetch.instance_id(), Some("node-1"));
+    assert_eq!(fetch.attributes["distcache.outcome"], "found");
+    assert_eq!(
+        source_saw.lock().unwrap().clone(),
+        vec![format!("00-{trace_id}-{}-01", fetch.span_id)],
+        "the source's request carries the fetch span"
+    );
+
+    // A second read is a hit on node 0's hot copy: inside the trace, a span says so.
+    reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/keyspaces/ks/keys/{key}",
+            cluster.addrs[0]
+        ))
+        .header("traceparent", format!("00-{trace_id}-{client_span}-01"))
+        .send()
+        .await
+        .unwrap();
+    cluster.node(0).otel().unwrap().force_flush().await.unwrap();
+    receiver
+        .wait_for_span(limit, "the hot hit", |s| {
+            s.trace_id == trace_id
+                && s.name == "distcache.get"
+                && s.attributes.get("distcache.outcome").map(String::as_str) == Some("hot")
+        })
+        .await;
+    cluster.shutdown().await;
 }
