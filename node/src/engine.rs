@@ -30,7 +30,7 @@ use crate::keyspace::KeySpace;
 use crate::registry::SourceRegistry;
 use crate::space::Space;
 use crate::spec::KeySpaceSpec;
-use crate::telemetry::{EngineTelemetry, Op, Spans, end_span, span_name};
+use crate::telemetry::{EngineTelemetry, Op, Spans, end_span, span_name, within};
 use crate::warmup::WarmupLog;
 
 mod batch;
@@ -194,19 +194,11 @@ impl Inner {
         keyspace: &str,
         operation: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        use opentelemetry::context::FutureExt;
-        match self
-            .telemetry
-            .spans
-            .operation(span_name(op), op.name(), keyspace, None)
-        {
-            None => operation.await,
-            Some(cx) => {
-                let result = operation.with_context(cx.clone()).await;
-                end_span(Some(&cx), None, &result);
-                result
-            }
-        }
+        let spans = &self.telemetry.spans;
+        let cx = spans.operation(span_name(op), op.name(), keyspace, None);
+        let result = within(cx.as_ref(), operation).await;
+        end_span(cx.as_ref(), None, &result);
+        result
     }
 
     /// The live keyspace `name`.

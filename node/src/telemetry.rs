@@ -26,7 +26,7 @@ mod spans;
 
 pub(crate) use histogram::{Histogram, HistogramSnapshot};
 pub use spans::Spans;
-pub(crate) use spans::{end as end_span, span_name};
+pub(crate) use spans::{end as end_span, span_name, within};
 
 /// One monotonically increasing counter.
 #[derive(Debug, Default)]

@@ -21,9 +21,8 @@ use crate::error::{Error, Result};
 use crate::flight::Pending;
 use crate::space::Space;
 use crate::store::Cached;
-use crate::telemetry::{Op, end_span, span_name};
+use crate::telemetry::{Op, end_span, span_name, within};
 use opentelemetry::Context;
-use opentelemetry::context::FutureExt;
 use opentelemetry::trace::SpanKind;
 
 /// Where a read that misses the caches is loaded, and how it is counted.
@@ -162,10 +161,9 @@ impl Inner {
             let _in_wait = wait_cx.clone().map(Context::attach);
             self.load(space, &[key], mode).pop()
         };
-        let outcome = match (pending, &wait_cx) {
-            (Some(pending), Some(cx)) => pending.instrument(span).with_context(cx.clone()).await,
-            (Some(pending), None) => pending.instrument(span).await,
-            (None, _) => Err(Error::Internal("no load was started for the key".into())),
+        let outcome = match pending {
+            Some(pending) => within(wait_cx.as_ref(), pending.instrument(span)).await,
+            None => Err(Error::Internal("no load was started for the key".into())),
         };
         if get_cx.is_some() {
             end_span(wait_cx.as_ref(), None, &outcome);

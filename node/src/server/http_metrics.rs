@@ -13,7 +13,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use opentelemetry::KeyValue;
-use opentelemetry::context::FutureExt;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 
 use super::AppState;
@@ -122,10 +121,7 @@ pub(super) async fn record(
     } else {
         None
     };
-    let response = match &cx {
-        Some(cx) => next.run(request).with_context(cx.clone()).await,
-        None => next.run(request).await,
-    };
+    let response = crate::telemetry::within(cx.as_ref(), next.run(request)).await;
     if let Some(cx) = cx {
         let status = response.status();
         let span = cx.span();

@@ -14,7 +14,7 @@ use crate::flight::{Claim, Flights, Outcome, Pending, Ticket};
 use crate::ring::Peer;
 use crate::source::{FetchResult, Fetched};
 use crate::store::{Cached, Store};
-use crate::telemetry::{FetchOutcome, end_span};
+use crate::telemetry::{FetchOutcome, end_span, within};
 use crate::transport::{PeerTransport, RemoteGet};
 use opentelemetry::context::FutureExt;
 use opentelemetry::trace::SpanKind;
@@ -156,10 +156,7 @@ impl Space {
             };
             answers
         };
-        let answers = match &cx {
-            Some(cx) => call.with_context(cx.clone()).await,
-            None => call.await,
-        };
+        let answers = within(cx.as_ref(), call).await;
         if let Some(cx) = &cx {
             let result = answers
                 .as_ref()
@@ -217,10 +214,7 @@ impl Space {
                 self.source.fetch(ticket.key()),
                 |_| false,
             );
-            let result = match &cx {
-                Some(cx) => call.with_context(cx.clone()).await,
-                None => call.await,
-            };
+            let result = within(cx.as_ref(), call).await;
             end_fetch_span(cx.as_ref(), &result);
             self.settle(ticket, result, target, started.elapsed()).await;
         }
@@ -235,10 +229,7 @@ impl Space {
             async { Ok(self.source.fetch_many(&keys).await) },
             |results: &Vec<FetchResult>| results.iter().all(Result::is_err),
         );
-        let batch = match &cx {
-            Some(cx) => call.with_context(cx.clone()).await,
-            None => call.await,
-        };
+        let batch = within(cx.as_ref(), call).await;
         end_span(cx.as_ref(), None, &batch);
         let took = started.elapsed();
         match batch {

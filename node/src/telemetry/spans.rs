@@ -118,6 +118,15 @@ impl Spans {
     }
 }
 
+/// Runs `future` with `cx` as its current context (in its span), or as it is without one.
+pub async fn within<F: std::future::Future>(cx: Option<&Context>, future: F) -> F::Output {
+    use opentelemetry::context::FutureExt;
+    match cx {
+        Some(cx) => future.with_context(cx.clone()).await,
+        None => future.await,
+    }
+}
+
 /// Ends the span of `cx` with `outcome` (when given) and an error status if `result` failed.
 pub fn end<T>(cx: Option<&Context>, outcome: Option<&'static str>, result: &Result<T, Error>) {
     let Some(cx) = cx else { return };
