@@ -2,22 +2,27 @@
 # HTTP benchmarks on loopback, measured against redis-server in the same run.
 #
 # Measures GET-hit throughput and p50/p99 latency of
-#   1. one distcache node (the key's owner, main cache),
+#   1. one distcache node (the key's owner, main cache), with metrics on (the default) and
+#      with --no-metrics, alternating ROUNDS times between the two (medians; goal: metrics
+#      cost less than 5%),
 #   2. a non-owner of a 3-node cluster (its hot copy), and the owner of the same cluster,
 #   3. redis-server GET with redis-benchmark at the same concurrency (the reference),
 # then prints each distcache figure as a ratio of redis', and
 #   4. memory (goal P6): one node's RSS growth while 3× a keyspace's max_bytes of unique
 #      16 B, 1 KiB and 64 KiB values are PUT, divided by the bytes the keyspace then holds,
 #   5. one node over HTTPS (TLS 1.3, keep-alive) against the same node's plain HTTP figure
-#      measured just before it (goal ≥ 0.8×).
+#      measured just before it (goal ≥ 0.8×),
+#   6. the engine's local hit against raw moka (the criterion bench `engine -- get_hit`,
+#      goal ≤ 1.3×).
 # This machine is shared and noisy:
 # only ratios measured side by side mean anything. Installs wrk and redis through apt when
 # missing.
 #
-# Environment: CONNECTIONS (50), DURATION (10s), THREADS (2), VALUE_BYTES (128),
+# Environment: CONNECTIONS (50), DURATION (10s), THREADS (2), VALUE_BYTES (128), ROUNDS (3),
 # MEMORY_MAX_BYTES (128MiB, the keyspace of the memory runs), DISTCACHE_BIN (a prebuilt
-# binary to measure instead of building this checkout's), ONLY (`memory` or `tls`: just that
-# part; `tls` measures plain HTTP and HTTPS of one node).
+# binary to measure instead of building this checkout's), ONLY (`memory`, `tls` or `metrics`:
+# just that part; `tls` measures plain HTTP and HTTPS of one node, `metrics` one node with
+# metrics on and off, then the engine's criterion local hit against raw moka).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -26,12 +31,14 @@ connections="${CONNECTIONS:-50}"
 duration="${DURATION:-10s}"
 threads="${THREADS:-2}"
 value_bytes="${VALUE_BYTES:-128}"
+rounds="${ROUNDS:-3}"
 memory_max_bytes="${MEMORY_MAX_BYTES:-128MiB}"
 work="$(mktemp -d)"
 redis_port=""
 
 cleanup() {
   CLUSTER_DIR="$work/one" ./scripts/cluster.sh down >/dev/null 2>&1 || true
+  CLUSTER_DIR="$work/off" ./scripts/cluster.sh down >/dev/null 2>&1 || true
   CLUSTER_DIR="$work/three" ./scripts/cluster.sh down >/dev/null 2>&1 || true
   CLUSTER_DIR="$work/mem" ./scripts/cluster.sh down >/dev/null 2>&1 || true
   CLUSTER_DIR="$work/tls" ./scripts/cluster.sh down >/dev/null 2>&1 || true
@@ -77,6 +84,11 @@ to_ms() { # wrk latency like 312.00us, 1.20ms, 2.00s
     else { printf "%s", v } }'
 }
 
+# The run of median throughput among "rps p50_ms p99_ms" lines.
+median_run() {
+  printf '%s\n' "$@" | sort -g -k1,1 | awk '{ runs[NR] = $0 } END { print runs[int((NR + 1) / 2)] }'
+}
+
 # Runs wrk against a URL; prints "rps p50_ms p99_ms".
 wrk_run() {
   local out
@@ -102,13 +114,26 @@ fi
 value="$(head -c "$value_bytes" /dev/zero | tr '\0' 'x')"
 
 if [[ "${ONLY:-}" != memory ]]; then
-echo "== one node"
+echo "== one node, metrics on and off (alternating, $rounds rounds)"
 base="$(free_base 1)"
 DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/one" ./scripts/cluster.sh up 1 >/dev/null
 "$bin" --endpoint "127.0.0.1:$base" put scratch bench "$value" >/dev/null
-read -r one_rps one_p50 one_p99 < <(wrk_run "http://127.0.0.1:$base/v1/keyspaces/scratch/keys/bench")
+off_base="$(free_base 1)"
+DISTCACHE_BIN="$bin" BASE_PORT="$off_base" CLUSTER_DIR="$work/off" NODE_ARGS="--no-metrics" \
+  ./scripts/cluster.sh up 1 >/dev/null
+"$bin" --endpoint "127.0.0.1:$off_base" put scratch bench "$value" >/dev/null
+on_runs=()
+off_runs=()
+for ((round = 0; round < rounds; round++)); do
+  on_runs+=("$(wrk_run "http://127.0.0.1:$base/v1/keyspaces/scratch/keys/bench")")
+  off_runs+=("$(wrk_run "http://127.0.0.1:$off_base/v1/keyspaces/scratch/keys/bench")")
+done
+read -r one_rps one_p50 one_p99 < <(median_run "${on_runs[@]}")
+read -r off_rps off_p50 off_p99 < <(median_run "${off_runs[@]}")
 CLUSTER_DIR="$work/one" ./scripts/cluster.sh down >/dev/null
+CLUSTER_DIR="$work/off" ./scripts/cluster.sh down >/dev/null
 
+if [[ "${ONLY:-}" != metrics ]]; then
 echo "== one node over TLS"
 base="$(free_base 1)"
 DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/tls" TLS_DIR="$work/certs" \
@@ -116,10 +141,19 @@ DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/tls" TLS_DIR="$work/ce
 "$bin" --endpoint "https://127.0.0.1:$base" --cacert "$work/certs/ca.pem" put scratch bench "$value" >/dev/null
 read -r tls_rps tls_p50 tls_p99 < <(wrk_run "https://127.0.0.1:$base/v1/keyspaces/scratch/keys/bench")
 CLUSTER_DIR="$work/tls" ./scripts/cluster.sh down >/dev/null
+fi
 echo
 printf '%-28s %12s %10s %10s %12s\n' "GET hit, one node, c=$connections" "req/s" "p50 ms" "p99 ms" "rps/http"
 awk -v r="$one_rps" -v a="$one_p50" -v b="$one_p99" \
   'BEGIN { printf "%-28s %12.0f %10.3f %10.3f %12.2f\n", "http", r, a, b, 1 }'
+awk -v r="$off_rps" -v a="$off_p50" -v b="$off_p99" -v h="$one_rps" \
+  'BEGIN { printf "%-28s %12.0f %10.3f %10.3f %12.2f  (metrics on / off = %.3f; goal >= 0.95: %s)\n", "http, --no-metrics", r, a, b, r / h, h / r, (h / r >= 0.95 ? "met" : "not met") }'
+if [[ -z "${ONLY:-}" || "${ONLY:-}" == metrics ]]; then
+  echo
+  echo "== engine local hit against raw moka (criterion, same run)"
+  cargo bench --quiet -p distcache --bench engine -- get_hit 2>/dev/null | grep -E '^ +get_hit'
+fi
+if [[ "${ONLY:-}" == metrics ]]; then exit 0; fi
 awk -v r="$tls_rps" -v a="$tls_p50" -v b="$tls_p99" -v h="$one_rps" \
   'BEGIN { printf "%-28s %12.0f %10.3f %10.3f %12.2f  (goal >= 0.80: %s)\n", "https (TLS 1.3)", r, a, b, r / h, (r / h >= 0.8 ? "met" : "not met") }'
 if [[ "${ONLY:-}" == tls ]]; then exit 0; fi

@@ -39,6 +39,7 @@ mod handoff;
 mod keyspaces;
 mod peer;
 mod read;
+mod scrape;
 mod warming;
 mod writes;
 

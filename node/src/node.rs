@@ -28,7 +28,7 @@ use crate::keyspace::KeySpace;
 use crate::memnet::MemoryNetwork;
 use crate::otel::{OtelError, OtelPipeline};
 use crate::ring::NodeId;
-use crate::server::Readiness;
+use crate::server::{HttpStats, Readiness};
 use crate::source::DataSource;
 use crate::spec::{KeySpaceSpec, read_keyspace_file};
 use crate::tls::{NodeTls, TlsConfig};
@@ -158,12 +158,17 @@ impl NodeBuilder {
             // Ends with the node: it stops on the shutdown signal.
             drop(tls.spawn_watcher(shutdown_rx.clone()));
         }
+        let http = Arc::new(HttpStats::default());
+        if let Some(pipeline) = otel.as_ref().filter(|p| p.exports_metrics()) {
+            observe_node(pipeline, &engine, control.as_ref(), &config.id, &http);
+        }
         let parts = Parts {
             config: &config,
             addr: &addr,
             engine: &engine,
             control: control.as_ref(),
             readiness: &readiness,
+            http: &http,
         };
         let (bound, serving) = wire.serve(&parts, tls, shutdown_rx.clone())?;
         let node = Node {
@@ -231,6 +236,32 @@ fn create_data_dir(config: &NodeConfig) -> Result<()> {
             p
         })
     })
+}
+
+/// Exports the node's metrics through `pipeline`: the engine's, the HTTP server's and the
+/// control plane's, read when the pipeline collects (`otel/metrics.rs`).
+fn observe_node(
+    pipeline: &OtelPipeline,
+    engine: &Engine,
+    control: Option<&ControlPlane>,
+    node_id: &str,
+    http: &Arc<HttpStats>,
+) {
+    use opentelemetry::metrics::MeterProvider as _;
+    let meter = pipeline.meter_provider().meter("distcache");
+    let engine = engine.downgrade();
+    let control = control.cloned();
+    let node_id = node_id.to_owned();
+    let http = Arc::clone(http);
+    crate::otel::metrics::observe(
+        &meter,
+        Box::new(move || {
+            let mut scrape = engine.upgrade()?.scrape_now();
+            scrape.http = http.snapshot();
+            scrape.raft = crate::server::raft_status(control.as_ref(), &node_id);
+            Some(scrape)
+        }),
+    );
 }
 
 /// Starts the OpenTelemetry export `config.otel` describes (`None`: nothing to export).

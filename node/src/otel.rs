@@ -6,6 +6,8 @@
 //! - `otel/pipeline.rs`: [`OtelPipeline`], tracer and meter providers exporting over OTLP
 //!   (gRPC, HTTP protobuf or HTTP JSON), off the request path, flushed and shut down within
 //!   a bound;
+//! - `otel/metrics.rs`: the node's metric families as instruments of a meter (observed
+//!   counters and gauges, replayed histograms);
 //! - `otel/client.rs`: the HTTP client of OTLP/HTTP, sending on the node's runtime;
 //! - `otel/propagation.rs`: W3C `traceparent` in and out of HTTP headers ([`inject`],
 //!   [`extract`]).
@@ -19,6 +21,7 @@ use crate::error::Problems;
 mod client;
 mod config;
 mod env;
+pub(crate) mod metrics;
 mod pipeline;
 mod propagation;
 

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -52,8 +52,12 @@ mod catalog;
 mod data;
 mod error;
 mod extract;
+mod front;
 mod head_errors;
 mod http_metrics;
+
+pub(crate) use http_metrics::HttpStats;
+pub(crate) use metrics::raft_status;
 mod listen;
 mod metrics;
 mod openapi;
@@ -93,6 +97,10 @@ pub struct ServerConfig {
     /// Serve `GET /metrics` without a token, for scrapers (it shows keyspace names and
     /// counters, no data). Default false: the admin role, like the other admin routes.
     pub metrics_open: bool,
+    /// Keep metrics: time every request into `http_server_request_duration_seconds` and
+    /// serve `GET /metrics`. Default true. Off, `/metrics` answers 404 (`NOT_FOUND`, "metrics are off") and
+    /// requests pay nothing for it (the engine's counters, which `stats` shows, stay).
+    pub metrics: bool,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +113,7 @@ impl Default for ServerConfig {
             token: None,
             tokens_file: None,
             metrics_open: false,
+            metrics: true,
         }
     }
 }
@@ -162,7 +171,7 @@ pub(crate) struct Shared {
     /// The OpenAPI document, rendered once.
     pub openapi: Bytes,
     /// Request durations by route, method and status.
-    pub http: http_metrics::HttpStats,
+    pub http: Arc<HttpStats>,
 }
 
 /// Where a node is in its life — starting, serving, stopping — as `/healthz` tells its peers.
@@ -264,16 +273,30 @@ pub fn openapi_json() -> Result<String> {
     openapi::render(&openapi::finish(doc))
 }
 
-/// Builds every route over `engine`.
-pub(crate) fn router(
-    engine: Engine,
-    control: Option<ControlPlane>,
-    node_id: &str,
-    addr: &str,
-    readiness: Arc<Readiness>,
-    config: ServerConfig,
-    peer_certificates: bool,
-) -> Result<Router> {
+/// What the routes serve: the node's parts.
+pub(crate) struct Served {
+    pub engine: Engine,
+    pub control: Option<ControlPlane>,
+    pub node_id: String,
+    pub addr: String,
+    pub readiness: Arc<Readiness>,
+    pub config: ServerConfig,
+    /// Where request durations are recorded (the node's metrics read them too).
+    pub http: Arc<HttpStats>,
+}
+
+/// Builds every route over `served`; `peer_certificates`: the node-to-node routes need a
+/// client certificate of the cluster CA.
+pub(crate) fn router(served: Served, peer_certificates: bool) -> Result<Router> {
+    let Served {
+        engine,
+        control,
+        node_id,
+        addr,
+        readiness,
+        config,
+        http,
+    } = served;
     let value_limit = engine.config().limits.max_value_bytes;
     let request_limit = config.max_request_bytes;
     let raft_routes = control.as_ref().map(ControlPlane::router);
@@ -288,13 +311,13 @@ pub(crate) fn router(
     let state = AppState(Arc::new(Shared {
         engine,
         control,
-        node_id: node_id.to_owned(),
-        addr: addr.to_owned(),
+        node_id,
+        addr,
         readiness,
         config,
         tokens,
         openapi: Bytes::from(openapi::render(&openapi::finish(doc))?),
-        http: http_metrics::HttpStats::default(),
+        http,
     }));
     let mut peers = peer_routes(state.clone());
     if peer_certificates {
@@ -315,12 +338,7 @@ pub(crate) fn router(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(request_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), deadline))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authorize,
-        ))
-        .layer(middleware::from_fn_with_state(state, http_metrics::record)))
+        .layer(front::FrontLayer::new(state)))
 }
 
 /// The node-to-node routes. Each first catches up with the sender's catalog revision.
@@ -390,14 +408,6 @@ pub(crate) async fn serve(
         header_read_timeout: config.header_read_timeout,
     };
     listen::serve(listener, router, limits, tls, shutdown).await
-}
-
-async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = state.config.request_timeout;
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::from(Error::timeout("request", limit)).into_response(),
-    }
 }
 
 async fn not_found(request: Request) -> ApiError {

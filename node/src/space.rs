@@ -206,10 +206,21 @@ impl Space {
         main || hot
     }
 
-    /// Definition, sizes and counters, with cache maintenance run first so sizes are exact.
-    pub async fn snapshot(&self) -> KeySpaceSnapshot {
+    /// Runs both caches' pending maintenance, so that their sizes are exact.
+    pub async fn settle_caches(&self) {
         self.main.settle().await;
         self.hot.settle().await;
+    }
+
+    /// Definition, sizes and counters, with cache maintenance run first so sizes are exact.
+    pub async fn snapshot(&self) -> KeySpaceSnapshot {
+        self.settle_caches().await;
+        self.snapshot_now()
+    }
+
+    /// Definition, sizes and counters as they stand, without waiting for the caches to
+    /// settle (sizes may lag the last writes by moka's pending work).
+    pub fn snapshot_now(&self) -> KeySpaceSnapshot {
         let s = &self.settings;
         KeySpaceSnapshot {
             name: self.spec.name.clone(),

@@ -26,7 +26,10 @@ use serde::{Deserialize, Serialize};
 use crate::protection::BreakerState;
 use crate::telemetry::{Counter, FetchDurations, KeyOps, Op, OpSnapshot};
 
+mod families;
 mod rates;
+
+pub(crate) use families::{Labels, Rows, Scrape};
 
 pub use rates::Rates;
 

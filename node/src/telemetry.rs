@@ -24,7 +24,7 @@ use crate::error::{Error, ErrorCode};
 mod histogram;
 mod spans;
 
-pub(crate) use histogram::{Histogram, HistogramSnapshot};
+pub(crate) use histogram::{BUCKETS, Histogram, HistogramSnapshot};
 pub use spans::Spans;
 pub(crate) use spans::{end as end_span, span_name, within};
 
@@ -206,24 +206,26 @@ thread_local! {
     static HIT_TICK: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Decides which hits are timed: 1 in `every` per thread.
+/// Decides which hits are timed: 1 in `every` per thread, or none.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HitSampler {
+    /// 0: hits are not timed.
     every: u32,
 }
 
 impl HitSampler {
-    /// Times 1 hit in `every` (0 counts as 1: every hit).
+    /// Times 1 hit in `every`; 0 times none.
     pub fn new(every: u32) -> Self {
-        HitSampler {
-            every: every.max(1),
-        }
+        HitSampler { every }
     }
 
     /// When this read is one to time: its start. A countdown per thread, so that a read
     /// that is not timed pays a thread-local decrement and no division.
     #[inline]
     pub fn start(self) -> Option<Instant> {
+        if self.every == 0 {
+            return None;
+        }
         let due = HIT_TICK.with(|t| match t.get() {
             0 => {
                 t.set(self.every - 1);
@@ -395,7 +397,7 @@ mod tests {
         let sampler = HitSampler::new(4);
         let timed = (0..400).filter(|_| sampler.start().is_some()).count();
         assert_eq!(timed, 100);
-        assert_eq!(HitSampler::new(0).weight(), 1);
+        assert!((0..10).all(|_| HitSampler::new(0).start().is_none()));
         assert!((0..10).all(|_| HitSampler::new(1).start().is_some()));
     }
 

@@ -9,7 +9,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use distcache::otel::{Exporter, OtelConfig, OtelError, OtelPipeline, OtlpProtocol, TracesSampler};
-use distcache_testkit::{OtlpReceiver, ReceivedSpan, hanging_collector, refusing_collector};
+use distcache::{Engine, EngineConfig};
+use distcache_testkit::{
+    OtlpReceiver, ReceivedMetric, ReceivedPoint, ReceivedSpan, TestSource, hanging_collector,
+    refusing_collector, spec, wait_until,
+};
 use opentelemetry::metrics::MeterProvider;
 use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
@@ -441,4 +445,116 @@ fn the_example_node_files_have_a_valid_otel_table() {
         assert_eq!(config.otel, OtelConfig::default(), "node-{n}.toml");
         assert!(config.problems().is_empty(), "{}", config.problems());
     }
+}
+
+/// The point of `metric` whose attributes include every pair of `want`.
+fn point<'a>(metric: &'a ReceivedMetric, want: &[(&str, &str)]) -> Option<&'a ReceivedPoint> {
+    metric.points.iter().find(|p| {
+        want.iter()
+            .all(|(k, v)| p.attributes.get(*k).map(String::as_str) == Some(*v))
+    })
+}
+
+/// An embedder's meter provider (`EngineBuilder::meter_provider`) gets the engine's metrics
+/// under their OpenTelemetry names: counters with exact values, and duration histograms
+/// whose counts follow the calls from one collection to the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedders_meter_provider_gets_the_engine_metrics() {
+    let receiver = OtlpReceiver::start().await;
+    let config = OtelConfig {
+        // Collected by the flushes below only.
+        metrics_export_interval: Duration::from_secs(3600),
+        ..config_for(&receiver.endpoint(), OtlpProtocol::HttpProtobuf)
+    };
+    let pipeline = OtelPipeline::start(&config, "embedded").unwrap().unwrap();
+    let engine = Engine::builder(EngineConfig::for_test())
+        .register_source("test", TestSource::new())
+        .keyspace_spec(spec("users"))
+        .meter_provider(pipeline.meter_provider())
+        .build()
+        .unwrap();
+    engine.start().await.unwrap();
+    engine.get("users", "a").await.unwrap(); // miss, loaded
+    engine.get("users", "a").await.unwrap(); // hit
+    engine.get("nope", "a").await.unwrap_err(); // no such keyspace
+    engine.put("users", "b", "v").await.unwrap();
+    pipeline.force_flush().await.unwrap();
+
+    let gets = [("operation", "get"), ("keyspace", "users")];
+    let counted = |name: &'static str, want: &'static [(&'static str, &'static str)], n: f64| {
+        receiver.wait_for_metric(WAIT, name, move |m| {
+            point(m, want).and_then(|p| p.value) == Some(n)
+        })
+    };
+    let requests = counted(
+        "distcache.engine.requests",
+        &[("operation", "get"), ("keyspace", "users")],
+        2.0,
+    )
+    .await;
+    assert_eq!((requests.kind, requests.unit.as_str()), ("sum", "{call}"));
+    counted(
+        "distcache.engine.requests",
+        &[("operation", "put"), ("keyspace", "users")],
+        1.0,
+    )
+    .await;
+    counted(
+        "distcache.engine.errors",
+        &[
+            ("operation", "get"),
+            ("keyspace", ""),
+            ("code", "KEYSPACE_NOT_FOUND"),
+        ],
+        1.0,
+    )
+    .await;
+    counted("distcache.cache.hits", &[("keyspace", "users")], 1.0).await;
+    counted("distcache.cache.misses", &[("keyspace", "users")], 1.0).await;
+    // Cache sizes are read as moka has them: they catch up with its pending work, which a
+    // later collection sees.
+    let main_entries = [("keyspace", "users"), ("cache", "main")];
+    wait_until(WAIT, "the main cache holds 2 entries", || async {
+        pipeline.force_flush().await.unwrap();
+        receiver
+            .last_metric("distcache.cache.entries")
+            .is_some_and(|m| {
+                m.kind == "gauge" && point(&m, &main_entries).and_then(|p| p.value) == Some(2.0)
+            })
+    })
+    .await;
+    let durations = receiver
+        .wait_for_metric(WAIT, "distcache.engine.duration", |m| {
+            point(m, &gets).and_then(|p| p.count) == Some(2)
+        })
+        .await;
+    assert_eq!(
+        (durations.kind, durations.unit.as_str()),
+        ("histogram", "s")
+    );
+    let sum = point(&durations, &gets).and_then(|p| p.sum).unwrap();
+    assert!(sum > 0.0 && sum < 5.0, "{sum}");
+
+    // The next collection adds only what came after the last one.
+    for _ in 0..3 {
+        engine.get("users", "a").await.unwrap();
+    }
+    pipeline.force_flush().await.unwrap();
+    receiver
+        .wait_for_metric(WAIT, "distcache.engine.duration", |m| {
+            point(m, &gets).and_then(|p| p.count) == Some(5)
+        })
+        .await;
+    counted(
+        "distcache.engine.requests",
+        &[("operation", "get"), ("keyspace", "users")],
+        5.0,
+    )
+    .await;
+
+    // Once the engine is gone the callbacks observe nothing, and collecting still works.
+    engine.stop().await.unwrap();
+    drop(engine);
+    pipeline.force_flush().await.unwrap();
+    pipeline.shutdown().await.unwrap();
 }

@@ -56,6 +56,10 @@ pub struct StartArgs {
     /// Serve `GET /metrics` without a token, for Prometheus scrapers.
     #[arg(long, env = "DISTCACHE_METRICS_OPEN")]
     pub metrics_open: bool,
+    /// Keep no metrics: no request timing, no `GET /metrics`, no hit timing (the counters
+    /// that `stats` shows stay).
+    #[arg(long, env = "DISTCACHE_NO_METRICS", conflicts_with = "metrics_open")]
+    pub no_metrics: bool,
     /// The node's TLS certificate chain (PEM): the listener then speaks only TLS, and peers
     /// are dialled over https.
     #[arg(long, env = "DISTCACHE_TLS_CERT", requires = "tls_key")]
@@ -129,6 +133,10 @@ pub fn config(args: StartArgs, token: Option<String>) -> anyhow::Result<NodeConf
     }
     if args.metrics_open {
         config.server.metrics_open = true;
+    }
+    if args.no_metrics {
+        config.server.metrics = false;
+        config.engine.hit_timing_every = 0;
     }
     apply_tls_flags(
         &mut config,

@@ -26,6 +26,7 @@ pub struct EngineBuilder {
     catalog: Option<Arc<dyn Catalog>>,
     cluster: Option<Arc<Cluster>>,
     spans: crate::telemetry::Spans,
+    meter: Option<opentelemetry::metrics::Meter>,
 }
 
 impl EngineBuilder {
@@ -39,6 +40,7 @@ impl EngineBuilder {
             catalog: None,
             cluster: None,
             spans: crate::telemetry::Spans::default(),
+            meter: None,
         }
     }
 
@@ -94,6 +96,20 @@ impl EngineBuilder {
         P: opentelemetry::trace::TracerProvider + opentelemetry::global::ObjectSafeTracerProvider,
     {
         self.spans = crate::telemetry::Spans::from_provider(provider);
+        self
+    }
+
+    /// Reports the engine's metrics through `provider`'s meter (the seed's `WithMetrics`):
+    /// the same families a node serves at `GET /metrics`, under their OpenTelemetry names
+    /// (`distcache.engine.requests`, `distcache.cache.hits`, `distcache.engine.duration`, …),
+    /// read from the engine's own counters when the provider's reader collects. Recording
+    /// costs the same with or without it; a collection costs a read of every counter and one
+    /// `record` per duration observed since the last one (see `otel/metrics.rs`).
+    pub fn meter_provider<P>(mut self, provider: &P) -> Self
+    where
+        P: opentelemetry::metrics::MeterProvider,
+    {
+        self.meter = Some(provider.meter("distcache"));
         self
     }
 
@@ -156,7 +172,7 @@ impl EngineBuilder {
         let catalog = self
             .catalog
             .unwrap_or_else(|| Arc::new(LocalCatalog::new()));
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(Inner::new(
                 self.config,
                 catalog,
@@ -166,7 +182,16 @@ impl EngineBuilder {
                 self.cluster,
                 self.spans,
             )),
-        })
+        };
+        if let Some(meter) = &self.meter {
+            // A weak reference: the provider keeps the callbacks, not the engine.
+            let inner = engine.downgrade();
+            crate::otel::metrics::observe(
+                meter,
+                Box::new(move || inner.upgrade().map(|inner| inner.scrape_now())),
+            );
+        }
+        Ok(engine)
     }
 }
 

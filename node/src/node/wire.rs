@@ -75,18 +75,21 @@ impl Wire {
             engine,
             control,
             readiness,
+            http,
         } = *parts;
         match self {
             Wire::Http { listener, bound } => {
-                let router = server::router(
-                    engine.clone(),
-                    control.cloned(),
-                    &config.id,
-                    addr,
-                    Arc::clone(readiness),
-                    config.server.clone(),
-                    tls.as_ref().is_some_and(|tls| tls.verifies_clients()),
-                )?;
+                let served = server::Served {
+                    engine: engine.clone(),
+                    control: control.cloned(),
+                    node_id: config.id.clone(),
+                    addr: addr.to_owned(),
+                    readiness: Arc::clone(readiness),
+                    config: config.server.clone(),
+                    http: Arc::clone(http),
+                };
+                let peer_certificates = tls.as_ref().is_some_and(|tls| tls.verifies_clients());
+                let router = server::router(served, peer_certificates)?;
                 let server = spawn_server(listener, router, &config.server, tls, stop);
                 Ok((Some(bound), Serving::Http(server)))
             }
@@ -106,6 +109,8 @@ pub(super) struct Parts<'a> {
     pub engine: &'a Engine,
     pub control: Option<&'a ControlPlane>,
     pub readiness: &'a Arc<Readiness>,
+    /// The HTTP server's request durations.
+    pub http: &'a Arc<server::HttpStats>,
 }
 
 /// What a running node serves on, stopped last at shutdown.

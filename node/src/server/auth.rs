@@ -26,14 +26,11 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::error::ApiError;
 use crate::error::Error;
 
 mod tokens;
@@ -161,28 +158,25 @@ fn denied_keyspace(grant: &Grant, keyspace: &str) -> Error {
     ))
 }
 
-/// Checks each request's token (when the node has tokens) and hands the handler its
-/// [`Access`]. Tokens are never logged; a refusal is logged with the token's name.
-pub(super) async fn authorize(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Checks the request's token (when the node has tokens) and hands the handler its
+/// [`Access`] in the request's extensions; a refusal is the error to answer instead.
+/// Tokens are never logged; a refusal is logged with the token's name.
+pub(super) fn admit(state: &AppState, request: &mut Request) -> Result<(), Error> {
     let Some(tokens) = state.tokens.as_ref() else {
-        return next.run(request).await;
+        return Ok(());
     };
     if state.config.metrics_open && request.uri().path() == "/metrics" {
-        return next.run(request).await;
+        return Ok(());
     }
     let need = need(request.method(), request.uri().path());
     match decide(tokens, request.headers().get(header::AUTHORIZATION), &need) {
         Ok(access) => {
             request.extensions_mut().insert(access);
-            next.run(request).await
+            Ok(())
         }
         Err(err) => {
             tracing::debug!(method = %request.method(), path = request.uri().path(), %err, "refused");
-            ApiError::from(err).into_response()
+            Err(err)
         }
     }
 }

@@ -9,81 +9,41 @@
 //! bounded. The route needs the admin role like the other admin routes, unless the node
 //! serves it openly (`server.metrics_open`, `--metrics-open`).
 //!
-//! `metrics/families.rs` writes the families; this module gathers one [`Scrape`].
+//! `stats/families.rs` names the families; `metrics/encode.rs` writes them in the text
+//! format; this module gathers one [`Scrape`] and answers the route.
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::registry::Registry;
 
 use super::AppState;
 use super::error::ApiError;
-use super::http_metrics::HttpSeries;
+use distcache_control::ControlPlane;
+
 use crate::error::Error;
-use crate::stats::KeySpaceSnapshot;
-use crate::telemetry::{FetchOutcome, HistogramSnapshot, Op, OpSnapshot, PeerCallSnapshot};
+use crate::stats::Scrape;
+use crate::wire::WireCode;
 
-mod families;
+mod encode;
 
-/// What one scrape shows, read before encoding.
-#[derive(Debug)]
-pub(crate) struct Scrape {
-    pub keyspaces: Vec<KeySpaceSnapshot>,
-    /// `(keyspace, operation, calls)`: operations on keys of live keyspaces, and operations
-    /// counted on the node (keyspace operations; calls for missing keyspaces, keyspace "").
-    pub ops: Vec<(String, Op, OpSnapshot)>,
-    /// `(keyspace, outcome, durations)` of data-source fetches.
-    pub fetches: Vec<(String, FetchOutcome, HistogramSnapshot)>,
-    pub peers: Vec<PeerCallSnapshot>,
-    pub catalog_commit: HistogramSnapshot,
-    pub http: Vec<HttpSeries>,
-    pub ring_members: usize,
-    pub revision: u64,
-    pub raft: Option<(u64, bool)>,
+/// Everything the node's metrics show: the engine's, with its caches settled so that
+/// sizes are exact, the HTTP server's and the control plane's.
+pub(crate) async fn gather(state: &AppState) -> Scrape {
+    let engine = &state.engine;
+    let mut scrape = engine.scrape_now();
+    scrape.keyspaces = engine.stats().await;
+    scrape.http = state.http.snapshot();
+    scrape.raft = raft_status(state.control.as_ref(), &state.node_id);
+    scrape
 }
 
-impl Scrape {
-    /// Reads everything the node's metrics show.
-    pub async fn gather(state: &AppState) -> Scrape {
-        let engine = &state.engine;
-        let telemetry = &engine.inner.telemetry;
-        let mut ops = Vec::new();
-        let mut fetches = Vec::new();
-        let mut spaces: Vec<_> = engine.inner.spaces_now().values().cloned().collect();
-        spaces.sort_by(|a, b| a.name().cmp(b.name()));
-        for space in &spaces {
-            let name = space.name();
-            for (op, snapshot) in space.stats.ops() {
-                ops.push((name.to_owned(), op, snapshot));
-            }
-            for (outcome, durations) in space.stats.fetches.snapshot() {
-                fetches.push((name.to_owned(), outcome, durations));
-            }
-        }
-        for (op, keyspace, snapshot) in telemetry.ops.snapshot() {
-            ops.push((keyspace, op, snapshot));
-        }
-        Scrape {
-            keyspaces: engine.stats().await,
-            ops,
-            fetches,
-            peers: engine
-                .cluster()
-                .map(|c| c.peer_calls().snapshot())
-                .unwrap_or_default(),
-            catalog_commit: telemetry.catalog_commit.snapshot(),
-            http: state.http.snapshot(),
-            ring_members: engine
-                .cluster()
-                .map_or(1, |cluster| cluster.ring_ids().len()),
-            revision: engine.revision(),
-            raft: state.control.as_ref().map(|control| {
-                let status = control.status();
-                let leading = status.leader.as_deref() == Some(state.node_id.as_str());
-                (status.term, leading)
-            }),
-        }
-    }
+/// `(term, leading)` of the control plane, when the node runs one.
+pub(crate) fn raft_status(control: Option<&ControlPlane>, node_id: &str) -> Option<(u64, bool)> {
+    control.map(|control| {
+        let status = control.status();
+        (status.term, status.leader.as_deref() == Some(node_id))
+    })
 }
 
 /// The exposition content type: the Prometheus text format.
@@ -98,12 +58,20 @@ const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT
     tag = "admin",
     responses(
         (status = 200, description = "Counters, gauges and histograms in the Prometheus text format (0.0.4).", body = String, content_type = "text/plain"),
+        (status = 404, description = "The node keeps no metrics (`server.metrics = false`).", body = crate::wire::ErrorBody),
     ),
 )]
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let scrape = Scrape::gather(&state).await;
+    if !state.config.metrics {
+        return Err(ApiError::plain(
+            StatusCode::NOT_FOUND,
+            WireCode::NotFound,
+            "metrics are off on this node (server.metrics = false, --no-metrics)",
+        ));
+    }
+    let scrape = gather(&state).await;
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(scrape));
+    registry.register_collector(Box::new(encode::Exposition(scrape)));
     let mut text = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
         .map_err(|e| Error::Internal(format!("cannot encode the metrics: {e}")))?;

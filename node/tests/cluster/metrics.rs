@@ -350,3 +350,44 @@ async fn metrics_need_the_token_unless_open() {
     assert_eq!(data.status(), 401, "only /metrics is open");
     open.shutdown().await;
 }
+
+/// With metrics off the node serves as before, `/metrics` is a 404 that says why, and the
+/// engine's counters (which `stats` shows) still count while no hit is timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_off_serves_without_them() {
+    let cluster = TestCluster::builder(1)
+        .edit(|_, c| {
+            c.server.metrics = false;
+            c.engine.hit_timing_every = 0;
+        })
+        .build()
+        .await;
+    let addr = &cluster.addrs[0];
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let got = http
+            .get(format!("http://{addr}/v1/keyspaces/ks/keys/a"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200);
+    }
+    let refused = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "NOT_FOUND");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("metrics are off"),
+        "{body}"
+    );
+    let stats = cluster.node(0).engine().keyspace_stats("ks").await.unwrap();
+    assert_eq!((stats.stats.gets, stats.stats.cache_hits), (3, 2));
+    cluster.shutdown().await;
+}

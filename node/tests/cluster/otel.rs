@@ -220,3 +220,89 @@ async fn one_trace_across_two_nodes_and_into_the_source() {
         .await;
     cluster.shutdown().await;
 }
+
+/// A node exports every metric family over OTLP, the HTTP server's durations and the
+/// control plane's gauges included, with the values `/metrics` shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_exports_its_metrics_over_otlp() {
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = receiver.endpoint();
+    let cluster = TestCluster::builder(1)
+        .edit(move |_, c| {
+            c.otel.endpoint = Some(endpoint.clone());
+            // Collected by the flush below only.
+            c.otel.metrics_export_interval = Duration::from_secs(3600);
+        })
+        .build()
+        .await;
+    let addr = &cluster.addrs[0];
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        let got = http
+            .get(format!("http://{addr}/v1/keyspaces/ks/keys/h1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200);
+    }
+    cluster
+        .node(0)
+        .engine()
+        .create_keyspace(KeySpaceSpec::new("other", SourceSpec::None))
+        .await
+        .unwrap();
+    let otel = cluster.node(0).otel().expect("export is on");
+    otel.force_flush().await.unwrap();
+
+    let wait = Duration::from_secs(10);
+    let route = [
+        ("http.route", "/v1/keyspaces/{ks}/keys/{*key}"),
+        ("http.request.method", "GET"),
+        ("http.response.status_code", "200"),
+    ];
+    let has = |m: &distcache_testkit::ReceivedMetric, want: &[(&str, &str)]| {
+        m.points
+            .iter()
+            .find(|p| {
+                want.iter()
+                    .all(|(k, v)| p.attributes.get(*k).map(String::as_str) == Some(*v))
+            })
+            .cloned()
+    };
+    let durations = receiver
+        .wait_for_metric(wait, "http.server.request.duration", |m| {
+            has(m, &route).and_then(|p| p.count) == Some(2)
+        })
+        .await;
+    assert_eq!(durations.unit, "s");
+    receiver
+        .wait_for_metric(wait, "distcache.engine.requests", |m| {
+            has(m, &[("operation", "get"), ("keyspace", "ks")]).and_then(|p| p.value) == Some(2.0)
+        })
+        .await;
+    receiver
+        .wait_for_metric(wait, "distcache.raft.is_leader", |m| {
+            has(m, &[]).and_then(|p| p.value) == Some(1.0)
+        })
+        .await;
+    let names = receiver.metric_names();
+    for name in [
+        "distcache.engine.requests",
+        "distcache.engine.duration",
+        "distcache.cache.hits",
+        "distcache.cache.misses",
+        "distcache.cache.fetch.duration",
+        "distcache.cache.entries",
+        "distcache.cache.size",
+        "distcache.keyspace.max_size",
+        "distcache.breaker.state",
+        "distcache.ring.members",
+        "distcache.catalog.revision",
+        "distcache.raft.term",
+        "distcache.raft.commit.duration",
+        "distcache.build.info",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
+    }
+    cluster.shutdown().await;
+}
