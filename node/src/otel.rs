@@ -8,6 +8,7 @@
 //!   a bound;
 //! - `otel/metrics.rs`: the node's metric families as instruments of a meter (observed
 //!   counters and gauges, replayed histograms);
+//! - `otel/grpc_tls.rs`: gRPC to `https://` collectors over rustls with `[otel.tls]`;
 //! - `otel/client.rs`: the HTTP client of OTLP/HTTP, sending on the node's runtime;
 //! - `otel/propagation.rs`: W3C `traceparent` in and out of HTTP headers ([`inject`],
 //!   [`extract`]).
@@ -21,6 +22,7 @@ use crate::error::Problems;
 mod client;
 mod config;
 mod env;
+mod grpc_tls;
 pub(crate) mod metrics;
 mod pipeline;
 mod propagation;

@@ -323,8 +323,10 @@ fn bad_file_values_are_named_by_key() {
         traces_sampler_arg = -1.0
         export_timeout = "0s"
         [traces]
-        endpoint = "https://collector:4317"
+        endpoint = "ftp://collector:4317"
         protocol = "grpc"
+        [tls]
+        cert = "/etc/node.pem"
         "#,
     )
     .unwrap();
@@ -334,6 +336,7 @@ fn bad_file_values_are_named_by_key() {
         "otel.traces_sampler_arg",
         "otel.export_timeout",
         "otel.traces.endpoint",
+        "otel.tls.key",
     ] {
         assert!(text.contains(key), "{key} not named: {text}");
     }
@@ -557,4 +560,93 @@ async fn an_embedders_meter_provider_gets_the_engine_metrics() {
     drop(engine);
     pipeline.force_flush().await.unwrap();
     pipeline.shutdown().await.unwrap();
+}
+
+/// A collector behind TLS with a private CA that requires a client certificate: with
+/// `[otel.tls]` naming the CA and the client certificate, spans and metrics arrive over
+/// gRPC and over HTTP; without the client certificate the export fails and nothing arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_over_tls_with_a_private_ca_and_a_client_certificate() {
+    use distcache_testkit::tls::{TestPki, server_config};
+    let pki = TestPki::new();
+    let server = pki.server("collector");
+    let client = pki.client("node-a");
+    for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpProtobuf] {
+        let receiver = OtlpReceiver::start_tls(server_config(&server, Some(pki.ca()))).await;
+        let mut config = config_for(&receiver.endpoint(), protocol);
+        config.metrics_export_interval = Duration::from_secs(3600);
+        config.tls.ca = Some(pki.ca().to_owned());
+        config.tls.cert = Some(client.cert.clone());
+        config.tls.key = Some(client.key.clone());
+        let pipeline = OtelPipeline::start(&config, "node-a").unwrap().unwrap();
+        pipeline
+            .tracer_provider()
+            .tracer("test")
+            .start("over.tls")
+            .end();
+        pipeline
+            .meter_provider()
+            .meter("test")
+            .u64_counter("distcache.test.tls")
+            .build()
+            .add(1, &[]);
+        pipeline.force_flush().await.unwrap();
+        let span = receiver
+            .wait_for_span(WAIT, "the span over TLS", |s| s.name == "over.tls")
+            .await;
+        assert_eq!(span.instance_id(), Some("node-a"), "{protocol:?}");
+        receiver
+            .wait_for_metric(WAIT, "distcache.test.tls", |_| true)
+            .await;
+        pipeline.shutdown().await.unwrap();
+
+        // The same collector refuses a client without a certificate.
+        let refused_receiver =
+            OtlpReceiver::start_tls(server_config(&server, Some(pki.ca()))).await;
+        let mut anonymous = config_for(&refused_receiver.endpoint(), protocol);
+        anonymous.export_timeout = Duration::from_secs(2);
+        anonymous.tls.ca = Some(pki.ca().to_owned());
+        let pipeline = OtelPipeline::start(&anonymous, "node-b").unwrap().unwrap();
+        pipeline
+            .tracer_provider()
+            .tracer("test")
+            .start("refused")
+            .end();
+        assert!(
+            pipeline.force_flush().await.is_err(),
+            "{protocol:?}: an export without a client certificate succeeded"
+        );
+        assert!(refused_receiver.spans().is_empty(), "{protocol:?}");
+        pipeline.shutdown().await.ok();
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` and the client pair are read; half a pair is named.
+#[test]
+fn tls_variables_are_read_and_half_a_pair_is_named() {
+    let config = OtelConfig::default()
+        .resolve(env(&[
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/node.pem"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/node-key.pem"),
+        ]))
+        .unwrap();
+    assert_eq!(
+        config.tls.ca.as_deref(),
+        Some(std::path::Path::new("/etc/ca.pem"))
+    );
+    assert_eq!(
+        config.tls.key.as_deref(),
+        Some(std::path::Path::new("/etc/node-key.pem"))
+    );
+    let err = OtelConfig::default()
+        .resolve(env(&[(
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            "/etc/node.pem",
+        )]))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+        "{err}"
+    );
 }

@@ -117,7 +117,25 @@ type Shared = Arc<Mutex<Received>>;
 pub struct OtlpReceiver {
     addr: std::net::SocketAddr,
     received: Shared,
-    task: JoinHandle<()>,
+    task: Serving,
+}
+
+/// How a receiver serves: plain HTTP in a task, or a TLS server (which stops when dropped).
+enum Serving {
+    Plain(JoinHandle<()>),
+    Tls { _server: crate::tls::TlsServer },
+}
+
+/// The OTLP routes: gRPC services and the HTTP paths, keeping what arrives in `received`.
+fn app(received: &Shared) -> Router {
+    let grpc = tonic::service::Routes::new(TraceServiceServer::new(Grpc(received.clone())))
+        .add_service(MetricsServiceServer::new(Grpc(received.clone())))
+        .into_axum_router();
+    let http = Router::new()
+        .route("/v1/traces", post(http_traces))
+        .route("/v1/metrics", post(http_metrics))
+        .with_state(received.clone());
+    grpc.merge(http)
 }
 
 impl OtlpReceiver {
@@ -128,28 +146,37 @@ impl OtlpReceiver {
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("bound address");
         let received = Shared::default();
-        let grpc = tonic::service::Routes::new(TraceServiceServer::new(Grpc(received.clone())))
-            .add_service(MetricsServiceServer::new(Grpc(received.clone())))
-            .into_axum_router();
-        let http = Router::new()
-            .route("/v1/traces", post(http_traces))
-            .route("/v1/metrics", post(http_metrics))
-            .with_state(received.clone());
-        let app = grpc.merge(http);
+        let app = app(&received);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         OtlpReceiver {
             addr,
             received,
-            task,
+            task: Serving::Plain(task),
         }
     }
 
-    /// The base URL to give an exporter: `http://127.0.0.1:<port>` (HTTP appends `/v1/…`;
-    /// gRPC uses it as it is).
+    /// Starts listening over TLS (HTTP/1.1 and h2, for OTLP/HTTP and gRPC) with `config`
+    /// (e.g. `tls::server_config`, which may require a client certificate). Its
+    /// [`endpoint`](Self::endpoint) is then `https://localhost:<port>`.
+    pub async fn start_tls(config: Arc<rustls::ServerConfig>) -> OtlpReceiver {
+        let received = Shared::default();
+        let server = crate::tls::TlsServer::start(config, app(&received)).await;
+        OtlpReceiver {
+            addr: server.addr,
+            received,
+            task: Serving::Tls { _server: server },
+        }
+    }
+
+    /// The base URL to give an exporter: `http://127.0.0.1:<port>`, or
+    /// `https://localhost:<port>` over TLS (HTTP appends `/v1/…`; gRPC uses it as it is).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.task {
+            Serving::Plain(_) => format!("http://{}", self.addr),
+            Serving::Tls { .. } => format!("https://localhost:{}", self.addr.port()),
+        }
     }
 
     /// Every span received so far, in order of arrival.
@@ -247,7 +274,10 @@ impl OtlpReceiver {
 
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
-        self.task.abort();
+        // A TLS server stops when dropped with the receiver.
+        if let Serving::Plain(task) = &self.task {
+            task.abort();
+        }
     }
 }
 

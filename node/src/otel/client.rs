@@ -1,5 +1,6 @@
-//! The HTTP client of OTLP/HTTP exports: reqwest (rustls, as every distcache client), with
-//! each request sent on the tokio runtime the pipeline started in.
+//! The HTTP client of OTLP/HTTP exports: reqwest with the TLS settings of `[otel.tls]`
+//! (rustls, as every distcache client), each request sent on the tokio runtime the pipeline
+//! started in.
 //!
 //! The SDK exports from threads of its own, outside any runtime, where reqwest's async client
 //! cannot run; its blocking client would bring a runtime thread of its own. So the request is
@@ -13,6 +14,7 @@ use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use tokio::runtime::Handle;
 
 use super::OtelError;
+use crate::net::tls::ClientTls;
 
 /// Sends export requests on `runtime` (see the module docs).
 #[derive(Debug)]
@@ -22,9 +24,19 @@ pub(crate) struct RuntimeClient {
 }
 
 impl RuntimeClient {
-    /// A client whose requests end after `timeout`, answer included.
-    pub(crate) fn new(timeout: Duration, runtime: Handle) -> Result<Self, OtelError> {
-        let client = crate::net::client_builder()
+    /// A client whose requests end after `timeout`, answer included, with `tls` for
+    /// `https://` collectors.
+    pub(crate) fn new(
+        timeout: Duration,
+        tls: &ClientTls,
+        runtime: Handle,
+    ) -> Result<Self, OtelError> {
+        let bad = |message: String| OtelError::Exporter {
+            signal: "http",
+            message,
+        };
+        let client = crate::net::client_builder_with(tls)
+            .map_err(|e| bad(e.to_string()))?
             .timeout(timeout)
             .build()
             .map_err(|e| OtelError::Exporter {

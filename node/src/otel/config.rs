@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Problems;
+use crate::net::tls::ClientTls;
 
 /// OpenTelemetry export of traces and metrics over OTLP (`[otel]` in node.toml). Nothing is
 /// exported unless an endpoint is set, here or in `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -45,6 +46,12 @@ pub struct OtelConfig {
     pub export_timeout: Duration,
     /// Headers sent with every export (an API key of a hosted collector, …).
     pub headers: BTreeMap<String, String>,
+    /// TLS of `https://` endpoints (`[otel.tls]`): `ca`, the PEM file of the CAs that verify
+    /// the collector instead of the bundled Mozilla roots (`OTEL_EXPORTER_OTLP_CERTIFICATE`);
+    /// `cert` and `key`, a client certificate for collectors that ask for one
+    /// (`OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_KEY`). For gRPC
+    /// and HTTP alike. Default: the Mozilla roots, no client certificate.
+    pub tls: ClientTls,
     /// Switches all export off, whatever else is set (`OTEL_SDK_DISABLED=true`). Default false.
     pub disabled: bool,
     /// Settings of the traces export alone (`OTEL_EXPORTER_OTLP_TRACES_*`, `OTEL_TRACES_EXPORTER`).
@@ -66,6 +73,7 @@ impl Default for OtelConfig {
             metrics_export_interval: Duration::from_secs(60),
             export_timeout: Duration::from_secs(10),
             headers: BTreeMap::new(),
+            tls: ClientTls::default(),
             disabled: false,
             traces: SignalConfig::default(),
             metrics: SignalConfig::default(),
@@ -244,6 +252,15 @@ pub(crate) struct Target {
     pub(crate) protocol: OtlpProtocol,
     pub(crate) headers: BTreeMap<String, String>,
     pub(crate) timeout: Duration,
+    /// TLS of an `https://` URL.
+    pub(crate) tls: ClientTls,
+}
+
+impl Target {
+    /// Whether the export goes over TLS.
+    pub(crate) fn is_https(&self) -> bool {
+        self.url.starts_with("https://")
+    }
 }
 
 /// The longest export deadline and metrics interval accepted (a typo guard).
@@ -273,6 +290,7 @@ impl OtelConfig {
             protocol,
             headers,
             timeout: own.timeout.unwrap_or(self.export_timeout),
+            tls: self.tls.clone(),
         })
     }
 
@@ -327,6 +345,11 @@ impl OtelConfig {
         );
         p.duration_within("export_timeout", self.export_timeout, MAX_DURATION);
         check_headers(&mut p, "headers", &self.headers);
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => p.push("tls.key", "is needed with tls.cert"),
+            (None, Some(_)) => p.push("tls.cert", "is needed with tls.key"),
+            _ => {}
+        }
         for signal in [Signal::Traces, Signal::Metrics] {
             let own = self.signal(signal);
             let prefix = signal.name();
@@ -351,18 +374,16 @@ impl OtelConfig {
     }
 }
 
-/// An `http://` or `https://` URL with a host; gRPC over TLS is not built in.
+/// An `http://` or `https://` URL with a host.
 pub(crate) fn check_endpoint(url: &str, protocol: OtlpProtocol) -> Result<(), String> {
+    let example = match protocol {
+        OtlpProtocol::Grpc => "http://127.0.0.1:4317",
+        OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => "http://127.0.0.1:4318",
+    };
     let parsed = reqwest::Url::parse(url)
-        .map_err(|e| format!("`{url}` is not a URL ({e}); expected e.g. http://127.0.0.1:4318"))?;
+        .map_err(|e| format!("`{url}` is not a URL ({e}); expected e.g. {example}"))?;
     match parsed.scheme() {
-        "http" => {}
-        "https" if protocol != OtlpProtocol::Grpc => {}
-        "https" => {
-            return Err(format!(
-                "`{url}`: grpc over https is not supported by this build; use http/protobuf with https, or grpc over http"
-            ));
-        }
+        "http" | "https" => {}
         other => {
             return Err(format!(
                 "`{url}` has scheme `{other}`; expected http or https"

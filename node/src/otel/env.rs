@@ -4,7 +4,8 @@
 //!
 //! Read: `OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
 //! `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`, `OTEL_METRIC_EXPORT_INTERVAL` (ms),
-//! `OTEL_EXPORTER_OTLP_{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT}` and their signal-specific forms
+//! `OTEL_EXPORTER_OTLP_{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT}`,
+//! `OTEL_EXPORTER_OTLP_{CERTIFICATE,CLIENT_CERTIFICATE,CLIENT_KEY}`, the signal-specific forms
 //! `OTEL_EXPORTER_OTLP_{TRACES,METRICS}_{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT}`, and
 //! `OTEL_{TRACES,METRICS}_EXPORTER` (`otlp` or `none`). An empty variable counts as unset, as
 //! the specification says. A bad value is an error naming the variable (and the value,
@@ -74,6 +75,18 @@ impl OtelConfig {
         if let Some(timeout) = vars.parse("OTEL_EXPORTER_OTLP_TIMEOUT", parse_millis) {
             self.export_timeout = timeout;
         }
+        for (name, file) in [
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &mut self.tls.ca),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &mut self.tls.cert),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &mut self.tls.key),
+        ] {
+            if let Some(path) = vars.raw(name) {
+                *file = Some(path.trim().into());
+            }
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            problems_of_pair(vars.problems);
+        }
         vars.signal("TRACES", &mut self.traces);
         vars.signal("METRICS", &mut self.metrics);
         // Endpoints are checked against the protocol they end up with.
@@ -94,6 +107,14 @@ impl OtelConfig {
             Err(OtelError::Invalid(problems))
         }
     }
+}
+
+/// A client certificate without its key, or a key without its certificate.
+fn problems_of_pair(problems: &mut Problems) {
+    problems.push(
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        "needs OTEL_EXPORTER_OTLP_CLIENT_KEY, and the key needs the certificate",
+    );
 }
 
 /// The variables of one `resolve`, and the problems found in them.

@@ -278,6 +278,12 @@ fn sampler(config: &OtelConfig) -> Sampler {
 
 fn span_exporter(target: &Target, runtime: &Handle) -> Result<SpanExporter, OtelError> {
     let built = match target.protocol {
+        OtlpProtocol::Grpc if target.is_https() => SpanExporter::builder()
+            .with_tonic()
+            .with_channel(super::grpc_tls::channel(target, &target.tls)?)
+            .with_timeout(target.timeout)
+            .with_metadata(metadata(target))
+            .build(),
         OtlpProtocol::Grpc => SpanExporter::builder()
             .with_tonic()
             .with_endpoint(target.url.clone())
@@ -301,6 +307,12 @@ fn span_exporter(target: &Target, runtime: &Handle) -> Result<SpanExporter, Otel
 
 fn metric_exporter(target: &Target, runtime: &Handle) -> Result<MetricExporter, OtelError> {
     let built = match target.protocol {
+        OtlpProtocol::Grpc if target.is_https() => MetricExporter::builder()
+            .with_tonic()
+            .with_channel(super::grpc_tls::channel(target, &target.tls)?)
+            .with_timeout(target.timeout)
+            .with_metadata(metadata(target))
+            .build(),
         OtlpProtocol::Grpc => MetricExporter::builder()
             .with_tonic()
             .with_endpoint(target.url.clone())
@@ -356,6 +368,6 @@ fn http_client(
     target: &Target,
     runtime: &Handle,
 ) -> Result<Arc<dyn opentelemetry_http::HttpClient>, OtelError> {
-    RuntimeClient::new(target.timeout, runtime.clone())
+    RuntimeClient::new(target.timeout, &target.tls, runtime.clone())
         .map(|c| Arc::new(c) as Arc<dyn opentelemetry_http::HttpClient>)
 }
