@@ -6,8 +6,8 @@
 //! one hash, one cache line, no lock and no locked instruction: the hit path stays within a few
 //! nanoseconds of a plain cache lookup, at the price of a count lost now and then when two
 //! threads bump the same block at once. Whether a key may join the candidate set is checked on
-//! every miss and on one hit in sixteen; a key no hotter than the coldest candidate of a full
-//! set is turned away without taking the lock. Counts reported are the sketch's estimates:
+//! every miss and on one hit in sixteen; a key not clearly hotter (by an eighth) than the
+//! coldest candidate of a full set is turned away without taking the lock. Counts reported are the sketch's estimates:
 //! collisions may add a little, lost bumps take a little away.
 //! `age` halves every counter, so what was hot an hour ago fades. Memory: one 64-byte block per
 //! candidate slot (rounded up to a power of two), plus at most `capacity` candidate keys.
@@ -35,6 +35,12 @@ pub(crate) struct HotKeys {
     candidates: Mutex<HashSet<String>>,
     /// Estimate of the coldest candidate when the set is full (0 while it is not).
     floor: AtomicU32,
+}
+
+/// How much hotter than the coldest candidate (`floor`) a key must be to replace it.
+#[inline]
+fn margin(floor: u32) -> u32 {
+    floor / 8
 }
 
 thread_local! {
@@ -115,7 +121,8 @@ impl HotKeys {
             }
             estimate = estimate.min(u32::from(v) + 1);
         }
-        if (miss || random() & 15 == 0) && estimate > self.floor.load(Ordering::Relaxed) {
+        let floor = self.floor.load(Ordering::Relaxed);
+        if (miss || random() & 15 == 0) && estimate > floor + margin(floor) {
             self.admit(key, estimate);
         }
     }
@@ -125,32 +132,42 @@ impl HotKeys {
         if candidates.contains(key) {
             return;
         }
-        if candidates.len() >= self.capacity {
-            // Replace the coldest candidate, only by a hotter key.
-            let coldest = candidates
-                .iter()
-                .map(|k| (self.estimate(k), k.clone()))
-                .min();
+        if candidates.len() < self.capacity {
+            candidates.insert(key.to_owned());
+            if candidates.len() == self.capacity {
+                let floor = candidates.iter().map(|k| self.estimate(k)).min();
+                self.floor.store(floor.unwrap_or(0), Ordering::Relaxed);
+            }
+            return;
+        }
+        // Full: one pass finds the coldest candidate and the next coldest (the floor once the
+        // coldest is gone), cloning nothing.
+        let mut coldest: Option<(&String, u32)> = None;
+        let mut next = u32::MAX;
+        for k in candidates.iter() {
+            let e = self.estimate(k);
             match coldest {
-                Some((count, victim)) if count < estimate => {
-                    candidates.remove(&victim);
+                Some((_, c)) if e >= c => next = next.min(e),
+                Some((_, c)) => {
+                    next = c;
+                    coldest = Some((k, e));
                 }
-                Some((count, _)) => {
-                    self.floor.store(count, Ordering::Relaxed);
-                    return;
-                }
-                None => return,
+                None => coldest = Some((k, e)),
             }
         }
-        candidates.insert(key.to_owned());
-        if candidates.len() >= self.capacity {
-            let floor = candidates
-                .iter()
-                .map(|k| self.estimate(k))
-                .min()
-                .unwrap_or(0);
-            self.floor.store(floor, Ordering::Relaxed);
+        let Some((victim, cold)) = coldest else {
+            return;
+        };
+        // Only a clearly hotter key replaces it: keys about as warm as the candidates (a
+        // uniform load) would otherwise trade places on every check.
+        if estimate <= cold + margin(cold) {
+            self.floor.store(cold, Ordering::Relaxed);
+            return;
         }
+        let victim = victim.clone();
+        candidates.remove(&victim);
+        candidates.insert(key.to_owned());
+        self.floor.store(next.min(estimate), Ordering::Relaxed);
     }
 
     /// Halves every counter (hotness fades) and forgets candidates that went cold.
