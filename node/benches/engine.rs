@@ -196,9 +196,9 @@ fn miss(c: &mut Criterion) {
 /// there: the fast rounds of both sides are the ones they left alone, so their ratio holds up
 /// on a loaded machine where criterion runs seconds apart do not. Also answers the median of
 /// the per-round ratios.
-fn interleaved_get_hit() -> (f64, f64) {
-    const ROUNDS: usize = 301;
-    const BATCH: usize = 5_000;
+fn interleaved_get_hit() -> (f64, f64, f64, f64) {
+    const ROUNDS: usize = 61;
+    const BATCH: usize = 50_000;
     let rt = runtime();
     let keys = keys();
     let moka = moka_cache();
@@ -251,7 +251,13 @@ fn interleaved_get_hit() -> (f64, f64) {
         v.sort_by(f64::total_cmp);
     }
     let p10 = ROUNDS / 10;
-    (engines[p10] / mokas[p10], ratios[ROUNDS / 2])
+    let per_get = |t: f64| t * 1e9 / BATCH as f64;
+    (
+        engines[p10] / mokas[p10],
+        ratios[ROUNDS / 2],
+        per_get(engines[p10]),
+        per_get(mokas[p10]),
+    )
 }
 
 fn main() {
@@ -271,8 +277,9 @@ fn main() {
     }
 
     println!("\nratios (engine / moka, medians of this run):");
+    // The local hit's target is judged on the interleaved measurement below.
     for (group, target) in [
-        ("get_hit", Some(1.3)),
+        ("get_hit", None::<f64>),
         ("get_many_100", None),
         ("miss", None),
     ] {
@@ -300,11 +307,12 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     if filters.is_empty() || filters.iter().any(|f| "get_hit".contains(f.as_str())) {
-        let (fast, median) = interleaved_get_hit();
+        let (fast, median, engine_ns, moka_ns) = interleaved_get_hit();
         let verdict = if fast <= 1.3 { "met" } else { "MISSED" };
         println!(
-            "  get_hit interleaved (301 alternating rounds of 5000 gets): ratio {fast:.2} \
-             of 10th percentiles, median of round ratios {median:.2} (target ≤ 1.3: {verdict})"
+            "  get_hit interleaved (alternating rounds): engine {engine_ns:.1} ns  moka \
+             {moka_ns:.1} ns  ratio {fast:.2} (10th percentiles; median of round ratios \
+             {median:.2}; target ≤ 1.3: {verdict})"
         );
     }
     // The engine's caches carry per-entry expiry, which costs moka itself something on each get;
