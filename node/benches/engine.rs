@@ -181,10 +181,7 @@ fn miss(c: &mut Criterion) {
     group.bench_function("moka", |b| {
         b.to_async(&rt).iter(|| async {
             let key = format!("new:{}", next.fetch_add(1, Ordering::Relaxed));
-            black_box(
-                moka.get_with(key, async { heap_value() })
-                    .await,
-            )
+            black_box(moka.get_with(key, async { heap_value() }).await)
         })
     });
     group.bench_function("engine", |b| {
