@@ -179,7 +179,13 @@ pub struct Cluster {
     /// that both found a returning peer would flush it twice, the second time after it was
     /// back in the ring and held new writes.
     probing: tokio::sync::Mutex<()>,
+    /// Addresses that left the ring because discovery stopped listing them: flushed if they
+    /// come back.
+    departed: Mutex<std::collections::HashSet<String>>,
 }
+
+/// How many departed addresses are remembered.
+const MAX_DEPARTED: usize = 4096;
 
 impl Cluster {
     /// Membership for node `me`, reachable at `my_addr`.
@@ -209,6 +215,7 @@ impl Cluster {
             events,
             owning: std::sync::atomic::AtomicBool::new(false),
             probing: tokio::sync::Mutex::new(()),
+            departed: Mutex::new(Default::default()),
         }
     }
 
@@ -250,17 +257,47 @@ impl Cluster {
     }
 
     /// Replaces the addresses to probe (from discovery). This node's own address is skipped;
-    /// peers no longer listed leave the ring.
+    /// peers no longer listed leave the ring at once (a `Left` event). An address that left
+    /// while in the ring and is listed again is flushed before it rejoins, as after a failure:
+    /// while it was out, this node's writes did not reach it.
     pub fn set_addresses(&self, addrs: &[String]) {
+        let mut events = Vec::new();
         let mut tracked = self.lock();
-        tracked.retain(|addr, _| addrs.contains(addr));
+        let mut departed = self.departed.lock().unwrap_or_else(|e| e.into_inner());
+        tracked.retain(|addr, t| {
+            if addrs.contains(addr) {
+                return true;
+            }
+            if t.healthy || t.needs_flush {
+                departed.insert(addr.clone());
+            }
+            if t.healthy && !t.is_self {
+                let id = t.id.clone().unwrap_or_else(|| NodeId::new(addr));
+                tracing::info!(peer = %id, %addr, "peer no longer discovered; it left the ring");
+                events.push(probe::event(TopologyChange::Left, &id, addr));
+            }
+            false
+        });
         for addr in addrs {
-            if *addr != self.my_addr {
-                tracked.entry(addr.clone()).or_default();
+            if *addr != self.my_addr && !tracked.contains_key(addr) {
+                let returning = departed.remove(addr);
+                tracing::debug!(%addr, returning, "address discovered");
+                tracked.insert(
+                    addr.clone(),
+                    Tracked {
+                        needs_flush: returning,
+                        ..Tracked::default()
+                    },
+                );
             }
         }
+        // Bounded: in a cluster whose pods get new addresses each time, old ones never return.
+        if departed.len() > MAX_DEPARTED {
+            departed.clear();
+        }
+        drop(departed);
         drop(tracked);
-        self.rebuild(Vec::new());
+        self.rebuild(events);
     }
 
     /// Whether this node serves `(keyspace, key)` itself: it owns the key and is owning.

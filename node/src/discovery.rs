@@ -1,21 +1,45 @@
-//! Finding the other nodes: the [`Discovery`] trait and the static provider.
+//! Finding the other nodes: the [`Discovery`] trait, its providers, and `[discovery]`.
 //!
 //! A provider answers the addresses (`host:port`) of the cluster's nodes, possibly including
 //! this node's own, and publishes changes. Who is actually alive, and who each address is, the
-//! cluster learns by probing (see `cluster`).
+//! cluster learns by probing (see `cluster`), so a provider may answer too much (a node that
+//! is starting or stopping) without harm; answering too little only delays a peer.
+//!
+//! - `discovery/static_list.rs`: a fixed list ([`StaticDiscovery`]);
+//! - `discovery/dns.rs`: A/AAAA or SRV records, re-resolved on an interval ([`DnsDiscovery`]);
+//! - `discovery/kubernetes.rs`: pods by label through the Kubernetes API, listed then watched
+//!   ([`KubernetesDiscovery`]);
+//! - `discovery/config.rs`: the `[discovery]` table ([`DiscoveryConfig`]).
+//!
+//! An embedding program may bring its own provider (`NodeBuilder::discovery`).
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Problems, Result};
+
+mod config;
+mod dns;
+mod kubernetes;
+mod static_list;
+
+/// The provider's name where it is re-exported at the crate root.
+pub use config::Provider as DiscoveryProvider;
+pub use config::{DiscoveryConfig, DnsConfig, KubernetesConfig, Provider};
+pub use dns::DnsDiscovery;
+pub use kubernetes::KubernetesDiscovery;
+pub use static_list::StaticDiscovery;
 
 /// A source of peer addresses.
 #[async_trait]
 pub trait Discovery: Send + Sync + 'static {
-    /// Starts the provider (connect, register this node). Called once before `peers`.
+    /// Starts the provider (connect, register this node, first lookup). Called once before
+    /// `peers`.
     async fn start(&self) -> Result<()>;
 
-    /// Stops the provider (deregister, disconnect).
+    /// Stops the provider (deregister, disconnect, end background work).
     async fn stop(&self) -> Result<()>;
 
     /// The addresses known now.
@@ -23,43 +47,34 @@ pub trait Discovery: Send + Sync + 'static {
 
     /// The latest address list, updated whenever it changes.
     fn changes(&self) -> watch::Receiver<Vec<String>>;
-}
 
-/// A fixed list of addresses, ideal for tests, demos and small static clusters. The list may
-/// be the same on every node, each node's own address included.
-pub struct StaticDiscovery {
-    addrs: watch::Sender<Vec<String>>,
-}
-
-impl StaticDiscovery {
-    /// A provider that always answers `addrs` (blank entries dropped, duplicates removed).
-    pub fn new<I, S>(addrs: I) -> Result<Self>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let mut list: Vec<String> = Vec::new();
-        for addr in addrs {
-            let addr: String = addr.into().trim().to_owned();
-            if addr.is_empty() {
-                continue;
-            }
-            check_addr(&addr)?;
-            if !list.contains(&addr) {
-                list.push(addr);
-            }
-        }
-        Ok(StaticDiscovery {
-            addrs: watch::Sender::new(list),
-        })
+    /// Where the addresses come from, for logs and errors (`dns distcache.local`); each
+    /// member's discovery source in `distcache peers`.
+    fn describe(&self) -> String {
+        "custom".into()
     }
+}
+
+/// The provider `config` names: the static one over `peers`, or a DNS or Kubernetes
+/// provider; `own_port` is the port this node is reached at (the DNS provider's default
+/// port).
+pub fn from_config(
+    config: &DiscoveryConfig,
+    peers: &[String],
+    own_port: u16,
+) -> Result<Arc<dyn Discovery>> {
+    Ok(match config.provider {
+        Provider::Static => Arc::new(StaticDiscovery::new(peers.iter().map(|p| p.trim()))?),
+        Provider::Dns => Arc::new(DnsDiscovery::new(&config.dns, own_port)?),
+        Provider::Kubernetes => Arc::new(KubernetesDiscovery::new(config.kubernetes.clone())),
+    })
 }
 
 /// Checks that `addr` looks like `host:port`.
 pub(crate) fn check_addr(addr: &str) -> Result<()> {
     let bad = || {
         Error::InvalidConfig({
-            let mut p = crate::error::Problems::new();
+            let mut p = Problems::new();
             p.push(
                 "peers",
                 format!("`{addr}` is not a host:port address (e.g. 10.0.0.5:3320)"),
@@ -74,38 +89,17 @@ pub(crate) fn check_addr(addr: &str) -> Result<()> {
     Ok(())
 }
 
-#[async_trait]
-impl Discovery for StaticDiscovery {
-    async fn start(&self) -> Result<()> {
-        Ok(())
-    }
-
-    async fn stop(&self) -> Result<()> {
-        Ok(())
-    }
-
-    async fn peers(&self) -> Result<Vec<String>> {
-        Ok(self.addrs.borrow().clone())
-    }
-
-    fn changes(&self) -> watch::Receiver<Vec<String>> {
-        self.addrs.subscribe()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The static list is cleaned and answered as given; bad addresses are refused by name.
-    #[tokio::test]
-    async fn static_list_is_checked_and_deduplicated() {
-        let d = StaticDiscovery::new(["127.0.0.1:1", " ", "127.0.0.1:1", "host:2"]).expect("ok");
-        d.start().await.expect("start");
-        assert_eq!(d.peers().await.expect("peers"), ["127.0.0.1:1", "host:2"]);
-        for bad in ["nohost", ":80", "h:port", "h:70000", "http://h:80"] {
-            let err = StaticDiscovery::new([bad]).err().expect("refused");
-            assert!(err.to_string().contains(bad), "{err}");
+/// Publishes `addrs` (sorted, without duplicates) when they differ from what `sender` holds;
+/// whether they did.
+pub(crate) fn publish(sender: &watch::Sender<Vec<String>>, mut addrs: Vec<String>) -> bool {
+    addrs.sort();
+    addrs.dedup();
+    sender.send_if_modified(|current| {
+        if *current == addrs {
+            false
+        } else {
+            *current = addrs;
+            true
         }
-    }
+    })
 }

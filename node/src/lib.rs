@@ -25,7 +25,9 @@
 //!   validation, keyspace files;
 //! - [`source`](DataSource), [`keyspace`](KeySpace): the traits an embedding program implements;
 //! - [`ring`](Ring): which node owns a key (rendezvous hashing);
-//! - [`cluster`](Cluster), [`discovery`](Discovery): membership by probing, topology events;
+//! - [`cluster`](Cluster): membership by probing, topology events;
+//! - [`discovery`](Discovery): where peer addresses come from — static, DNS, Kubernetes, or an
+//!   embedder's own provider — and `[discovery]` ([`DiscoveryConfig`]);
 //! - [`transport`]: node-to-node calls ([`transport::HttpTransport`]);
 //! - `server`, [`node`](Node): the HTTP API and a whole node (engine + server + membership);
 //! - [`auth`]: bearer tokens with roles and keyspaces, and what each route needs;
@@ -116,7 +118,10 @@ pub use cluster::{
     Cluster, ClusterConfig, MemberStatus, Peer, TopologyChange, TopologyEvent, TopologyEvents,
 };
 pub use config::{EngineConfig, KeySpaceOverrides, Settings};
-pub use discovery::{Discovery, StaticDiscovery};
+pub use discovery::{
+    Discovery, DiscoveryConfig, DiscoveryProvider, DnsConfig, DnsDiscovery, KubernetesConfig,
+    KubernetesDiscovery, StaticDiscovery,
+};
 pub use distcache_control::{ControlConfig, ControlPlane, ControlStatus, Role};
 pub use engine::{Engine, EngineBuilder};
 pub use entry::{Entry, KeyResult};

@@ -21,7 +21,7 @@ use distcache_control::{ControlError, ControlPlane};
 use crate::catalog::{Catalog, RaftCatalog};
 use crate::cluster::{Cluster, TopologyEvents};
 use crate::config::KeySpaceOverrides;
-use crate::discovery::{Discovery, StaticDiscovery};
+use crate::discovery::Discovery;
 use crate::engine::{Engine, EngineBuilder};
 use crate::error::{Error, Problems, Result};
 use crate::keyspace::KeySpace;
@@ -150,7 +150,9 @@ impl NodeBuilder {
             wire.build_engine(&config, &addr, engine, control.is_some(), tls.as_ref())?;
         let discovery: Arc<dyn Discovery> = match discovery {
             Some(d) => d,
-            None => Arc::new(StaticDiscovery::new(config.peers.iter().map(|p| p.trim()))?),
+            None => {
+                crate::discovery::from_config(&config.discovery, &config.peers, port_of(&addr))?
+            }
         };
         let readiness = Arc::new(Readiness::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -223,6 +225,13 @@ fn checked(
     }
     problems.into_result(Error::InvalidConfig)?;
     Ok((addr, engine))
+}
+
+/// The port of a `host:port` address (checked before), for the DNS provider's default port.
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(0)
 }
 
 fn create_data_dir(config: &NodeConfig) -> Result<()> {
@@ -346,42 +355,81 @@ impl Node {
     /// engine and serves, keeps membership current in the background, then takes this node's
     /// keys over and warms them.
     async fn join(&self, shutdown: watch::Receiver<bool>) -> Result<()> {
-        let addrs = self.find_peers().await?;
-        self.form_control_plane(&addrs).await?;
+        self.find_peers(shutdown.clone()).await?;
+        self.form_control_plane().await?;
         self.engine.start().await?;
         self.readiness.set_ready();
-        let mut tasks = self.follow_membership(shutdown);
+        let mut tasks = vec![self.probe_peers(shutdown)];
         if let Some(still_joining) = self.take_keys_over().await {
             tasks.push(still_joining);
         }
-        *self.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
-        tracing::info!(node = %self.id, addr = %self.addr, owning = self.cluster.is_owning(), "node ready");
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(tasks);
+        tracing::info!(node = %self.id, addr = %self.addr, owning = self.cluster.is_owning(), via = %self.discovery.describe(), "node ready");
         Ok(())
     }
 
-    /// Starts discovery and probes the peers it names: once, for a node that resumes its
-    /// stored control-plane state, else until the start-up quorum answers.
-    async fn find_peers(&self) -> Result<Vec<String>> {
+    /// Starts discovery, follows its addresses from now on (the membership and the control
+    /// plane see every change, during start-up too), and probes the peers: once, for a node
+    /// that resumes its stored control-plane state, else until the start-up quorum answers.
+    async fn find_peers(&self, shutdown: watch::Receiver<bool>) -> Result<()> {
         self.discovery.start().await?;
-        let addrs = self.discovery.peers().await?;
-        self.cluster.set_addresses(&addrs);
+        let follower = self.follow_discovery(shutdown).await?;
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(follower);
         // A node that already belongs to a control plane restarts from its stored catalog:
         // the start-up quorum is for forming (or first joining) a cluster.
         let resuming = self.control.as_ref().is_some_and(ControlPlane::resumed);
         if resuming {
             self.cluster.probe_round().await;
         } else {
-            self.cluster.wait_for_quorum().await?;
+            self.cluster
+                .wait_for_quorum(&self.discovery.describe())
+                .await?;
         }
-        Ok(addrs)
+        Ok(())
     }
 
-    /// Forms the raft group with the peers at `addrs` (or joins it) and starts following it.
-    async fn form_control_plane(&self, addrs: &[String]) -> Result<()> {
+    /// Applies discovery's addresses to the membership and the control plane: the current
+    /// list now, then every change until `shutdown`.
+    async fn follow_discovery(&self, mut stop: watch::Receiver<bool>) -> Result<JoinHandle<()>> {
+        let mut changes = self.discovery.changes();
+        changes.borrow_and_update();
+        let apply = {
+            let cluster = Arc::clone(&self.cluster);
+            let plane = self.control.clone();
+            move |addrs: &[String]| {
+                cluster.set_addresses(addrs);
+                if let Some(plane) = &plane {
+                    plane.set_peers(addrs);
+                }
+            }
+        };
+        apply(&self.discovery.peers().await?);
+        Ok(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => {
+                        if changed.is_err() { return; }
+                        let addrs = changes.borrow_and_update().clone();
+                        apply(&addrs);
+                    }
+                    _ = crate::net::stopped(&mut stop) => return,
+                }
+            }
+        }))
+    }
+
+    /// Forms the raft group with the peers discovery names (or joins it) and starts
+    /// following it.
+    async fn form_control_plane(&self) -> Result<()> {
         let Some(plane) = &self.control else {
             return Ok(());
         };
-        plane.set_peers(addrs);
         let config = self.cluster.config();
         plane
             .bootstrap(
@@ -391,39 +439,19 @@ impl Node {
                 self.engine.seed_entries()?,
             )
             .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
+            .map_err(|e| {
+                Error::Unavailable(format!("{e} (peers via {})", self.discovery.describe()))
+            })?;
         plane.start();
         Ok(())
     }
 
-    /// The background tasks: the prober, and discovery's changes applied to the membership
-    /// and the control plane.
-    fn follow_membership(&self, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    /// The prober, in the background until `shutdown`.
+    fn probe_peers(&self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         let cluster = Arc::clone(&self.cluster);
-        let prober_stop = shutdown.clone();
-        let prober = tokio::spawn(async move {
-            cluster.run_prober(prober_stop).await;
-        });
-        let cluster = Arc::clone(&self.cluster);
-        let plane = self.control.clone();
-        let mut changes = self.discovery.changes();
-        let mut stop = shutdown;
-        let discovery = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    changed = changes.changed() => {
-                        if changed.is_err() { return; }
-                        let addrs = changes.borrow_and_update().clone();
-                        cluster.set_addresses(&addrs);
-                        if let Some(plane) = &plane {
-                            plane.set_peers(&addrs);
-                        }
-                    }
-                    _ = crate::net::stopped(&mut stop) => return,
-                }
-            }
-        });
-        vec![prober, discovery]
+        tokio::spawn(async move {
+            cluster.run_prober(shutdown).await;
+        })
     }
 
     /// Takes this node's keys over (peers route them here meanwhile, and it forwards them to

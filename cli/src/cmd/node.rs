@@ -20,7 +20,7 @@ pub enum NodeCommand {
     ///   distcache node start --id n1 --listen 127.0.0.1:3320 --peers 127.0.0.1:3320,127.0.0.1:3321
     ///   distcache node start --config node.toml --keyspace-file keyspaces.toml
     #[command(verbatim_doc_comment)]
-    Start(StartArgs),
+    Start(Box<StartArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +43,36 @@ pub struct StartArgs {
     /// Comma-separated addresses of the cluster's nodes (this node's may be included).
     #[arg(long, env = "DISTCACHE_PEERS", value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
+    /// How peers are found: `static` (--peers), `dns` (--dns-name) or `kubernetes` (pods by
+    /// --k8s-selector) [default: static].
+    #[arg(long, env = "DISTCACHE_DISCOVERY", value_parser = ["static", "dns", "kubernetes"])]
+    pub discovery: Option<String>,
+    /// DNS discovery: the name whose A/AAAA records (or, starting with `_`, SRV records) list
+    /// the nodes, e.g. distcache.default.svc.cluster.local.
+    #[arg(long, env = "DISTCACHE_DNS_NAME")]
+    pub dns_name: Option<String>,
+    /// DNS discovery: the port of A/AAAA addresses [default: this node's port].
+    #[arg(long, env = "DISTCACHE_DNS_PORT")]
+    pub dns_port: Option<u16>,
+    /// DNS discovery: how often the name is resolved again, e.g. 5s [default: 5s].
+    #[arg(long, env = "DISTCACHE_DNS_INTERVAL", value_parser = distcache::units::parse_duration)]
+    pub dns_interval: Option<std::time::Duration>,
+    /// DNS discovery: a server (ip:port) to ask instead of the system's resolvers.
+    #[arg(long, env = "DISTCACHE_DNS_SERVER")]
+    pub dns_server: Option<String>,
+    /// Kubernetes discovery: the namespace of the pods [default: the pod's own].
+    #[arg(long, env = "DISTCACHE_K8S_NAMESPACE")]
+    pub k8s_namespace: Option<String>,
+    /// Kubernetes discovery: the label selector of the cluster's pods [default: app=distcache].
+    #[arg(long, env = "DISTCACHE_K8S_SELECTOR")]
+    pub k8s_selector: Option<String>,
+    /// Kubernetes discovery: the name of the container port peers use [default: http].
+    #[arg(long, env = "DISTCACHE_K8S_PORT_NAME")]
+    pub k8s_port_name: Option<String>,
+    /// Kubernetes discovery: also count Running pods that are not Ready yet (nodes started
+    /// together that must find each other to form the cluster).
+    #[arg(long, env = "DISTCACHE_K8S_INCLUDE_NOT_READY")]
+    pub k8s_include_not_ready: bool,
     /// TOML or JSON file of keyspace specs.
     #[arg(long, env = "DISTCACHE_KEYSPACE_FILE")]
     pub keyspace_file: Option<PathBuf>,
@@ -84,7 +114,7 @@ pub struct StartArgs {
 /// Runs a `node` subcommand.
 pub async fn run(cmd: NodeCommand, global: &super::Global) -> anyhow::Result<()> {
     match cmd {
-        NodeCommand::Start(args) => start(args, global).await,
+        NodeCommand::Start(args) => start(*args, global).await,
     }
 }
 
@@ -104,6 +134,7 @@ pub fn config(args: StartArgs, token: Option<String>) -> anyhow::Result<NodeConf
         }
         None => NodeConfig::default(),
     };
+    apply_discovery_flags(&mut config, &args)?;
     if let Some(id) = args.id {
         config.id = id;
     }
@@ -119,7 +150,7 @@ pub fn config(args: StartArgs, token: Option<String>) -> anyhow::Result<NodeConf
     if let Some(peers) = args.peers {
         config.peers = peers.into_iter().filter(|p| !p.trim().is_empty()).collect();
     }
-    if let Some(file) = args.keyspace_file {
+    if let Some(file) = args.keyspace_file.clone() {
         config.keyspace_file = Some(file);
     }
     if let Some(file) = args.tokens_file {
@@ -160,6 +191,42 @@ pub fn config(args: StartArgs, token: Option<String>) -> anyhow::Result<NodeConf
         .problems()
         .into_result(distcache::Error::InvalidConfig)?;
     Ok(config)
+}
+
+/// Lays the discovery flags over the `[discovery]` table of the configuration file.
+fn apply_discovery_flags(config: &mut NodeConfig, args: &StartArgs) -> anyhow::Result<()> {
+    if let Some(provider) = &args.discovery {
+        config.discovery.provider = provider
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--discovery: {e}"))?;
+    }
+    let dns = &mut config.discovery.dns;
+    if let Some(name) = &args.dns_name {
+        dns.name = name.clone();
+    }
+    if let Some(port) = args.dns_port {
+        dns.port = Some(port);
+    }
+    if let Some(interval) = args.dns_interval {
+        dns.interval = interval;
+    }
+    if let Some(server) = &args.dns_server {
+        dns.server = Some(server.clone());
+    }
+    let k8s = &mut config.discovery.kubernetes;
+    if let Some(namespace) = &args.k8s_namespace {
+        k8s.namespace = Some(namespace.clone());
+    }
+    if let Some(selector) = &args.k8s_selector {
+        k8s.selector = selector.clone();
+    }
+    if let Some(port_name) = &args.k8s_port_name {
+        k8s.port_name = port_name.clone();
+    }
+    if args.k8s_include_not_ready {
+        k8s.include_not_ready = true;
+    }
+    Ok(())
 }
 
 /// Lays the TLS flags over the `[tls]` table of the configuration file.
@@ -230,5 +297,88 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: StartArgs,
+    }
+
+    fn parse(flags: &[&str]) -> anyhow::Result<NodeConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("start").chain(flags.iter().copied()))?;
+        config(cli.args, None)
+    }
+
+    /// The discovery flags fill `[discovery]`; a provider without its required setting, or
+    /// a peers list beside a dynamic provider, is refused naming the field.
+    #[test]
+    fn discovery_flags_configure_the_provider() {
+        let c = parse(&[
+            "--id",
+            "n1",
+            "--discovery",
+            "dns",
+            "--dns-name",
+            "_http._tcp.distcache.local",
+            "--dns-interval",
+            "2s",
+            "--dns-server",
+            "127.0.0.1:5353",
+            "--dns-port",
+            "4000",
+        ])
+        .expect("valid");
+        assert_eq!(c.discovery.provider, distcache::DiscoveryProvider::Dns);
+        assert_eq!(c.discovery.dns.name, "_http._tcp.distcache.local");
+        assert_eq!(c.discovery.dns.interval, std::time::Duration::from_secs(2));
+        assert_eq!(c.discovery.dns.server.as_deref(), Some("127.0.0.1:5353"));
+        assert_eq!(c.discovery.dns.port, Some(4000));
+
+        let c = parse(&[
+            "--id",
+            "n1",
+            "--discovery",
+            "kubernetes",
+            "--k8s-namespace",
+            "cache",
+            "--k8s-selector",
+            "app=cache,tier=hot",
+            "--k8s-port-name",
+            "peer",
+            "--k8s-include-not-ready",
+        ])
+        .expect("valid");
+        let k8s = &c.discovery.kubernetes;
+        assert_eq!(
+            c.discovery.provider,
+            distcache::DiscoveryProvider::Kubernetes
+        );
+        assert_eq!(k8s.namespace.as_deref(), Some("cache"));
+        assert_eq!(k8s.selector, "app=cache,tier=hot");
+        assert_eq!(k8s.port_name, "peer");
+        assert!(k8s.include_not_ready);
+
+        let err = parse(&["--id", "n1", "--discovery", "dns"]).expect_err("no name");
+        assert!(format!("{err:#}").contains("discovery.dns.name"), "{err:#}");
+        let err = parse(&[
+            "--id",
+            "n1",
+            "--discovery",
+            "dns",
+            "--dns-name",
+            "d.local",
+            "--peers",
+            "h:1",
+        ])
+        .expect_err("peers and dns");
+        assert!(format!("{err:#}").contains("peers"), "{err:#}");
+        assert!(parse(&["--id", "n1", "--discovery", "nats"]).is_err());
     }
 }

@@ -283,20 +283,29 @@ impl Cluster {
         }
         drop(tracked);
         for e in events {
+            tracing::info!(change = ?e.change, peer = %e.node_id, addr = %e.addr, "topology changed");
             // No subscriber is fine; a lagging one loses the oldest events.
             let _ = self.events.send(e);
         }
     }
 
-    /// Probes until `minimum_peers_quorum` members (this node included) answer, retrying
-    /// every `join_retry_interval`; fails after `bootstrap_timeout` naming who is missing.
-    pub async fn wait_for_quorum(&self) -> Result<()> {
+    /// Probes until `minimum_peers_quorum` members (this node included) answer, or until a
+    /// peer answers that already serves (a running cluster, which this node joins without
+    /// waiting: the quorum is for forming one), retrying every `join_retry_interval`; fails
+    /// after `bootstrap_timeout` naming who is missing and `via`, where the addresses came
+    /// from. Discovery may add addresses meanwhile.
+    pub async fn wait_for_quorum(&self, via: &str) -> Result<()> {
         let started = Instant::now();
+        let wanted = self.config.minimum_peers_quorum;
         loop {
             self.probe_round().await;
             let seen = self.reachable_count();
-            if seen >= self.config.minimum_peers_quorum {
-                tracing::info!(seen, "start-up quorum reached");
+            if seen >= wanted {
+                tracing::info!(seen, via, "start-up quorum reached");
+                return Ok(());
+            }
+            if let Some(serving) = self.serving_peer() {
+                tracing::info!(seen, wanted, peer = %serving, via, "a running cluster answers; joining it without waiting for the start-up quorum");
                 return Ok(());
             }
             if started.elapsed() >= self.config.bootstrap_timeout {
@@ -307,8 +316,7 @@ impl Cluster {
                     .map(|(a, _)| a.clone())
                     .collect();
                 return Err(Error::Unavailable(format!(
-                    "start-up quorum not reached: {seen} of {} members answered within {} (no answer from: {})",
-                    self.config.minimum_peers_quorum,
+                    "start-up quorum not reached: saw {seen} of {wanted} members after {} via {via} (no answer from: {})",
                     humantime::format_duration(self.config.bootstrap_timeout),
                     if missing.is_empty() {
                         "none known".to_owned()
@@ -317,13 +325,20 @@ impl Cluster {
                     }
                 )));
             }
-            tracing::info!(
-                seen,
-                wanted = self.config.minimum_peers_quorum,
-                "waiting for peers"
-            );
+            tracing::info!(seen, wanted, via, "waiting for peers");
             tokio::time::sleep(self.config.join_retry_interval).await;
         }
+    }
+
+    /// A peer in the ring (it answered ready: a cluster runs), by name.
+    fn serving_peer(&self) -> Option<String> {
+        self.lock()
+            .iter()
+            .find(|(_, t)| t.healthy && !t.is_self)
+            .map(|(addr, t)| match &t.id {
+                Some(id) => id.to_string(),
+                None => addr.clone(),
+            })
     }
 
     /// Probes every `probe_interval` until `shutdown` resolves.
@@ -344,7 +359,7 @@ impl Cluster {
     }
 }
 
-fn event(change: TopologyChange, id: &NodeId, addr: &str) -> TopologyEvent {
+pub(super) fn event(change: TopologyChange, id: &NodeId, addr: &str) -> TopologyEvent {
     TopologyEvent {
         change,
         node_id: id.to_string(),

@@ -10,7 +10,7 @@ use distcache_control::ControlConfig;
 
 use crate::cluster::ClusterConfig;
 use crate::config::EngineConfig;
-use crate::discovery::check_addr;
+use crate::discovery::{DiscoveryConfig, Provider, check_addr};
 use crate::error::{Error, Problems, Result};
 use crate::otel::OtelConfig;
 use crate::server::ServerConfig;
@@ -32,6 +32,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Addresses of the cluster's nodes (static discovery); this node's own may be listed.
     pub peers: Vec<String>,
+    /// How the node finds its peers (`[discovery]`): the `peers` list (default), DNS
+    /// records, or pods through the Kubernetes API.
+    pub discovery: DiscoveryConfig,
     /// A TOML or JSON file of keyspace specs to serve.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keyspace_file: Option<PathBuf>,
@@ -60,6 +63,7 @@ impl Default for NodeConfig {
             advertise: None,
             data_dir: PathBuf::from("./distcache-data"),
             peers: Vec::new(),
+            discovery: DiscoveryConfig::default(),
             keyspace_file: None,
             engine: EngineConfig::default(),
             cluster: ClusterConfig::default(),
@@ -80,6 +84,7 @@ impl NodeConfig {
             engine: EngineConfig::for_test(),
             cluster: ClusterConfig::for_test(),
             control: ControlConfig::for_test(),
+            discovery: DiscoveryConfig::for_test(),
             ..NodeConfig::default()
         }
     }
@@ -109,6 +114,16 @@ impl NodeConfig {
                 );
             }
         }
+        if self.discovery.provider != Provider::Static && !self.peers.is_empty() {
+            problems.push(
+                "peers",
+                format!(
+                    "is only read by the static provider, but discovery.provider is {}: drop one",
+                    self.discovery.provider
+                ),
+            );
+        }
+        problems.extend_prefixed("discovery", self.discovery.problems());
         problems.extend_prefixed("engine", self.engine.problems());
         problems.extend_prefixed("cluster", self.cluster.problems());
         problems.extend_prefixed("server", self.server.problems());
