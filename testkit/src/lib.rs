@@ -9,6 +9,9 @@
 //! - [`OtlpReceiver`]: an OTLP collector (HTTP and gRPC) that keeps what it receives, and
 //!   [`hanging_collector`] / [`refusing_collector`], ones that never answer;
 //! - [`TestSource`]: a scriptable data source that counts its fetches;
+//! - [`TestDns`]: a real DNS server on loopback whose records a test changes;
+//! - [`FakeKubeApi`]: the pods part of the Kubernetes API (list and watch), and a kubeconfig
+//!   pointing at it;
 //! - [`tls`]: a throwaway PKI (CA, server and client certificates as PEM files) and a small
 //!   HTTPS server, for tests of TLS clients and listeners.
 //!
@@ -17,6 +20,8 @@
 #![allow(clippy::unwrap_used)] // Test fixtures: a broken fixture should fail loudly.
 
 mod cluster;
+mod dns;
+mod kube_api;
 mod otlp;
 mod ports;
 mod source;
@@ -24,6 +29,8 @@ pub mod tls;
 mod wait;
 
 pub use cluster::{Builder, CONVERGE, TestCluster, wait_leader};
+pub use dns::TestDns;
+pub use kube_api::FakeKubeApi;
 pub use otlp::{
     OtlpReceiver, ReceivedMetric, ReceivedPoint, ReceivedSpan, hanging_collector,
     refusing_collector,

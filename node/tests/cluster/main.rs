@@ -7,6 +7,7 @@
 mod auth;
 mod connections;
 mod control;
+mod discovery;
 mod errors;
 mod fleet;
 mod http_api;
