@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use distcache::client::Client;
 use distcache::memnet::{Fault, MemoryNetwork};
-use distcache::{KeySpaceSpec, LocalCatalog, Node, NodeConfig, NodeId, Ring};
+use distcache::{DiscoveryConfig, KeySpaceSpec, LocalCatalog, Node, NodeConfig, NodeId, Ring};
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 
@@ -27,6 +27,9 @@ pub const CONVERGE: Duration = Duration::from_secs(15);
 
 /// Adjusts the configuration of node `i`.
 type EditConfig = Arc<dyn Fn(usize, &mut NodeConfig) + Send + Sync>;
+
+/// The discovery settings of node `i` (instead of the static list of every address).
+type DiscoveryFor = Arc<dyn Fn(usize) -> DiscoveryConfig + Send + Sync>;
 
 /// How the nodes reach each other.
 enum Wire {
@@ -54,6 +57,7 @@ pub struct TestCluster {
     pub sources: Vec<Arc<TestSource>>,
     specs: Vec<KeySpaceSpec>,
     edit: EditConfig,
+    discovery: Option<DiscoveryFor>,
     /// Nodes started together at build: they form the control plane together.
     initial: usize,
 }
@@ -66,9 +70,20 @@ pub struct Builder {
     in_memory: bool,
     specs: Vec<KeySpaceSpec>,
     edit: EditConfig,
+    discovery: Option<DiscoveryFor>,
 }
 
 impl Builder {
+    /// The nodes find each other with `discovery(i)` (a DNS name, the Kubernetes API)
+    /// instead of a static list of every node's address.
+    pub fn discovery(
+        mut self,
+        f: impl Fn(usize) -> DiscoveryConfig + Send + Sync + 'static,
+    ) -> Self {
+        self.discovery = Some(Arc::new(f));
+        self
+    }
+
     /// Nodes started by `build` (the rest are bound but not started).
     pub fn started(mut self, n: usize) -> Self {
         self.started = n;
@@ -142,6 +157,7 @@ impl Builder {
             sources: (0..self.nodes).map(|_| TestSource::batching()).collect(),
             specs: self.specs,
             edit: self.edit,
+            discovery: self.discovery,
             initial: self.started,
         };
         let starts: Vec<_> = (0..self.started).map(|i| cluster.launch(i)).collect();
@@ -164,6 +180,7 @@ impl TestCluster {
             in_memory: false,
             specs: vec![spec("ks")],
             edit: Arc::new(|_, _| {}),
+            discovery: None,
         }
     }
 
@@ -187,7 +204,10 @@ impl TestCluster {
 
     fn config(&self, i: usize) -> NodeConfig {
         let mut config = NodeConfig::for_test(&self.ids[i]);
-        config.peers = self.addrs.clone();
+        match &self.discovery {
+            Some(discovery) => config.discovery = discovery(i),
+            None => config.peers = self.addrs.clone(),
+        }
         if let Wire::Sockets { data_dirs, .. } = &self.wire {
             config.data_dir = data_dirs[i].path().to_path_buf();
         }

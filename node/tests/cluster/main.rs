@@ -8,6 +8,7 @@ mod auth;
 mod connections;
 mod control;
 mod discovery;
+mod discovery_cluster;
 mod errors;
 mod fleet;
 mod http_api;
