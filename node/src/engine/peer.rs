@@ -118,17 +118,25 @@ impl Inner {
 
 impl Engine {
     /// Serves a peer's read of a key this node owns: from the cache, else loaded here. While
-    /// this node is joining, forwarded to the key's owner among the owning members.
+    /// this node is joining, forwarded to the key's owner among the owning members; a read
+    /// passed on to an owner that cannot be reached is served here.
     pub(crate) async fn serve_get(&self, keyspace: &str, key: &str, from: &str) -> Result<Served> {
         let space = self.inner.space(keyspace)?;
         self.inner.config.limits.check_key(key)?;
         if let Some((cluster, peer)) = self.pass_on(keyspace, key, from) {
-            let remote = cluster
+            match cluster
                 .transport()
                 .get(&peer.addr, keyspace, key, space.settings.read_timeout)
                 .await
-                .map_err(|e| e.into_error())?;
-            return Ok(remote.map(|r| (r.value, r.ttl)));
+            {
+                Ok(remote) => return Ok(remote.map(|r| (r.value, r.ttl))),
+                // The owner this node knows is gone (the sender already saw it leave):
+                // served here, as a client's read of an unreachable owner is.
+                Err(e) if e.calls_for_fallback() => {
+                    tracing::warn!(keyspace, peer = %peer.id, error = %e, "owner cannot serve a passed-on read; serving it here");
+                }
+                Err(e) => return Err(e.into_error()),
+            }
         }
         self.inner
             .read_one(&space, key, ReadMode::ForPeer)
