@@ -164,3 +164,54 @@ async fn kubernetes_cluster_grows_and_drops_an_unready_pod() {
     assert!(reads > 0);
     cluster.shutdown().await;
 }
+
+/// A node that cannot see its start-up quorum through discovery fails after
+/// `bootstrap_timeout`, saying how many it saw, of how many, and through which source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_quorum_error_names_the_discovery_source() {
+    let dns = TestDns::start("distcache.test.").await;
+    let (listener, addr) = distcache_testkit::loopback_listener().await;
+    dns.publish_srv(SRV, &[addr]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = distcache::NodeConfig::for_test("alone");
+    config.data_dir = dir.path().to_path_buf();
+    config.cluster.minimum_peers_quorum = 3;
+    config.cluster.bootstrap_timeout = Duration::from_millis(300);
+    config.discovery = DiscoveryConfig {
+        provider: DiscoveryProvider::Dns,
+        dns: DnsConfig {
+            name: dns.name(SRV),
+            server: Some(dns.addr()),
+            ..DnsConfig::default()
+        },
+        ..DiscoveryConfig::default()
+    };
+    let err = distcache::Node::builder(config)
+        .start(listener)
+        .await
+        .err()
+        .expect("no quorum");
+    let text = err.to_string();
+    assert!(
+        text.contains("saw 1 of 3 members after 300ms via dns _distcache._tcp.distcache.test."),
+        "{text}"
+    );
+}
+
+/// A node that finds a running cluster joins it without waiting for its start-up quorum
+/// (the quorum is for forming a cluster), so a replacement pod of a shrunken cluster starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_cluster_ends_the_quorum_wait() {
+    let mut cluster = TestCluster::builder(2)
+        .started(1)
+        .edit(|i, c| {
+            if i == 1 {
+                c.cluster.minimum_peers_quorum = 5;
+            }
+        })
+        .build()
+        .await;
+    cluster.start_node(1).await;
+    cluster.wait_converged().await;
+    cluster.shutdown().await;
+}
