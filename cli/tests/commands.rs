@@ -345,22 +345,25 @@ async fn admin_commands() {
 
     let peers = c.run(&["peers"]).await;
     assert!(peers.ok().starts_with("ID"), "{}", peers.stdout);
+    assert!(peers.stdout.lines().next().unwrap().contains("SOURCE"));
     assert_eq!(
         peers
             .stdout
             .lines()
-            .filter(|l| l.contains("healthy") || l.contains("self"))
+            .filter(|l| (l.contains("healthy") || l.contains("self")) && l.contains("static"))
             .count(),
-        3
+        3,
+        "every member with its discovery source: {}",
+        peers.stdout
     );
-    assert_eq!(
-        c.run(&["peers", "-o", "json"])
-            .await
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        3
+    let json = c.run(&["peers", "-o", "json"]).await.json();
+    let members = json.as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    assert!(
+        members
+            .iter()
+            .all(|m| m["source"] == "static" && m["last_seen_ms"].is_u64()),
+        "{json}"
     );
 
     let stats = c.run(&["stats"]).await;

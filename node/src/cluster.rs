@@ -131,6 +131,10 @@ pub struct MemberStatus {
     pub consecutive_failures: u32,
     /// Milliseconds since its last successful probe (`null`: never).
     pub last_seen_ms: Option<u64>,
+    /// The discovery source that lists it (for this node: how it finds its peers); absent
+    /// from older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -182,6 +186,8 @@ pub struct Cluster {
     /// Addresses that left the ring because discovery stopped listing them: flushed if they
     /// come back.
     departed: Mutex<std::collections::HashSet<String>>,
+    /// Where the addresses come from (the discovery provider's description).
+    source: Mutex<Option<String>>,
 }
 
 /// How many departed addresses are remembered.
@@ -216,6 +222,7 @@ impl Cluster {
             owning: std::sync::atomic::AtomicBool::new(false),
             probing: tokio::sync::Mutex::new(()),
             departed: Mutex::new(Default::default()),
+            source: Mutex::new(None),
         }
     }
 
@@ -298,6 +305,19 @@ impl Cluster {
         drop(departed);
         drop(tracked);
         self.rebuild(events);
+    }
+
+    /// Records where the addresses come from (shown with each member and in `/healthz`).
+    pub fn set_discovery_source(&self, source: impl Into<String>) {
+        *self.source.lock().unwrap_or_else(|e| e.into_inner()) = Some(source.into());
+    }
+
+    /// Where the addresses come from, once discovery started.
+    pub fn discovery_source(&self) -> Option<String> {
+        self.source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether this node serves `(keyspace, key)` itself: it owns the key and is owning.
@@ -420,6 +440,7 @@ impl Cluster {
             healthy: true,
             consecutive_failures: 0,
             last_seen_ms: Some(0),
+            source: self.discovery_source(),
         }];
         for (addr, t) in self.lock().iter().filter(|(_, t)| !t.is_self) {
             out.push(MemberStatus {
@@ -435,6 +456,7 @@ impl Cluster {
                         .try_into()
                         .unwrap_or(u64::MAX)
                 }),
+                source: self.discovery_source(),
             });
         }
         out

@@ -376,6 +376,7 @@ impl Node {
     /// that resumes its stored control-plane state, else until the start-up quorum answers.
     async fn find_peers(&self, shutdown: watch::Receiver<bool>) -> Result<()> {
         self.discovery.start().await?;
+        self.cluster.set_discovery_source(self.discovery.describe());
         let follower = self.follow_discovery(shutdown).await?;
         self.tasks
             .lock()

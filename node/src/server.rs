@@ -203,9 +203,14 @@ impl Readiness {
 
 /// What node `node_id` at `addr` says of itself on `/healthz` (and to probes).
 pub(crate) fn health(engine: &Engine, readiness: &Readiness, node_id: &str, addr: &str) -> Health {
-    let (owning, ring, agreed) = match engine.cluster() {
-        Some(cluster) => (cluster.is_owning(), cluster.ring_ids(), cluster.agreed()),
-        None => (true, vec![node_id.to_owned()], true),
+    let (owning, ring, agreed, discovery) = match engine.cluster() {
+        Some(cluster) => (
+            cluster.is_owning(),
+            cluster.ring_ids(),
+            cluster.agreed(),
+            cluster.discovery_source(),
+        ),
+        None => (true, vec![node_id.to_owned()], true, None),
     };
     Health {
         status: "ok".into(),
@@ -216,6 +221,7 @@ pub(crate) fn health(engine: &Engine, readiness: &Readiness, node_id: &str, addr
         owning,
         ring,
         agreed,
+        discovery,
     }
 }
 

@@ -249,6 +249,10 @@ pub struct Health {
     /// then. Absent (older nodes): agreed.
     #[serde(default = "owning_by_default")]
     pub agreed: bool,
+    /// How it finds its peers (`static`, `dns distcache.local`, `kubernetes pods app=…`).
+    /// Absent from older nodes and from nodes without a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<String>,
 }
 
 fn owning_by_default() -> bool {

@@ -30,6 +30,10 @@ pub struct NodeView {
     pub cluster: Option<ClusterInfo>,
     /// Its keyspaces.
     pub keyspaces: Vec<KeySpaceSnapshot>,
+    /// How it finds its peers, as it said last (`dns distcache.local`).
+    pub discovery: Option<String>,
+    /// When it last answered, in seconds on the poller's clock (`None`: never).
+    pub last_seen: Option<f64>,
 }
 
 /// Everything one poll saw.
@@ -209,6 +213,8 @@ mod tests {
             error: None,
             cluster: None,
             keyspaces: vec![snap],
+            discovery: None,
+            last_seen: None,
         }
     }
 

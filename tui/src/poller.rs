@@ -75,6 +75,8 @@ pub async fn run(config: PollConfig, out: mpsc::Sender<Snapshot>) {
     };
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When each node (by address) last answered.
+    let mut last_up: std::collections::HashMap<String, f64> = Default::default();
     loop {
         ticker.tick().await;
         if let Some(seeds) = &seeds
@@ -84,10 +86,14 @@ pub async fn run(config: PollConfig, out: mpsc::Sender<Snapshot>) {
         }
         let mut nodes: Vec<NodeView> = fleet.ask(probe).await.into_iter().map(node_view).collect();
         nodes.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.addr.cmp(&b.addr)));
-        let snapshot = Snapshot {
-            at: started.elapsed().as_secs_f64(),
-            nodes,
-        };
+        let at = started.elapsed().as_secs_f64();
+        for node in &mut nodes {
+            if node.up {
+                last_up.insert(node.addr.clone(), at);
+            }
+            node.last_seen = last_up.get(&node.addr).copied();
+        }
+        let snapshot = Snapshot { at, nodes };
         if out.send(snapshot).await.is_err() {
             return;
         }
@@ -116,6 +122,8 @@ fn node_view(answer: Answer<Probe>) -> NodeView {
             error: None,
             cluster: probe.cluster,
             keyspaces: probe.keyspaces,
+            discovery: probe.health.discovery,
+            last_seen: None,
         },
         Err(e) => NodeView {
             id: answer.member.name().to_owned(),
@@ -125,6 +133,8 @@ fn node_view(answer: Answer<Probe>) -> NodeView {
             error: Some(e.to_string()),
             cluster: None,
             keyspaces: Vec::new(),
+            discovery: None,
+            last_seen: None,
         },
     }
 }

@@ -61,6 +61,13 @@ async fn poller_follows_members_and_keeps_a_stopped_one() {
             .iter()
             .all(|n| n.keyspaces.iter().any(|k| k.name == "scratch"))
     );
+    assert!(
+        all_up
+            .nodes
+            .iter()
+            .all(|n| n.discovery.as_deref() == Some("static") && n.last_seen == Some(all_up.at)),
+        "{all_up:#?}"
+    );
 
     cluster.stop_node(2).await;
     let one_down = until(&mut snapshots, "node-2 is shown down", |s| {
@@ -73,6 +80,8 @@ async fn poller_follows_members_and_keeps_a_stopped_one() {
             assert_eq!(n.addr, addrs[2]);
             assert!(n.error.is_some(), "{n:#?}");
             assert!(n.keyspaces.is_empty());
+            let seen = n.last_seen.expect("it answered before");
+            assert!(seen < one_down.at, "{n:#?}");
         } else {
             assert!(n.up && n.error.is_none(), "{n:#?}");
         }

@@ -56,6 +56,8 @@ fn node(id: &str, role: &str, gets: u64, breaker: &str) -> NodeView {
             keyspace("products", gets, gets / 2, 2048, "closed"),
             keyspace("users", gets, gets / 4, 524288, breaker),
         ],
+        discovery: Some("dns peers.distcache.local".into()),
+        last_seen: Some(12.0),
     }
 }
 
@@ -69,6 +71,8 @@ fn fixture() -> App {
         error: Some("cannot reach any endpoint".into()),
         cluster: None,
         keyspaces: Vec::new(),
+        discovery: None,
+        last_seen: Some(8.0),
     };
     app.on_snapshot(Snapshot {
         at: 10.0,
@@ -152,6 +156,32 @@ fn cluster_view_with_a_node_down() {
             .any(|l| l.contains("node-3 is down: cannot reach any endpoint"))
     );
     assert!(lines[23].contains("q quit"));
+}
+
+/// Each node says when it last answered and how it finds its peers.
+#[test]
+fn cluster_view_shows_last_seen_and_discovery() {
+    let app = fixture();
+    let lines = text(&render(&app, 120, 24));
+    let row = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(&format!("│{id}")))
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("SEEN") && l.contains("DISCOVERY"))
+    );
+    assert!(row("node-1").contains("now"), "{}", row("node-1"));
+    assert!(
+        row("node-1").contains("dns peers.distcache.local"),
+        "{}",
+        row("node-1")
+    );
+    assert!(row("node-3").contains(" 4s "), "{}", row("node-3"));
 }
 
 /// The keyspaces view shows memory as a gauge, the recent hit ratio, rates (gets, loads,

@@ -48,7 +48,7 @@ pub async fn peers(global: &Global) -> anyhow::Result<()> {
     if global.output == Format::Json {
         return output::json(&members);
     }
-    let mut table = Table::new(["ID", "ADDRESS", "STATE", "FAILURES", "LAST SEEN"]);
+    let mut table = Table::new(["ID", "ADDRESS", "STATE", "FAILURES", "LAST SEEN", "SOURCE"]);
     for m in &members {
         let state = match (m.is_self, m.healthy, m.reachable) {
             (true, _, _) => "self",
@@ -63,6 +63,7 @@ pub async fn peers(global: &Global) -> anyhow::Result<()> {
             m.consecutive_failures.to_string(),
             m.last_seen_ms
                 .map_or("never".into(), |ms| format!("{ms} ms ago")),
+            m.source.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     table.print()

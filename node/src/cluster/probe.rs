@@ -80,6 +80,7 @@ impl Cluster {
             owning: false,
             ring: Vec::new(),
             agreed: false,
+            discovery: None,
         };
         // The peer probes this node back before it acts: room for that round trip too.
         let timeout = self.config.probe_timeout * 2;

@@ -36,6 +36,7 @@ pub(super) async fn peers(State(state): State<AppState>) -> Json<Vec<MemberStatu
             healthy: true,
             consecutive_failures: 0,
             last_seen_ms: Some(0),
+            source: None,
         }],
     })
 }

@@ -136,6 +136,7 @@ async fn forged_leave_announcements_are_ignored() {
             owning: false,
             ring: Vec::new(),
             agreed: false,
+            discovery: None,
         };
         let response = http
             .post(format!(

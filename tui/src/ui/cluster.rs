@@ -1,5 +1,6 @@
-//! The cluster view: every node with health, raft role, leader, term, applied revision and
-//! address. A node that does not answer is red and says why.
+//! The cluster view: every node with health, raft role, leader, term, applied revision, when
+//! it last answered, address and how it finds its peers. A node that does not answer is red
+//! and says why.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Rect};
@@ -25,8 +26,18 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
             .render(area, buf);
         return;
     }
-    let header = Row::new(["NODE", "STATE", "ROLE", "LEADER", "TERM", "REV", "ADDRESS"])
-        .style(Style::default().add_modifier(Modifier::BOLD));
+    let header = Row::new([
+        "NODE",
+        "STATE",
+        "ROLE",
+        "LEADER",
+        "TERM",
+        "REV",
+        "SEEN",
+        "ADDRESS",
+        "DISCOVERY",
+    ])
+    .style(Style::default().add_modifier(Modifier::BOLD));
     let rows = snapshot.nodes.iter().enumerate().map(|(i, node)| {
         let (state, style) = match (node.up, node.ready) {
             (false, _) => ("down", bad()),
@@ -49,7 +60,9 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Cell::from(leader),
             Cell::from(term),
             Cell::from(rev),
+            Cell::from(seen(node, snapshot.at)),
             Cell::from(node.addr.clone()),
+            Cell::from(node.discovery.clone().unwrap_or_else(|| "-".into())),
         ]);
         let row = if node.up { row } else { row.style(bad()) };
         if i == app.selected_node {
@@ -69,7 +82,9 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Constraint::Length(12),
         Constraint::Length(4),
         Constraint::Length(5),
-        Constraint::Min(10),
+        Constraint::Length(6),
+        Constraint::Length(21),
+        Constraint::Min(3),
     ];
     let down: Vec<&crate::model::NodeView> = snapshot.nodes.iter().filter(|n| !n.up).collect();
     let table_height = snapshot.nodes.len() as u16 + 3;
@@ -108,5 +123,14 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Paragraph::new(lines)
             .wrap(Wrap { trim: true })
             .render(note, buf);
+    }
+}
+
+/// When `node` last answered, against the poll at `now`: `now`, `12s`, or `never`.
+fn seen(node: &crate::model::NodeView, now: f64) -> String {
+    match (node.up, node.last_seen) {
+        (true, _) => "now".into(),
+        (false, Some(at)) => format!("{:.0}s", (now - at).max(0.0)),
+        (false, None) => "never".into(),
     }
 }
