@@ -37,6 +37,30 @@ pub struct PeerStatus {
     /// Index of the last log entry it applied.
     #[serde(default)]
     pub applied: u64,
+    /// It is stopping for good and handing its seat over: the leader does not add it back.
+    #[serde(default)]
+    pub leaving: bool,
+}
+
+/// The answer to a leave request (`POST /_distcache/raft/leave`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub(crate) enum LeaveReply {
+    /// Out of the group (a caught-up learner took its voter seat), or not in it.
+    Left,
+    /// A voter with no caught-up learner to take its seat: it stays a voter, so the voters
+    /// never shrink below the target on a clean stop (the grace period replaces it later).
+    Kept,
+    /// Not the leader: ask this one.
+    Forward {
+        /// The leader, if known.
+        leader: Option<Member>,
+    },
+    /// Cannot change the membership now.
+    Unavailable {
+        /// Why.
+        message: String,
+    },
 }
 
 /// The answer to a forwarded write (`POST /_distcache/raft/write`).

@@ -8,6 +8,8 @@
 //! - **Reconciliation** (`plane/reconcile.rs`): the leader adds nodes it can see as learners,
 //!   promotes caught-up learners up to the voter target, and replaces voters gone longer than
 //!   the grace period.
+//! - **Leaving** (`plane/leave.rs`): a voter that stops cleanly hands its seat to a
+//!   caught-up learner, so a rolling replacement never leaves the group without a majority.
 //! - **Status**: role, leader, term and members, for the admin API.
 
 use std::collections::HashMap;
@@ -27,6 +29,7 @@ use crate::store::open_store;
 use crate::{Command, ControlConfig, ControlError, JsonCatalog, Member, Outcome, Raft, raft_id};
 
 mod bootstrap;
+mod leave;
 mod reconcile;
 mod routes;
 
@@ -88,6 +91,8 @@ pub(crate) struct Shared {
     pub formed_here: AtomicBool,
     /// The store held a raft state when it was opened: this is a restart.
     pub resumed: bool,
+    /// Set by [`ControlPlane::leave`]: this node is stopping for good.
+    pub leaving: AtomicBool,
     /// When this node, leading, first saw the catalog unseeded.
     pub unseeded_since: Mutex<Option<Instant>>,
     pub stop: watch::Sender<bool>,
@@ -193,6 +198,7 @@ impl ControlPlane {
                 peers: Mutex::new(Vec::new()),
                 last_seen: Mutex::new(HashMap::new()),
                 formed_here: AtomicBool::new(false),
+                leaving: AtomicBool::new(false),
                 resumed,
                 unseeded_since: Mutex::new(None),
                 stop,
@@ -384,6 +390,7 @@ impl ControlPlane {
             initialized,
             leader,
             term: metrics.current_term,
+            leaving: self.inner.leaving.load(Ordering::Acquire),
         }
     }
 

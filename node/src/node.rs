@@ -527,13 +527,17 @@ impl Node {
         self.readiness.is_ready()
     }
 
-    /// Stops serving: not ready first, then the engine, then the HTTP server and probes, then
-    /// the OpenTelemetry export (flushing what is waiting, within its bound).
+    /// Stops serving: not ready first, then the engine, then the control plane (leaving the
+    /// raft group when a learner can take this node's seat), then the HTTP server and probes,
+    /// then the OpenTelemetry export (flushing what is waiting, within its bound).
     pub async fn shutdown(&self) -> Result<()> {
         self.readiness.set_stopping();
         self.cluster.announce_leaving().await;
         let stopped = self.engine.stop().await;
         if let Some(plane) = &self.control {
+            // A voter hands its seat to a caught-up learner (a rolling replacement keeps a
+            // full set of live voters); without one it stays a voter.
+            plane.leave().await;
             plane.shutdown().await;
         }
         self.shutdown.send_replace(true);

@@ -13,6 +13,21 @@ use crate::Member;
 /// How far behind the leader's last log a learner may be and still be promoted.
 const CAUGHT_UP_LAG: u64 = 16;
 
+/// Whether a member's log, as the leader's replication `metrics` show it, is close enough to
+/// the leader's to vote at once.
+pub(super) fn caught_up(
+    metrics: &openraft::RaftMetrics<u64, Member>,
+) -> impl Fn(&u64) -> bool + use<> {
+    let last_log = metrics.last_log_index.unwrap_or(0);
+    let replication = metrics.replication.clone().unwrap_or_default();
+    move |id: &u64| {
+        replication
+            .get(id)
+            .and_then(|m| m.map(|l| l.index))
+            .is_some_and(|matched| matched + CAUGHT_UP_LAG >= last_log)
+    }
+}
+
 impl ControlPlane {
     pub(super) async fn reconcile_loop(&self) {
         let mut stop = self.inner.stop.subscribe();
@@ -103,7 +118,7 @@ impl ControlPlane {
 
         // 1. Nodes that answer but are not members join as learners.
         for (id, status) in &seen_now {
-            if !nodes.contains_key(id) && status.name != self.inner.me.name {
+            if !nodes.contains_key(id) && status.name != self.inner.me.name && !status.leaving {
                 let member = Member {
                     name: status.name.clone(),
                     addr: status.addr.clone(),
@@ -142,17 +157,10 @@ impl ControlPlane {
         // 3. Promote caught-up, reachable learners while voters are below the target.
         let target = self.inner.config.voters;
         if voters.len() < target {
-            let last_log = metrics.last_log_index.unwrap_or(0);
-            let replication = metrics.replication.clone().unwrap_or_default();
+            let caught_up = caught_up(&metrics);
             let mut candidates: Vec<(&String, u64)> = nodes
                 .iter()
-                .filter(|(id, _)| !voters.contains(id) && !gone(id))
-                .filter(|(id, _)| {
-                    replication
-                        .get(id)
-                        .and_then(|m| m.map(|l| l.index))
-                        .is_some_and(|matched| matched + CAUGHT_UP_LAG >= last_log)
-                })
+                .filter(|(id, _)| !voters.contains(id) && !gone(id) && caught_up(id))
                 .map(|(id, n)| (&n.name, *id))
                 .collect();
             candidates.sort();

@@ -25,6 +25,7 @@ impl ControlPlane {
             .route(&format!("{BASE}/snapshot"), post(snapshot))
             .route(&format!("{BASE}/write"), post(write))
             .route(&format!("{BASE}/join"), post(join))
+            .route(&format!("{BASE}/leave"), post(leave))
             .route(&format!("{BASE}/status"), get(status))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .with_state(self.clone())
@@ -81,6 +82,13 @@ async fn write(State(plane): State<ControlPlane>, body: Bytes) -> Response {
 async fn join(State(plane): State<ControlPlane>, body: Bytes) -> Response {
     match parse::<Member>(&body) {
         Ok(member) => Json(plane.accept_join(member).await).into_response(),
+        Err(r) => *r,
+    }
+}
+
+async fn leave(State(plane): State<ControlPlane>, body: Bytes) -> Response {
+    match parse::<Member>(&body) {
+        Ok(member) => Json(plane.accept_leave(member).await).into_response(),
         Err(r) => *r,
     }
 }

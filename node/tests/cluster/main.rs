@@ -21,6 +21,7 @@ mod openapi;
 mod otel;
 mod ownership;
 mod roles;
+mod rolling;
 mod routing;
 mod single_flight;
 mod spec_errors;
