@@ -63,10 +63,13 @@ async fn voters(cluster: &TestCluster) -> Vec<String> {
     voters
 }
 
+/// A node's index and a client of it.
+type Endpoint = (usize, Arc<Client>);
+
 /// The Service: the nodes a client may reach now (ready, not terminating).
 #[derive(Clone, Default)]
 struct Service {
-    endpoints: Arc<Mutex<Vec<(usize, Arc<Client>)>>>,
+    endpoints: Arc<Mutex<Vec<Endpoint>>>,
     /// Requests finished, reads and updates alike: a change of endpoints is in effect once
     /// this moved on by the number of clients.
     finished: Arc<AtomicUsize>,
