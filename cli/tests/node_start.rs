@@ -285,3 +285,35 @@ fn bad_otel_settings_are_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("otel.endpoint"), "{err}");
 }
+
+/// SIGTERM while the node still waits for its start-up quorum (it already answers
+/// `/healthz`) stops it at once with exit 0, never by the signal's default action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_start_up_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, absent) = (free_addr(), free_addr());
+    let mut child = distcache()
+        .args(["node", "start", "--id", "early", "--listen", &addr])
+        .args(["--peers", &format!("{addr},{absent}")])
+        .args(["--minimum-peers-quorum", "2"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = Client::new([addr.as_str()])
+        .unwrap()
+        .with_timeout(Duration::from_secs(1));
+    wait_until(
+        Duration::from_secs(30),
+        "the node answers, not ready",
+        || {
+            let client = &client;
+            async move { client.health().await.is_ok_and(|h| !h.ready) }
+        },
+    )
+    .await;
+    let status = stop(&mut child).await;
+    assert!(status.success(), "exit status {status}");
+}

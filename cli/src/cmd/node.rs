@@ -270,33 +270,60 @@ async fn start(args: StartArgs, global: &super::Global) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let node = Node::builder(config).start(listener).await?;
+    // In place before the start: the node answers /healthz (and may say it is ready) before
+    // `start` returns, and SIGTERM must never kill it by the default action.
+    let mut stop = StopSignals::install()?;
+    let node = tokio::select! {
+        node = Node::builder(config).start(listener) => node?,
+        _ = stop.recv() => {
+            tracing::info!("stopped while starting");
+            return Ok(());
+        }
+    };
     tracing::info!(id = %node.id(), addr = %node.addr(), "serving; stop with Ctrl-C or SIGTERM");
-    shutdown_signal().await;
+    stop.recv().await;
     tracing::info!("stopping");
     node.shutdown().await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGINT and SIGTERM, caught from the moment they are installed.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(StopSignals {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves when either signal arrived (now or since `install`).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
