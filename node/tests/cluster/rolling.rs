@@ -211,3 +211,73 @@ async fn rolling_replacement_keeps_reads_updates_and_a_raft_majority() {
     }
     cluster.shutdown().await;
 }
+
+/// A voter that stopped cleanly (handing its seat to the learner) and comes back with its
+/// data resumes its raft state — no new group, no re-initialisation — is taken back in by the
+/// leader, and catches up with the catalog changed while it was away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_that_left_cleanly_comes_back_into_the_same_group() {
+    let mut cluster = TestCluster::start(4).await;
+    wait_until(CONVERGE, "three voters and a learner", || {
+        let cluster = &cluster;
+        async move {
+            let v = voters(cluster).await;
+            let leader = cluster.wait_leader().await;
+            v.len() == 3
+                && cluster
+                    .node(leader)
+                    .control()
+                    .unwrap()
+                    .status()
+                    .members
+                    .len()
+                    == 4
+        }
+    })
+    .await;
+    let seats = voters(&cluster).await;
+    let victim = cluster
+        .ids
+        .iter()
+        .position(|id| seats.contains(id))
+        .unwrap();
+    let name = cluster.ids[victim].clone();
+    cluster.stop_node(victim).await;
+    let after = voters(&cluster).await;
+    assert!(after.len() == 3 && !after.contains(&name), "{after:?}");
+
+    let running = cluster.running()[0];
+    let revision = cluster
+        .node(running)
+        .engine()
+        .update_keyspace(extra(2 << 20))
+        .await
+        .unwrap();
+    cluster.start_node(victim).await;
+    cluster.wait_revision(revision).await;
+    assert_eq!(
+        cluster
+            .node(victim)
+            .engine()
+            .keyspace("extra")
+            .and_then(|s| s.max_bytes),
+        Some(2 << 20)
+    );
+    wait_until(CONVERGE, "the leader has it back as a member", || {
+        let (cluster, name) = (&cluster, &name);
+        async move {
+            let leader = cluster.wait_leader().await;
+            let members = cluster.node(leader).control().unwrap().status().members;
+            members.len() == 4 && members.iter().any(|m| m.name == *name)
+        }
+    })
+    .await;
+    let later = cluster
+        .node(victim)
+        .engine()
+        .update_keyspace(extra(3 << 20))
+        .await
+        .unwrap();
+    assert_eq!(later, revision + 1, "one group, one revision sequence");
+    cluster.shutdown().await;
+}
