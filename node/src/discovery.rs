@@ -32,6 +32,8 @@ pub use dns::DnsDiscovery;
 pub use kubernetes::KubernetesDiscovery;
 pub use static_list::StaticDiscovery;
 
+pub mod nats;
+
 /// A source of peer addresses.
 #[async_trait]
 pub trait Discovery: Send + Sync + 'static {
