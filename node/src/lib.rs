@@ -122,6 +122,7 @@ pub use discovery::{
     Discovery, DiscoveryConfig, DiscoveryProvider, DnsConfig, DnsDiscovery, KubernetesConfig,
     KubernetesDiscovery, StaticDiscovery,
 };
+pub use discovery::nats::{NatsConfig, NatsDiscovery, NatsPeer};
 pub use distcache_control::{ControlConfig, ControlPlane, ControlStatus, Role};
 pub use engine::{Engine, EngineBuilder};
 pub use entry::{Entry, KeyResult};
