@@ -12,6 +12,7 @@
 //! - [`TestDns`]: a real DNS server on loopback whose records a test changes;
 //! - [`FakeKubeApi`]: the pods part of the Kubernetes API (list and watch), and a kubeconfig
 //!   pointing at it;
+//! - [`NatsServer`]: a real `nats-server` on a free port, restartable on the same port;
 //! - [`tls`]: a throwaway PKI (CA, server and client certificates as PEM files) and a small
 //!   HTTPS server, for tests of TLS clients and listeners.
 //!
@@ -22,6 +23,7 @@
 mod cluster;
 mod dns;
 mod kube_api;
+mod nats;
 mod otlp;
 mod ports;
 mod source;
@@ -31,6 +33,7 @@ mod wait;
 pub use cluster::{Builder, CONVERGE, TestCluster, wait_leader};
 pub use dns::TestDns;
 pub use kube_api::FakeKubeApi;
+pub use nats::NatsServer;
 pub use otlp::{
     OtlpReceiver, ReceivedMetric, ReceivedPoint, ReceivedSpan, hanging_collector,
     refusing_collector,
