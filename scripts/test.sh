@@ -3,7 +3,8 @@
 #
 # Tests that need PostgreSQL are marked ignored for plain `cargo test`; this script installs
 # PostgreSQL when it is missing, starts a throw-away server on a free loopback port, and runs
-# them with everything else. It also installs tmux, which the dashboard test drives.
+# them with everything else. It also installs tmux, which the dashboard test drives, and
+# nats-server, which the NATS discovery tests (ignored likewise) start on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,11 +68,17 @@ cargo fmt --all --check
 step "cargo clippy (all targets, warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tools the tests use: tmux (dashboard), PostgreSQL (postgres source)"
+step "tools the tests use: tmux (dashboard), nats-server (NATS discovery), PostgreSQL (postgres source)"
 if ! command -v tmux >/dev/null 2>&1; then
   echo "installing tmux …"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux) >/dev/null
 fi
+if ! command -v nats-server >/dev/null 2>&1; then
+  echo "installing nats-server …"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server) \
+    </dev/null >/dev/null
+fi
+echo "nats-server $(nats-server --version | awk '{print $NF}')"
 start_postgres
 
 step "tests"
