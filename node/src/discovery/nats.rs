@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::discovery::Discovery;
-use crate::error::{Error, Problems, Result, with_causes};
+use crate::error::{Error, Problems, Result};
 
 mod config;
 mod peers;
@@ -502,6 +502,21 @@ fn backoff(wait: Duration, attempt: usize) -> Duration {
     }
     let doublings = u32::try_from(attempt - 2).unwrap_or(u32::MAX).min(3);
     wait.saturating_mul((1u32 << doublings).min(MAX_BACKOFF_FACTOR))
+}
+
+/// `e` and its causes (`a: b: c`), each cause once: async-nats errors repeat their source in
+/// their own message.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A configuration error about `field`.
