@@ -441,3 +441,59 @@ async fn a_cluster_forms_grows_and_shrinks_through_nats() {
         n.node.shutdown().await.expect("shutdown");
     }
 }
+
+/// A NATS server that requires TLS and client certificates: a provider with the CA and a
+/// client certificate connects and is found; one without the certificate is refused, the
+/// error naming the URL.
+#[tokio::test]
+#[ignore = "needs nats-server: ./scripts/test.sh installs it and runs these"]
+async fn tls_with_client_certificates() {
+    let pki = distcache_testkit::tls::TestPki::new();
+    let server_cert = pki.server("nats");
+    let client_cert = pki.client("node");
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
+    let (cert, key, ca) = (
+        path(&server_cert.cert),
+        path(&server_cert.key),
+        path(pki.ca()),
+    );
+    let server = NatsServer::start_with(&[
+        "--tls",
+        "--tlscert",
+        &cert,
+        "--tlskey",
+        &key,
+        "--tlsverify",
+        "--tlscacert",
+        &ca,
+    ])
+    .await;
+    let with_cert = |c: &mut NatsConfig| {
+        c.tls_ca_file = Some(pki.ca().to_path_buf());
+        c.tls_cert_file = Some(client_cert.cert.clone());
+        c.tls_key_file = Some(client_cert.key.clone());
+    };
+    let p: Vec<NatsDiscovery> = (0..2).map(|i| provider(&server, i, with_cert)).collect();
+    for d in &p {
+        d.start()
+            .await
+            .expect("TLS with a client certificate connects");
+    }
+    wait_lists(
+        &[&p[0], &p[1]],
+        &addrs(&[0, 1]),
+        CONVERGE,
+        "both list both over TLS",
+    )
+    .await;
+    let without = provider(&server, 2, |c| c.tls_ca_file = Some(pki.ca().to_path_buf()));
+    let err = without
+        .start()
+        .await
+        .expect_err("no client certificate")
+        .to_string();
+    assert!(err.contains(&server.url()), "{err}");
+    for d in &p {
+        d.stop().await.expect("stop");
+    }
+}
