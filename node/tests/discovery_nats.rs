@@ -336,12 +336,18 @@ struct NatsNode {
 
 /// Starts node `i` with no peers list: it finds the others through NATS at `url`.
 async fn start_node(i: usize, url: &str) -> NatsNode {
+    start_node_waiting_for(i, url, 1).await
+}
+
+/// Like [`start_node`], the node waiting for `quorum` members before it serves.
+async fn start_node_waiting_for(i: usize, url: &str, quorum: usize) -> NatsNode {
     let (listener, addr) = loopback_listener().await;
     let id = format!("node-{i}");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = NodeConfig::for_test(&id);
     config.data_dir = dir.path().to_path_buf();
     assert!(config.peers.is_empty());
+    config.cluster.minimum_peers_quorum = quorum;
     let discovery = NatsDiscovery::new(NatsConfig::for_test([url]), &id, &addr).expect("valid");
     let source = TestSource::batching();
     let node = Node::builder(config)
@@ -495,5 +501,42 @@ async fn tls_with_client_certificates() {
     assert!(err.contains(&server.url()), "{err}");
     for d in &p {
         d.stop().await.expect("stop");
+    }
+}
+
+/// Three nodes started at once, each waiting for a start-up quorum of three (as the pods of a
+/// Deployment do): they find each other through NATS while they wait, and form one cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs nats-server: ./scripts/test.sh installs it and runs these"]
+async fn nodes_started_together_reach_their_quorum_through_nats() {
+    let server = NatsServer::start().await;
+    let url = server.url();
+    let starts = (0..3).map(|i| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            // Started apart, so that the first ones cannot hear of the later ones at start.
+            tokio::time::sleep(Duration::from_millis(400 * i as u64)).await;
+            start_node_waiting_for(i, &url, 3).await
+        })
+    });
+    let mut nodes = Vec::new();
+    for start in futures::future::join_all(starts).await {
+        nodes.push(start.expect("start task"));
+    }
+    wait_ring(&nodes.iter().collect::<Vec<_>>()).await;
+    wait_until(
+        CONVERGE,
+        "the control plane has the three nodes as voters",
+        || {
+            let voters = nodes[0]
+                .node
+                .control()
+                .map(|c| c.status().members.iter().filter(|m| m.voter).count());
+            async move { voters == Some(3) }
+        },
+    )
+    .await;
+    for n in &nodes {
+        n.node.shutdown().await.expect("shutdown");
     }
 }
