@@ -26,8 +26,8 @@
 //! - [`source`](DataSource), [`keyspace`](KeySpace): the traits an embedding program implements;
 //! - [`ring`](Ring): which node owns a key (rendezvous hashing);
 //! - [`cluster`](Cluster): membership by probing, topology events;
-//! - [`discovery`](Discovery): where peer addresses come from — static, DNS, Kubernetes, or an
-//!   embedder's own provider — and `[discovery]` ([`DiscoveryConfig`]);
+//! - [`discovery`](Discovery): where peer addresses come from — static, DNS, Kubernetes, NATS
+//!   ([`NatsDiscovery`]), or an embedder's own provider — and `[discovery]` ([`DiscoveryConfig`]);
 //! - [`transport`]: node-to-node calls ([`transport::HttpTransport`]);
 //! - `server`, [`node`](Node): the HTTP API and a whole node (engine + server + membership);
 //! - [`auth`]: bearer tokens with roles and keyspaces, and what each route needs;
