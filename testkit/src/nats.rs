@@ -55,6 +55,31 @@ impl NatsServer {
         );
     }
 
+    /// `n` servers routed into one NATS cluster (each knows every other's cluster port);
+    /// returns once each accepts clients (routes may still be forming).
+    pub async fn cluster(n: usize) -> Vec<NatsServer> {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let routes = ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut servers = Vec::new();
+        for port in &ports {
+            let listen = format!("nats://127.0.0.1:{port}");
+            let args = [
+                "--cluster_name",
+                "distcache-test",
+                "--cluster",
+                &listen,
+                "--routes",
+                &routes,
+            ];
+            servers.push(NatsServer::start_with(&args).await);
+        }
+        servers
+    }
+
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
