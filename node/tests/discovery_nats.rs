@@ -540,3 +540,60 @@ async fn nodes_started_together_reach_their_quorum_through_nats() {
         n.node.shutdown().await.expect("shutdown");
     }
 }
+
+/// Providers on a NATS cluster of two servers: those on different servers find each other
+/// over the route; when one server dies, the providers that list both fail over to the other,
+/// keep their lists, and are heard again there.
+#[tokio::test]
+#[ignore = "needs nats-server: ./scripts/test.sh installs it and runs these"]
+async fn a_nats_cluster_carries_discovery_and_survives_a_server() {
+    let mut servers = NatsServer::cluster(2).await;
+    let (a, b) = (servers[0].url(), servers[1].url());
+    let on = |i: usize, urls: &[&String]| {
+        let config = NatsConfig::for_test(urls.iter().map(|u| u.as_str()));
+        NatsDiscovery::new(config, format!("node-{i}"), addr(i)).expect("valid")
+    };
+    let p = [on(0, &[&b]), on(1, &[&a, &b]), on(2, &[&a, &b])];
+    for d in &p {
+        d.start().await.expect("start");
+    }
+    let all = [&p[0], &p[1], &p[2]];
+    wait_lists(
+        &all,
+        &addrs(&[0, 1, 2]),
+        CONVERGE,
+        "all three list all three",
+    )
+    .await;
+
+    servers[0].stop();
+    let killed = Instant::now();
+    wait_until(
+        CONVERGE,
+        "every provider heard every other since the server died",
+        || {
+            let heard = p.iter().all(|d| {
+                d.is_connected()
+                    && d.peers_seen().len() == 2
+                    && d.peers_seen()
+                        .iter()
+                        .all(|s| s.silent_for < killed.elapsed())
+            });
+            async move { heard }
+        },
+    )
+    .await;
+    let newcomer = on(3, &[&b]);
+    newcomer.start().await.expect("start");
+    assert_eq!(newcomer.peers().await.unwrap(), addrs(&[0, 1, 2, 3]));
+    wait_lists(
+        &all,
+        &addrs(&[0, 1, 2, 3]),
+        CONVERGE,
+        "all learn the newcomer",
+    )
+    .await;
+    for d in p.iter().chain([&newcomer]) {
+        d.stop().await.expect("stop");
+    }
+}
