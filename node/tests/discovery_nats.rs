@@ -327,6 +327,26 @@ async fn credentials_are_used_and_bad_settings_named() {
     good.stop().await.expect("stop");
 }
 
+/// A server that wants a token: the token connects; no token is refused, naming the URL.
+#[tokio::test]
+#[ignore = "needs nats-server: ./scripts/test.sh installs it and runs these"]
+async fn a_token_is_used() {
+    let server = NatsServer::start_with(&["--auth", "t0ken"]).await;
+    let good = provider(&server, 0, |c| c.token = Some("t0ken".into()));
+    good.start().await.expect("the token connects");
+    let none = provider(&server, 1, |_| {});
+    let err = none
+        .start()
+        .await
+        .expect_err("no token refused")
+        .to_string();
+    assert!(
+        err.contains(&server.url()) && err.contains("authorization violation"),
+        "{err}"
+    );
+    good.stop().await.expect("stop");
+}
+
 /// A node of the end-to-end test: its own source and data dir, found through NATS.
 struct NatsNode {
     node: Node,
