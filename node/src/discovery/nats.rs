@@ -46,6 +46,28 @@ pub struct NatsPeer {
 }
 
 /// Finds the cluster's nodes through a NATS subject; see the module docs for the protocol.
+///
+/// # Example
+/// A node that finds its peers through NATS instead of a `peers` list:
+/// ```no_run
+/// use std::sync::Arc;
+/// use distcache::{NatsConfig, NatsDiscovery, Node, NodeConfig};
+///
+/// # async fn run() -> distcache::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("10.0.0.5:3320").await.expect("bind");
+/// let config = NodeConfig {
+///     id: "node-a".into(),
+///     listen: "10.0.0.5:3320".into(),
+///     ..NodeConfig::default()
+/// };
+/// let nats = NatsConfig::new(["nats://nats-0.nats:4222", "nats://nats-1.nats:4222"]);
+/// let discovery = NatsDiscovery::new(nats, &config.id, "10.0.0.5:3320")?;
+/// let node = Node::builder(config)
+///     .discovery(Arc::new(discovery))
+///     .start(listener)
+///     .await?;
+/// # node.shutdown().await }
+/// ```
 pub struct NatsDiscovery {
     shared: Arc<Shared>,
     running: tokio::sync::Mutex<Option<Running>>,
