@@ -68,7 +68,7 @@ pub fn from_config(
     Ok(match config.provider {
         Provider::Static => Arc::new(StaticDiscovery::new(peers.iter().map(|p| p.trim()))?),
         Provider::Dns => Arc::new(DnsDiscovery::new(&config.dns, own_port)?),
-        Provider::Kubernetes => Arc::new(KubernetesDiscovery::new(config.kubernetes.clone())),
+        Provider::Kubernetes => Arc::new(KubernetesDiscovery::new(config.kubernetes.clone())?),
     })
 }
 

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use super::config::KubernetesConfig;
 use super::{Discovery, publish};
-use crate::error::{Error, Result};
+use crate::error::{Error, Problems, Result};
 
 /// The first pause after a failed list or watch.
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -41,15 +41,22 @@ pub struct KubernetesDiscovery {
 }
 
 impl KubernetesDiscovery {
-    /// A provider for `config`; the client is made and the pods first listed by `start`.
-    pub fn new(config: KubernetesConfig) -> Self {
+    /// A provider for `config` (checked: every problem is named); the client is made and the
+    /// pods first listed by `start`.
+    pub fn new(config: KubernetesConfig) -> Result<Self> {
+        let problems = config.problems();
+        if !problems.is_empty() {
+            let mut prefixed = Problems::new();
+            prefixed.extend_prefixed("discovery.kubernetes", problems);
+            return Err(Error::InvalidConfig(prefixed));
+        }
         let describe = describe(config.namespace.as_deref().unwrap_or("(own)"), &config);
-        KubernetesDiscovery {
+        Ok(KubernetesDiscovery {
             config,
             addrs: watch::Sender::new(Vec::new()),
             describe: Mutex::new(describe),
             task: Mutex::new(None),
-        }
+        })
     }
 
     async fn client(&self) -> Result<kube::Client> {

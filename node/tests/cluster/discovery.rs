@@ -103,9 +103,21 @@ async fn dns_keeps_the_last_known_list_on_failure() {
 }
 
 /// A configuration without a name, or with a server that is not ip:port, is refused naming
-/// the field.
+/// the field; so is a Kubernetes one without a selector.
 #[test]
-fn dns_settings_are_checked() {
+fn dns_and_kubernetes_settings_are_checked() {
+    let no_selector = KubernetesConfig {
+        selector: String::new(),
+        ..KubernetesConfig::default()
+    };
+    let err = KubernetesDiscovery::new(no_selector)
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("discovery.kubernetes.selector"),
+        "{err}"
+    );
+
     let bad = DnsConfig {
         server: Some("resolver.local:53".into()),
         ..DnsConfig::default()
@@ -134,7 +146,7 @@ async fn kubernetes_lists_then_watches_ready_pods() {
     api.set_pod("b", "127.0.0.1:1002", true);
     api.set_pod("c", "127.0.0.1:1003", false);
     api.set_pod_with("d", "127.0.0.1:1004", "Pending", false);
-    let d = KubernetesDiscovery::new(k8s_config(&api));
+    let d = KubernetesDiscovery::new(k8s_config(&api)).unwrap();
     d.start().await.unwrap();
     assert_eq!(
         d.peers().await.unwrap(),
@@ -161,7 +173,7 @@ async fn kubernetes_lists_then_watches_ready_pods() {
 async fn kubernetes_relists_after_410_gone() {
     let api = FakeKubeApi::start().await;
     api.set_pod("a", "127.0.0.1:1001", true);
-    let d = KubernetesDiscovery::new(k8s_config(&api));
+    let d = KubernetesDiscovery::new(k8s_config(&api)).unwrap();
     d.start().await.unwrap();
     wait_until(WITHIN, "a watch is open", || {
         let w = api.watches();
@@ -187,7 +199,8 @@ async fn kubernetes_can_count_pods_not_ready_yet() {
     let d = KubernetesDiscovery::new(KubernetesConfig {
         include_not_ready: true,
         ..k8s_config(&api)
-    });
+    })
+    .unwrap();
     d.start().await.unwrap();
     assert_eq!(d.peers().await.unwrap(), ["127.0.0.1:1001"]);
     d.stop().await.unwrap();
@@ -212,7 +225,8 @@ async fn kubernetes_start_fails_when_the_api_is_unreachable() {
         kubeconfig: Some(dead),
         namespace: Some("cache".into()),
         ..config
-    });
+    })
+    .unwrap();
     let err = d.start().await.expect_err("unreachable");
     let text = err.to_string();
     assert!(
