@@ -312,8 +312,9 @@ async fn concurrent_updates_apply_in_one_order() {
     cluster.shutdown().await;
 }
 
-/// With more nodes than the voter target, the extra node is a learner; when a voter is gone
-/// longer than the grace period, the leader replaces it.
+/// With more nodes than the voter target, the extra node is a learner; when a voter goes, the
+/// learner takes its seat (handed over at once on this clean stop; a crashed voter is replaced
+/// after the grace period, which `cli/tests/discovery.rs` proves with SIGKILL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_keeps_three_voters_and_replaces_a_dead_one() {
     let mut cluster = TestCluster::start(4).await;
