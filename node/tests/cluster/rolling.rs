@@ -148,17 +148,18 @@ async fn rolling_replacement_keeps_reads_updates_and_a_raft_majority() {
     let writer = {
         let (service, done) = (service.clone(), Arc::clone(&done));
         tokio::spawn(async move {
-            let mut committed = 0u64;
+            let (mut committed, mut revision) = (0u64, 0u64);
             while !done.load(Ordering::SeqCst) {
                 let size = 1 << 20 | (committed + 1);
                 let client = service.pick(committed as usize);
-                if let Err(e) = client.put_keyspace(&extra(size), None).await {
-                    panic!("update {} failed: {e}", committed + 1);
+                match client.put_keyspace(&extra(size), None).await {
+                    Ok(change) => revision = change.revision,
+                    Err(e) => panic!("update {} failed: {e}", committed + 1),
                 }
                 committed += 1;
                 service.finished.fetch_add(1, Ordering::SeqCst);
             }
-            committed
+            (committed, revision)
         })
     };
 
@@ -198,9 +199,10 @@ async fn rolling_replacement_keeps_reads_updates_and_a_raft_majority() {
     .await;
     done.store(true, Ordering::SeqCst);
     assert!(reader.await.expect("no read failed") > 0);
-    let committed = writer.await.expect("every update committed");
+    let (committed, revision) = writer.await.expect("every update committed");
     assert!(committed > 0);
     assert_eq!(voters(&cluster).await, ["node-3", "node-4", "node-5"]);
+    cluster.wait_revision(revision).await;
     let last = Some(1 << 20 | committed);
     for i in 3..6 {
         let spec = cluster.client(i).keyspace("extra").await.unwrap();
