@@ -1,5 +1,6 @@
 //! Clusters of real `distcache node start` processes that find each other through DNS (a
-//! DNS server on loopback) or the Kubernetes API (the fake API of the testkit), with no
+//! DNS server on loopback), the Kubernetes API (the fake API of the testkit) or NATS (a real
+//! nats-server), with no
 //! `--peers`: three form a cluster, a fourth joins and owns about a quarter of the keys, and
 //! one is killed with SIGKILL and leaves — while a client reads and updates the catalog
 //! without a single failure, and raft replaces the dead voter.
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use distcache::client::Client;
 use distcache::{KeySpaceSpec, SourceSpec};
-use distcache_testkit::{FakeKubeApi, TestDns, free_addr, wait_until};
+use distcache_testkit::{FakeKubeApi, NatsServer, TestDns, free_addr, wait_until};
 
 const WITHIN: Duration = Duration::from_secs(30);
 const SRV: &str = "_distcache._tcp";
@@ -36,10 +37,21 @@ voter_grace_period = "2s"
 reconcile_interval = "100ms"
 "#;
 
+/// NATS timings of the test nodes: a killed node is dropped within half a second.
+const NATS_TOML: &str = r#"
+[discovery.nats]
+announce_interval = "100ms"
+peer_timeout = "500ms"
+request_timeout = "300ms"
+reconnect_wait = "100ms"
+"#;
+
 /// Where the nodes are listed.
 enum Directory {
     Dns(TestDns),
     Kubernetes(FakeKubeApi),
+    /// The nodes list themselves: each announces itself on the server's subject.
+    Nats(NatsServer),
 }
 
 impl Directory {
@@ -59,6 +71,9 @@ impl Directory {
             .map(String::from)
             .to_vec(),
             Directory::Kubernetes(_) => ["--discovery", "kubernetes"].map(String::from).to_vec(),
+            Directory::Nats(nats) => ["--discovery", "nats", "--nats-url", &nats.url()]
+                .map(String::from)
+                .to_vec(),
         }
     }
 
@@ -78,6 +93,8 @@ impl Directory {
                     }
                 }
             }
+            // A node is listed while it announces itself, and dropped when it goes silent.
+            Directory::Nats(_) => {}
         }
     }
 }
@@ -94,7 +111,11 @@ struct Procs {
 impl Procs {
     fn new(n: usize, directory: &Directory) -> Procs {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("node.toml"), NODE_TOML).unwrap();
+        let toml = match directory {
+            Directory::Nats(_) => format!("{NODE_TOML}{NATS_TOML}"),
+            _ => NODE_TOML.to_owned(),
+        };
+        std::fs::write(dir.path().join("node.toml"), toml).unwrap();
         std::fs::write(
             dir.path().join("ks.toml"),
             "[[keyspace]]\nname = \"ks\"\nsource = { kind = \"none\" }\n",
@@ -107,7 +128,7 @@ impl Procs {
             flags: directory.flags(),
             kubeconfig: match directory {
                 Directory::Kubernetes(api) => Some(api.kubeconfig().to_path_buf()),
-                Directory::Dns(_) => None,
+                Directory::Dns(_) | Directory::Nats(_) => None,
             },
         }
     }
@@ -349,4 +370,12 @@ async fn dns_cluster_forms_grows_and_survives_a_killed_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_cluster_forms_grows_and_survives_a_killed_node() {
     cluster_life(Directory::Kubernetes(FakeKubeApi::start().await)).await;
+}
+
+/// NATS (a real nats-server; the nodes announce themselves): form, grow, lose a node to
+/// SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: ./scripts/test.sh installs it and runs these"]
+async fn nats_cluster_forms_grows_and_survives_a_killed_node() {
+    cluster_life(Directory::Nats(NatsServer::start().await)).await;
 }

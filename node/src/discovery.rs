@@ -9,6 +9,8 @@
 //! - `discovery/dns.rs`: A/AAAA or SRV records, re-resolved on an interval ([`DnsDiscovery`]);
 //! - `discovery/kubernetes.rs`: pods by label through the Kubernetes API, listed then watched
 //!   ([`KubernetesDiscovery`]);
+//! - `discovery/nats.rs`: nodes announcing themselves on a NATS subject
+//!   ([`NatsDiscovery`](nats::NatsDiscovery));
 //! - `discovery/config.rs`: the `[discovery]` table ([`DiscoveryConfig`]).
 //!
 //! An embedding program may bring its own provider (`NodeBuilder::discovery`).
@@ -57,18 +59,24 @@ pub trait Discovery: Send + Sync + 'static {
     }
 }
 
-/// The provider `config` names: the static one over `peers`, or a DNS or Kubernetes
-/// provider; `own_port` is the port this node is reached at (the DNS provider's default
-/// port).
+/// The provider `config` names: the static one over `peers`, or a DNS, Kubernetes or NATS
+/// provider, for the node `id` reached at `addr` (the DNS provider's default port; what the
+/// NATS provider announces).
 pub fn from_config(
     config: &DiscoveryConfig,
     peers: &[String],
-    own_port: u16,
+    id: &str,
+    addr: &str,
 ) -> Result<Arc<dyn Discovery>> {
+    let own_port = addr
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(0);
     Ok(match config.provider {
         Provider::Static => Arc::new(StaticDiscovery::new(peers.iter().map(|p| p.trim()))?),
         Provider::Dns => Arc::new(DnsDiscovery::new(&config.dns, own_port)?),
         Provider::Kubernetes => Arc::new(KubernetesDiscovery::new(config.kubernetes.clone())?),
+        Provider::Nats => Arc::new(nats::NatsDiscovery::new(config.nats.clone(), id, addr)?),
     })
 }
 

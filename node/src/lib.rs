@@ -118,11 +118,11 @@ pub use cluster::{
     Cluster, ClusterConfig, MemberStatus, Peer, TopologyChange, TopologyEvent, TopologyEvents,
 };
 pub use config::{EngineConfig, KeySpaceOverrides, Settings};
+pub use discovery::nats::{NatsConfig, NatsDiscovery, NatsPeer};
 pub use discovery::{
     Discovery, DiscoveryConfig, DiscoveryProvider, DnsConfig, DnsDiscovery, KubernetesConfig,
     KubernetesDiscovery, StaticDiscovery,
 };
-pub use discovery::nats::{NatsConfig, NatsDiscovery, NatsPeer};
 pub use distcache_control::{ControlConfig, ControlPlane, ControlStatus, Role};
 pub use engine::{Engine, EngineBuilder};
 pub use entry::{Entry, KeyResult};

@@ -151,7 +151,7 @@ impl NodeBuilder {
         let discovery: Arc<dyn Discovery> = match discovery {
             Some(d) => d,
             None => {
-                crate::discovery::from_config(&config.discovery, &config.peers, port_of(&addr))?
+                crate::discovery::from_config(&config.discovery, &config.peers, &config.id, &addr)?
             }
         };
         let readiness = Arc::new(Readiness::default());
@@ -225,13 +225,6 @@ fn checked(
     }
     problems.into_result(Error::InvalidConfig)?;
     Ok((addr, engine))
-}
-
-/// The port of a `host:port` address (checked before), for the DNS provider's default port.
-fn port_of(addr: &str) -> u16 {
-    addr.rsplit_once(':')
-        .and_then(|(_, port)| port.parse().ok())
-        .unwrap_or(0)
 }
 
 fn create_data_dir(config: &NodeConfig) -> Result<()> {

@@ -43,9 +43,9 @@ pub struct StartArgs {
     /// Comma-separated addresses of the cluster's nodes (this node's may be included).
     #[arg(long, env = "DISTCACHE_PEERS", value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
-    /// How peers are found: `static` (--peers), `dns` (--dns-name) or `kubernetes` (pods by
-    /// --k8s-selector) [default: static].
-    #[arg(long, env = "DISTCACHE_DISCOVERY", value_parser = ["static", "dns", "kubernetes"])]
+    /// How peers are found: `static` (--peers), `dns` (--dns-name), `kubernetes` (pods by
+    /// --k8s-selector) or `nats` (announcements through --nats-url) [default: static].
+    #[arg(long, env = "DISTCACHE_DISCOVERY", value_parser = ["static", "dns", "kubernetes", "nats"])]
     pub discovery: Option<String>,
     /// DNS discovery: the name whose A/AAAA records (or, starting with `_`, SRV records) list
     /// the nodes, e.g. distcache.default.svc.cluster.local.
@@ -73,6 +73,34 @@ pub struct StartArgs {
     /// together that must find each other to form the cluster).
     #[arg(long, env = "DISTCACHE_K8S_INCLUDE_NOT_READY")]
     pub k8s_include_not_ready: bool,
+    /// NATS discovery: the NATS servers, comma-separated or repeated (nats://host:4222).
+    #[arg(long, env = "DISTCACHE_NATS_URL", value_delimiter = ',')]
+    pub nats_url: Option<Vec<String>>,
+    /// NATS discovery: the subject the cluster's nodes announce themselves on (one per
+    /// cluster) [default: distcache.discovery].
+    #[arg(long, env = "DISTCACHE_NATS_SUBJECT")]
+    pub nats_subject: Option<String>,
+    /// NATS discovery: a credentials file (JWT and NKey seed).
+    #[arg(long, env = "DISTCACHE_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// NATS discovery: a user name (with DISTCACHE_NATS_PASSWORD).
+    #[arg(long, env = "DISTCACHE_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS discovery: the password of --nats-user (prefer the variable to the flag).
+    #[arg(long, env = "DISTCACHE_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS discovery: an authentication token (prefer the variable to the flag).
+    #[arg(long, env = "DISTCACHE_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    /// NATS discovery: the CA (PEM) that signs the NATS servers' certificates.
+    #[arg(long, env = "DISTCACHE_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// NATS discovery: a client certificate (PEM) for servers that verify clients.
+    #[arg(long, env = "DISTCACHE_NATS_TLS_CERT", requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// NATS discovery: the private key of --nats-tls-cert (PEM).
+    #[arg(long, env = "DISTCACHE_NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<PathBuf>,
     /// TOML or JSON file of keyspace specs.
     #[arg(long, env = "DISTCACHE_KEYSPACE_FILE")]
     pub keyspace_file: Option<PathBuf>,
@@ -226,6 +254,34 @@ fn apply_discovery_flags(config: &mut NodeConfig, args: &StartArgs) -> anyhow::R
     if args.k8s_include_not_ready {
         k8s.include_not_ready = true;
     }
+    let nats = &mut config.discovery.nats;
+    if let Some(urls) = &args.nats_url {
+        nats.urls = urls.iter().map(|u| u.trim().to_owned()).collect();
+    }
+    for (flag, field) in [(&args.nats_subject, &mut nats.subject)] {
+        if let Some(value) = flag {
+            *field = value.clone();
+        }
+    }
+    for (flag, field) in [
+        (&args.nats_user, &mut nats.user),
+        (&args.nats_password, &mut nats.password),
+        (&args.nats_token, &mut nats.token),
+    ] {
+        if flag.is_some() {
+            field.clone_from(flag);
+        }
+    }
+    for (flag, field) in [
+        (&args.nats_creds, &mut nats.credentials_file),
+        (&args.nats_tls_ca, &mut nats.tls_ca_file),
+        (&args.nats_tls_cert, &mut nats.tls_cert_file),
+        (&args.nats_tls_key, &mut nats.tls_key_file),
+    ] {
+        if flag.is_some() {
+            field.clone_from(flag);
+        }
+    }
     Ok(())
 }
 
@@ -341,6 +397,42 @@ mod tests {
     fn parse(flags: &[&str]) -> anyhow::Result<NodeConfig> {
         let cli = Cli::try_parse_from(std::iter::once("start").chain(flags.iter().copied()))?;
         config(cli.args, None)
+    }
+
+    /// The NATS flags fill `[discovery.nats]`; NATS without a URL is refused naming it.
+    #[test]
+    fn nats_flags_configure_the_provider() {
+        let c = parse(&[
+            "--id",
+            "n1",
+            "--discovery",
+            "nats",
+            "--nats-url",
+            "nats://a:4222,nats://b:4222",
+            "--nats-subject",
+            "cache.prod",
+            "--nats-user",
+            "cache",
+            "--nats-password",
+            "s3cret",
+            "--nats-tls-ca",
+            "/etc/nats/ca.pem",
+        ])
+        .expect("valid");
+        let nats = &c.discovery.nats;
+        assert_eq!(c.discovery.provider, distcache::DiscoveryProvider::Nats);
+        assert_eq!(nats.urls, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(nats.subject, "cache.prod");
+        assert_eq!(
+            (nats.user.as_deref(), nats.password.as_deref()),
+            (Some("cache"), Some("s3cret"))
+        );
+        assert_eq!(
+            nats.tls_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/nats/ca.pem"))
+        );
+        let err = parse(&["--id", "n1", "--discovery", "nats"]).expect_err("no URL");
+        assert!(err.to_string().contains("discovery.nats.urls"), "{err:#}");
     }
 
     /// The discovery flags fill `[discovery]`; a provider without its required setting, or

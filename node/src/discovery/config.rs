@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::nats::NatsConfig;
 use crate::error::Problems;
 use crate::units::MAX_INTERVAL;
 
@@ -24,6 +25,8 @@ pub enum Provider {
     /// The Running and Ready pods of a namespace matching a label selector, followed through
     /// the Kubernetes API (list, then watch).
     Kubernetes,
+    /// The nodes announcing themselves on a NATS subject (`[discovery.nats]`).
+    Nats,
 }
 
 impl Provider {
@@ -33,6 +36,7 @@ impl Provider {
             Provider::Static => "static",
             Provider::Dns => "dns",
             Provider::Kubernetes => "kubernetes",
+            Provider::Nats => "nats",
         }
     }
 }
@@ -51,8 +55,9 @@ impl std::str::FromStr for Provider {
             "static" => Ok(Provider::Static),
             "dns" => Ok(Provider::Dns),
             "kubernetes" | "k8s" => Ok(Provider::Kubernetes),
+            "nats" => Ok(Provider::Nats),
             other => Err(format!(
-                "`{other}` is not a discovery provider (static, dns or kubernetes)"
+                "`{other}` is not a discovery provider (static, dns, kubernetes or nats)"
             )),
         }
     }
@@ -63,12 +68,14 @@ impl std::str::FromStr for Provider {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiscoveryConfig {
-    /// `static`, `dns` or `kubernetes`. Default `static`.
+    /// `static`, `dns`, `kubernetes` or `nats`. Default `static`.
     pub provider: Provider,
     /// Settings of the `dns` provider (`[discovery.dns]`).
     pub dns: DnsConfig,
     /// Settings of the `kubernetes` provider (`[discovery.kubernetes]`).
     pub kubernetes: KubernetesConfig,
+    /// Settings of the `nats` provider (`[discovery.nats]`).
+    pub nats: NatsConfig,
 }
 
 /// The `dns` provider's settings (`[discovery.dns]`).
@@ -149,6 +156,7 @@ impl DiscoveryConfig {
             Provider::Kubernetes => {
                 problems.extend_prefixed("kubernetes", self.kubernetes.problems())
             }
+            Provider::Nats => problems.extend_prefixed("nats", self.nats.problems()),
         }
         problems
     }
@@ -321,6 +329,7 @@ mod tests {
             assert_eq!(text.parse::<Provider>(), Ok(p));
             assert_eq!(p.as_str().parse::<Provider>(), Ok(p));
         }
-        assert!("nats".parse::<Provider>().is_err());
+        assert_eq!("NATS".parse::<Provider>(), Ok(Provider::Nats));
+        assert!("zookeeper".parse::<Provider>().is_err());
     }
 }

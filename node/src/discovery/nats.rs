@@ -223,6 +223,12 @@ impl Shared {
 impl Discovery for NatsDiscovery {
     /// Connects (up to `connect_attempts` tries), subscribes, sends a discovery request and
     /// waits `request_timeout` for the answers.
+    /// `nats <urls> <subject>`.
+    fn describe(&self) -> String {
+        let config = &self.shared.config;
+        format!("nats {} {}", config.urls.join(","), config.subject)
+    }
+
     async fn start(&self) -> Result<()> {
         let mut running = self.running.lock().await;
         if running.is_some() {
