@@ -80,6 +80,39 @@ pub fn from_config(
     })
 }
 
+/// The background task of a provider (a re-resolve loop, a watch): replaced when the provider
+/// starts again, aborted when it stops or is dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Background(std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>);
+
+impl Background {
+    /// Runs `task` from now on, aborting the one before it.
+    pub(crate) fn set(&self, task: tokio::task::JoinHandle<()>) {
+        let old = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(task);
+        if let Some(old) = old {
+            old.abort();
+        }
+    }
+
+    /// Aborts the task, if any.
+    pub(crate) fn stop(&self) {
+        let task = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Checks that `addr` looks like `host:port`.
 pub(crate) fn check_addr(addr: &str) -> Result<()> {
     let bad = || {

@@ -7,7 +7,7 @@
 //! every node's ring at once. Members that are really gone leave through probing.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +16,6 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::config::DnsConfig;
 use super::{Discovery, publish};
@@ -27,7 +26,7 @@ pub struct DnsDiscovery {
     lookup: Arc<Lookup>,
     interval: Duration,
     addrs: watch::Sender<Vec<String>>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    task: super::Background,
 }
 
 /// One resolution of the configured name.
@@ -99,7 +98,7 @@ impl DnsDiscovery {
             }),
             interval: config.interval,
             addrs: watch::Sender::new(Vec::new()),
-            task: Mutex::new(None),
+            task: super::Background::default(),
         })
     }
 
@@ -220,21 +219,12 @@ impl Discovery for DnsDiscovery {
                 let _ = refresh(&lookup, &addrs).await;
             }
         });
-        if let Some(old) = self
-            .task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(task)
-        {
-            old.abort();
-        }
+        self.task.set(task);
         Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
-        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            task.abort();
-        }
+        self.task.stop();
         Ok(())
     }
 
@@ -248,18 +238,5 @@ impl Discovery for DnsDiscovery {
 
     fn describe(&self) -> String {
         self.lookup.describe.clone()
-    }
-}
-
-impl Drop for DnsDiscovery {
-    fn drop(&mut self) {
-        if let Some(task) = self
-            .task
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            task.abort();
-        }
     }
 }

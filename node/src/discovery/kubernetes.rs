@@ -19,7 +19,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::config::KubernetesConfig;
 use super::{Discovery, publish};
@@ -37,7 +36,7 @@ pub struct KubernetesDiscovery {
     config: KubernetesConfig,
     addrs: watch::Sender<Vec<String>>,
     describe: Mutex<String>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    task: super::Background,
 }
 
 impl KubernetesDiscovery {
@@ -55,7 +54,7 @@ impl KubernetesDiscovery {
             config,
             addrs: watch::Sender::new(Vec::new()),
             describe: Mutex::new(describe),
-            task: Mutex::new(None),
+            task: super::Background::default(),
         })
     }
 
@@ -283,21 +282,12 @@ impl Discovery for KubernetesDiscovery {
             .map_err(|e| Error::Unavailable(format!("{describe}: listing pods failed: {e}")))?;
         tracing::info!(source = %describe, peers = ?self.addrs.borrow(), "listed pods");
         let task = tokio::spawn(pods.follow(version));
-        if let Some(old) = self
-            .task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(task)
-        {
-            old.abort();
-        }
+        self.task.set(task);
         Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
-        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            task.abort();
-        }
+        self.task.stop();
         Ok(())
     }
 
@@ -314,19 +304,6 @@ impl Discovery for KubernetesDiscovery {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-}
-
-impl Drop for KubernetesDiscovery {
-    fn drop(&mut self) {
-        if let Some(task) = self
-            .task
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            task.abort();
-        }
     }
 }
 
