@@ -70,6 +70,11 @@ pub struct Command<S> {
     /// Apply only while the catalog is at this revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_revision: Option<u64>,
+    /// Who asked, once: a command sent again with the same id (a retry after a lost answer or
+    /// a leader change) answers what the first one did and changes nothing (see
+    /// [`RequestLedger`](crate::RequestLedger)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// Why a command changed nothing.
@@ -95,6 +100,12 @@ pub enum CatalogError {
         expected: u64,
         /// Where the catalog was.
         actual: u64,
+    },
+    /// A request id already used for a different command.
+    #[error("request id `{id}` was already used for a different change")]
+    RequestIdReused {
+        /// The id.
+        id: String,
     },
 }
 
@@ -167,6 +178,7 @@ mod tests {
         Command {
             change,
             expected_revision: None,
+            request_id: None,
         }
     }
 
@@ -203,6 +215,7 @@ mod tests {
                 names: vec!["a".into()],
             },
             expected_revision: Some(1),
+            request_id: None,
         };
         assert_eq!(
             c.apply(&cas),
@@ -247,6 +260,7 @@ mod tests {
                 spec: 7,
             },
             expected_revision: Some(3),
+            request_id: None,
         };
         let json = serde_json::to_string(&c).expect("json");
         assert_eq!(

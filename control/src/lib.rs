@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`catalog`](Catalog): the state machine's pure rules (create, put, delete, compare-and-set);
+//! - [`requests`](RequestLedger): idempotent writes, each request id applied once;
 //! - `store`: sled-backed raft log and state machine, durable before acknowledged;
 //! - `network`: raft RPC over HTTP (reqwest out, axum in, under `/_distcache/raft/…`);
 //! - [`plane`](ControlPlane): one node's control plane: open, bootstrap or join, write (any node
@@ -29,6 +30,7 @@
 //! let revision = plane.write(Command {
 //!     change: Change::Put { name: "users".into(), spec: serde_json::json!({"max_bytes": 1024}) },
 //!     expected_revision: None,
+//!     request_id: None,
 //! }).await??;
 //! # let _ = revision; Ok(()) }
 //! ```
@@ -44,11 +46,15 @@ mod catalog;
 mod config;
 mod network;
 mod plane;
+mod requests;
 mod store;
 
 pub use catalog::{Catalog, CatalogError, Change, Command};
 pub use config::ControlConfig;
 pub use plane::{ControlPlane, ControlStatus, MemberInfo, Role};
+pub use requests::{
+    LEDGER_CAPACITY, MAX_REQUEST_ID_LEN, RequestLedger, check_request_id, fresh_request_id,
+};
 pub use store::{LogStore, StateMachine, open_store};
 
 /// The catalog as raft replicates it: entries are JSON values.

@@ -243,10 +243,17 @@ impl ControlPlane {
 
     /// Commits `command` through the leader, wherever it is, and returns what applying it
     /// answered. Fails with `Unavailable` when no leader takes it within `write_timeout`.
+    ///
+    /// A command without a request id gets a fresh one, so the retries below (after a lost
+    /// answer, across a leader change) commit it at most once and answer what the first
+    /// commit did.
     pub async fn write(
         &self,
-        command: Command<serde_json::Value>,
+        mut command: Command<serde_json::Value>,
     ) -> Result<Outcome, ControlError> {
+        if command.request_id.is_none() {
+            command.request_id = Some(crate::fresh_request_id());
+        }
         let deadline = Instant::now() + self.inner.config.write_timeout;
         let mut last_problem: String;
         loop {

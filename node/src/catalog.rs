@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 
-use distcache_control::{CatalogError, Change, Command};
+use distcache_control::{CatalogError, Change, Command, RequestLedger};
 
 use crate::error::{Error, Result};
 use crate::spec::KeySpaceSpec;
@@ -49,9 +49,30 @@ pub enum CatalogChange {
     },
 }
 
+/// How a change is committed: its condition and its identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Commit only while the catalog is at this revision (compare-and-set).
+    pub expected_revision: Option<u64>,
+    /// Identifies the change across retries: the catalog commits one change per id and
+    /// answers a repeat with the first commit's outcome (a client sends it as the
+    /// `Idempotency-Key` header). `None` is a change of its own.
+    pub request_id: Option<String>,
+}
+
+impl WriteOptions {
+    /// Commit only at `revision`.
+    pub fn at_revision(revision: u64) -> Self {
+        WriteOptions {
+            expected_revision: Some(revision),
+            request_id: None,
+        }
+    }
+}
+
 impl CatalogChange {
     /// The control store's command for this change.
-    pub fn into_command(self, expected_revision: Option<u64>) -> Command<KeySpaceSpec> {
+    pub fn into_command(self, options: WriteOptions) -> Command<KeySpaceSpec> {
         let change = match self {
             CatalogChange::Create { spec } => Change::Create {
                 name: spec.name.clone(),
@@ -65,7 +86,8 @@ impl CatalogChange {
         };
         Command {
             change,
-            expected_revision,
+            expected_revision: options.expected_revision,
+            request_id: options.request_id,
         }
     }
 }
@@ -78,15 +100,19 @@ pub(crate) fn refused(err: CatalogError) -> Error {
         CatalogError::RevisionMismatch { expected, actual } => {
             Error::RevisionMismatch { expected, actual }
         }
+        CatalogError::RequestIdReused { id } => Error::InvalidRequest(format!(
+            "idempotency key `{id}` was already used for a different change; use a new key for a new change"
+        )),
     }
 }
 
 /// A store of keyspace definitions that the engine follows.
 #[async_trait]
 pub trait Catalog: Send + Sync + 'static {
-    /// Commits `change` (at `expected_revision`, when given) and returns the revision that
-    /// contains it. Returns only once the change is durable for this catalog's guarantees.
-    async fn change(&self, change: CatalogChange, expected_revision: Option<u64>) -> Result<u64>;
+    /// Commits `change` (at `options.expected_revision`, when given, and once per
+    /// `options.request_id`) and returns the revision that contains it. Returns only once the
+    /// change is durable for this catalog's guarantees.
+    async fn change(&self, change: CatalogChange, options: WriteOptions) -> Result<u64>;
 
     /// The committed state now, and every later one.
     fn subscribe(&self) -> watch::Receiver<Arc<CatalogState>>;
@@ -97,7 +123,10 @@ pub trait Catalog: Send + Sync + 'static {
         for spec in specs {
             let current = self.subscribe().borrow().entries.get(&spec.name).cloned();
             match current {
-                None => match self.change(CatalogChange::Create { spec }, None).await {
+                None => match self
+                    .change(CatalogChange::Create { spec }, WriteOptions::default())
+                    .await
+                {
                     Ok(_) | Err(Error::KeySpaceExists(_)) => {}
                     Err(e) => return Err(e),
                 },
@@ -115,7 +144,8 @@ pub trait Catalog: Send + Sync + 'static {
 /// An in-memory catalog for a single node: changes commit at once.
 pub struct LocalCatalog {
     state: watch::Sender<Arc<CatalogState>>,
-    writer: Mutex<()>,
+    /// Held by the one writer at a time; remembers recent request ids like the raft catalog.
+    requests: Mutex<RequestLedger>,
 }
 
 impl LocalCatalog {
@@ -123,7 +153,7 @@ impl LocalCatalog {
     pub fn new() -> Self {
         LocalCatalog {
             state: watch::Sender::new(Arc::new(CatalogState::default())),
-            writer: Mutex::new(()),
+            requests: Mutex::new(RequestLedger::default()),
         }
     }
 }
@@ -136,14 +166,14 @@ impl Default for LocalCatalog {
 
 #[async_trait]
 impl Catalog for LocalCatalog {
-    async fn change(&self, change: CatalogChange, expected_revision: Option<u64>) -> Result<u64> {
-        let _writer = self.writer.lock().await;
+    async fn change(&self, change: CatalogChange, options: WriteOptions) -> Result<u64> {
+        let mut requests = self.requests.lock().await;
         let mut next = CatalogState::clone(&self.state.borrow());
-        let revision = next
-            .apply(&change.into_command(expected_revision))
-            .map_err(refused)?;
-        self.state.send_replace(Arc::new(next));
-        Ok(revision)
+        let outcome = requests.apply(&mut next, &change.into_command(options));
+        if next.revision != self.state.borrow().revision {
+            self.state.send_replace(Arc::new(next));
+        }
+        outcome.map_err(refused)
     }
 
     fn subscribe(&self) -> watch::Receiver<Arc<CatalogState>> {
@@ -165,20 +195,29 @@ mod tests {
     async fn refusals_are_typed() {
         let catalog = LocalCatalog::new();
         let create = CatalogChange::Create { spec: spec("a") };
-        assert_eq!(catalog.change(create.clone(), None).await.ok(), Some(1));
+        assert_eq!(
+            catalog
+                .change(create.clone(), WriteOptions::default())
+                .await
+                .ok(),
+            Some(1)
+        );
         assert!(matches!(
-            catalog.change(create, None).await,
+            catalog.change(create, WriteOptions::default()).await,
             Err(Error::KeySpaceExists(ref n)) if n == "a"
         ));
         assert!(matches!(
             catalog
-                .change(CatalogChange::Delete { names: vec!["a".into(), "zz".into()] }, None)
+                .change(CatalogChange::Delete { names: vec!["a".into(), "zz".into()] }, WriteOptions::default())
                 .await,
             Err(Error::KeySpaceNotFound(ref n)) if n == "zz"
         ));
         assert!(matches!(
             catalog
-                .change(CatalogChange::Put { spec: spec("b") }, Some(7))
+                .change(
+                    CatalogChange::Put { spec: spec("b") },
+                    WriteOptions::at_revision(7)
+                )
                 .await,
             Err(Error::RevisionMismatch {
                 expected: 7,
@@ -188,6 +227,28 @@ mod tests {
         let state = catalog.subscribe().borrow().clone();
         assert_eq!(state.revision, 1);
         assert_eq!(state.entries.len(), 1, "refused changes change nothing");
+    }
+
+    /// A change sent again with its request id commits once and answers the first outcome.
+    #[tokio::test]
+    async fn retried_changes_commit_once() {
+        let catalog = LocalCatalog::new();
+        let once = WriteOptions {
+            expected_revision: None,
+            request_id: Some("retry-1".into()),
+        };
+        let create = CatalogChange::Create { spec: spec("a") };
+        assert_eq!(
+            catalog.change(create.clone(), once.clone()).await.ok(),
+            Some(1)
+        );
+        assert_eq!(catalog.change(create, once.clone()).await.ok(), Some(1));
+        assert_eq!(catalog.subscribe().borrow().revision, 1);
+        assert!(matches!(
+            catalog.change(CatalogChange::Put { spec: spec("b") }, once).await,
+            Err(Error::InvalidRequest(ref m)) if m.contains("retry-1")
+        ));
+        assert_eq!(catalog.subscribe().borrow().revision, 1);
     }
 
     /// Subscribers see committed states; seeding keeps what the catalog already has.
@@ -202,7 +263,7 @@ mod tests {
                 CatalogChange::Create {
                     spec: original.clone(),
                 },
-                None,
+                WriteOptions::default(),
             )
             .await
             .expect("create");

@@ -2,8 +2,10 @@
 //! tests, and by any program that talks to a cluster it does not embed.
 //!
 //! Several endpoints may be given: a request goes to the last one that answered and moves on
-//! to the next only when an endpoint cannot be reached (an HTTP error is an answer). Errors come
-//! back as the same typed [`Error`] the node raised, rebuilt from the wire code.
+//! to the next only when an endpoint cannot be reached (an HTTP error is an answer). Catalog
+//! changes carry an `Idempotency-Key`, so one whose answer was lost and that is tried again on
+//! the next endpoint commits once. Errors come back as the same typed [`Error`] the node
+//! raised, rebuilt from the wire code.
 //!
 //! To ask every member of a cluster rather than any one, use a [`Fleet`] (`client/fleet.rs`).
 
@@ -46,6 +48,8 @@ struct Call<'a> {
     path: Vec<&'a str>,
     query: Vec<(&'a str, String)>,
     body: Option<(Bytes, &'static str)>,
+    /// Sent as `Idempotency-Key`: the same on every endpoint the call is tried on.
+    idempotency_key: Option<String>,
 }
 
 impl<'a> Call<'a> {
@@ -55,7 +59,15 @@ impl<'a> Call<'a> {
             path: path.to_vec(),
             query: Vec::new(),
             body: None,
+            idempotency_key: None,
         }
+    }
+
+    /// Marks a catalog change as one change: tried on another endpoint after a lost answer,
+    /// it commits once and answers what the first attempt did.
+    fn once(mut self) -> Self {
+        self.idempotency_key = Some(distcache_control::fresh_request_id());
+        self
     }
 
     /// A call on one key under `prefix` (`…/keys`): the key as the last path segment, or as
@@ -179,6 +191,9 @@ impl Client {
                 .timeout(self.timeout);
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token);
+            }
+            if let Some(key) = &call.idempotency_key {
+                request = request.header("idempotency-key", key);
             }
             if let Some((body, content_type)) = &call.body {
                 request = request
@@ -346,7 +361,9 @@ impl Client {
 
     /// Creates a keyspace (fails if it exists).
     pub async fn create_keyspace(&self, spec: &KeySpaceSpec) -> Result<ChangeResponse> {
-        let call = Call::new(Method::POST, &["v1", "keyspaces"]).json(spec)?;
+        let call = Call::new(Method::POST, &["v1", "keyspaces"])
+            .json(spec)?
+            .once();
         self.expect_json(call).await
     }
 
@@ -356,7 +373,9 @@ impl Client {
         spec: &KeySpaceSpec,
         expected_revision: Option<u64>,
     ) -> Result<ChangeResponse> {
-        let mut call = Call::new(Method::PUT, &["v1", "keyspaces", &spec.name]).json(spec)?;
+        let mut call = Call::new(Method::PUT, &["v1", "keyspaces", &spec.name])
+            .json(spec)?
+            .once();
         if let Some(rev) = expected_revision {
             call = call.query("expected_revision", rev);
         }
@@ -370,8 +389,12 @@ impl Client {
             .map(|n| n.as_ref())
             .collect::<Vec<_>>()
             .join(",");
-        self.expect_json(Call::new(Method::DELETE, &["v1", "keyspaces"]).query("names", joined))
-            .await
+        self.expect_json(
+            Call::new(Method::DELETE, &["v1", "keyspaces"])
+                .query("names", joined)
+                .once(),
+        )
+        .await
     }
 
     /// The members as the answering node sees them.

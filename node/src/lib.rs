@@ -113,7 +113,7 @@ pub mod wire;
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
 
-pub use catalog::{Catalog, CatalogChange, CatalogState, LocalCatalog, RaftCatalog};
+pub use catalog::{Catalog, CatalogChange, CatalogState, LocalCatalog, RaftCatalog, WriteOptions};
 pub use cluster::{
     Cluster, ClusterConfig, MemberStatus, Peer, TopologyChange, TopologyEvent, TopologyEvents,
 };

@@ -180,6 +180,7 @@ impl ControlPlane {
         let command = crate::Command {
             change: crate::Change::Seed { entries: seed },
             expected_revision: None,
+            request_id: None,
         };
         let left = deadline.saturating_duration_since(Instant::now());
         let plane = ControlPlane {

@@ -76,6 +76,7 @@ impl ControlPlane {
                     entries: Vec::new(),
                 },
                 expected_revision: None,
+                request_id: None,
             };
             self.write(command)
                 .await

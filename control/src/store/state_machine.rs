@@ -12,11 +12,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{read_err, write_err};
-use crate::{JsonCatalog, Member, Outcome, TypeConfig};
+use crate::{JsonCatalog, Member, Outcome, RequestLedger, TypeConfig};
 
 const APPLIED: &[u8] = b"applied";
 const MEMBERSHIP: &[u8] = b"membership";
 const CATALOG: &[u8] = b"catalog";
+const REQUESTS: &[u8] = b"requests";
 const CURRENT: &[u8] = b"current";
 
 /// Everything a snapshot holds.
@@ -25,6 +26,10 @@ struct Applied {
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, Member>,
     catalog: JsonCatalog,
+    /// Recent request ids and their outcomes (absent in snapshots from before idempotent
+    /// writes: an empty ledger).
+    #[serde(default)]
+    requests: RequestLedger,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,6 +67,7 @@ impl StateMachine {
             last_applied: load(&sm, APPLIED)?,
             membership: load(&sm, MEMBERSHIP)?,
             catalog: load(&sm, CATALOG)?,
+            requests: load(&sm, REQUESTS)?,
         };
         let published = watch::Sender::new(Arc::new(state.catalog.clone()));
         Ok(StateMachine {
@@ -93,6 +99,10 @@ impl StateMachine {
         batch.insert(
             CATALOG,
             serde_json::to_vec(&self.state.catalog).map_err(write_err)?,
+        );
+        batch.insert(
+            REQUESTS,
+            serde_json::to_vec(&self.state.requests).map_err(write_err)?,
         );
         self.sm.apply_batch(batch).map_err(write_err)?;
         Ok(())
@@ -159,7 +169,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.state.last_applied = Some(entry.log_id);
             let outcome = match entry.payload {
                 EntryPayload::Blank => Ok(self.state.catalog.revision),
-                EntryPayload::Normal(command) => self.state.catalog.apply(&command),
+                EntryPayload::Normal(command) => {
+                    self.state.requests.apply(&mut self.state.catalog, &command)
+                }
                 EntryPayload::Membership(membership) => {
                     self.state.membership = StoredMembership::new(Some(entry.log_id), membership);
                     Ok(self.state.catalog.revision)
@@ -198,6 +210,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
             catalog: state.catalog,
+            requests: state.requests,
         };
         self.persist()?;
         let stored = StoredSnapshot {

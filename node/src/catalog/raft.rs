@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use distcache_control::{Command, ControlError, ControlPlane, JsonCatalog};
 use tokio::sync::watch;
 
-use super::{Catalog, CatalogChange, CatalogState, refused};
+use super::{Catalog, CatalogChange, CatalogState, WriteOptions, refused};
 use crate::error::{Error, Result};
 use crate::spec::KeySpaceSpec;
 
@@ -94,8 +94,8 @@ impl Drop for RaftCatalog {
 
 #[async_trait]
 impl Catalog for RaftCatalog {
-    async fn change(&self, change: CatalogChange, expected_revision: Option<u64>) -> Result<u64> {
-        let typed = change.into_command(expected_revision);
+    async fn change(&self, change: CatalogChange, options: WriteOptions) -> Result<u64> {
+        let typed = change.into_command(options);
         let change = match typed.change {
             distcache_control::Change::Create { name, spec } => distcache_control::Change::Create {
                 name,
@@ -118,6 +118,7 @@ impl Catalog for RaftCatalog {
         let command = Command {
             change,
             expected_revision: typed.expected_revision,
+            request_id: typed.request_id,
         };
         match self.plane.write(command).await {
             Ok(Ok(revision)) => Ok(revision),

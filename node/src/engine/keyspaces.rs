@@ -8,7 +8,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use super::{Engine, Inner, Spaces};
-use crate::catalog::{CatalogChange, CatalogState};
+use crate::catalog::{CatalogChange, CatalogState, WriteOptions};
 use crate::error::{Error, Result};
 use crate::source::DataSource;
 use crate::space::Space;
@@ -21,13 +21,24 @@ impl Engine {
     /// Creates a keyspace; fails with `KeySpaceExists` if the name is taken. Returns the
     /// catalog revision that contains it, once this node serves it.
     pub async fn create_keyspace(&self, spec: KeySpaceSpec) -> Result<u64> {
+        self.create_keyspace_with(spec, WriteOptions::default())
+            .await
+    }
+
+    /// [`create_keyspace`](Self::create_keyspace) once per `options.request_id`: a retry
+    /// with the same id answers the first attempt's revision instead of `KeySpaceExists`.
+    pub async fn create_keyspace_with(
+        &self,
+        spec: KeySpaceSpec,
+        options: WriteOptions,
+    ) -> Result<u64> {
         let started = Instant::now();
         let name = spec.name.clone();
         let result = self
             .inner
             .traced(Op::CreateKeyspace, &name, async {
                 self.check_spec(&spec).await?;
-                self.change_catalog(CatalogChange::Create { spec }, None)
+                self.change_catalog(CatalogChange::Create { spec }, options)
                     .await
             })
             .await;
@@ -45,7 +56,8 @@ impl Engine {
             .inner
             .traced(Op::UpdateKeyspace, &name, async {
                 self.check_spec(&spec).await?;
-                self.change_catalog(CatalogChange::Put { spec }, None).await
+                self.change_catalog(CatalogChange::Put { spec }, WriteOptions::default())
+                    .await
             })
             .await;
         self.count_keyspace_op(Op::UpdateKeyspace, &name, started, &result);
@@ -82,7 +94,7 @@ impl Engine {
             return Err(Error::InvalidRequest("no keyspace named".into()));
         }
         let names = names.iter().map(|n| n.as_ref().to_owned()).collect();
-        self.change_catalog(CatalogChange::Delete { names }, None)
+        self.change_catalog(CatalogChange::Delete { names }, WriteOptions::default())
             .await
     }
 
@@ -98,19 +110,23 @@ impl Engine {
             .finish(started, result);
     }
 
-    /// Commits any catalog change, optionally only at `expected_revision` (compare-and-set),
-    /// and waits until this node applied it. Specs are not checked here: prefer the
-    /// dedicated methods, which check them first.
+    /// Commits any catalog change, optionally only at an expected revision (compare-and-set)
+    /// and once per request id (see [`WriteOptions`]), and waits until this node applied it.
+    /// Specs are not checked here: prefer the dedicated methods, which check them first.
     pub async fn change_catalog(
         &self,
         change: CatalogChange,
-        expected_revision: Option<u64>,
+        options: WriteOptions,
     ) -> Result<u64> {
         self.inner.ensure_running()?;
-        let span = tracing::info_span!("distcache.catalog_change", ?expected_revision);
+        let span = tracing::info_span!(
+            "distcache.catalog_change",
+            expected_revision = ?options.expected_revision,
+            request_id = ?options.request_id
+        );
         async {
             let started = Instant::now();
-            let revision = self.inner.catalog.change(change, expected_revision).await?;
+            let revision = self.inner.catalog.change(change, options).await?;
             self.inner
                 .telemetry
                 .catalog_commit

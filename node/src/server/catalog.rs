@@ -9,8 +9,8 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::auth::Access;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::catalog::CatalogChange;
+use super::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
+use crate::catalog::{CatalogChange, WriteOptions};
 use crate::error::{Error, Problems};
 use crate::spec::KeySpaceSpec;
 use crate::wire::{ChangeResponse, ErrorBody, KeySpaceList};
@@ -115,6 +115,7 @@ fn invalid_spec(field: &str, message: impl Into<String>) -> ApiError {
     path = "/v1/keyspaces",
     operation_id = "create_keyspace",
     tag = "catalog",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Commits the change once: a retry with the same key (1 to 128 visible ASCII characters) answers what the first attempt did; the key reused for another change is `INVALID_REQUEST`.")),
     request_body = KeySpaceSpec,
     responses(
         (status = 201, description = "Committed; the answer names the revision.", body = ChangeResponse),
@@ -127,11 +128,19 @@ fn invalid_spec(field: &str, message: impl Into<String>) -> ApiError {
 pub(super) async fn create(
     State(state): State<AppState>,
     access: Access,
+    IdempotencyKey(request_id): IdempotencyKey,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<ChangeResponse>), ApiError> {
     let spec = spec_from(body, None)?;
     access.check(&spec.name)?;
-    let revision = state.engine.create_keyspace(spec.clone()).await?;
+    let options = WriteOptions {
+        expected_revision: None,
+        request_id,
+    };
+    let revision = state
+        .engine
+        .create_keyspace_with(spec.clone(), options)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(ChangeResponse {
@@ -148,7 +157,7 @@ pub(super) async fn create(
     path = "/v1/keyspaces/{ks}",
     operation_id = "put_keyspace",
     tag = "catalog",
-    params(("ks" = String, Path, description = "Keyspace name."), CasQuery),
+    params(("ks" = String, Path, description = "Keyspace name."), CasQuery, ("Idempotency-Key" = Option<String>, Header, description = "Commits the change once: a retry with the same key (1 to 128 visible ASCII characters) answers what the first attempt did; the key reused for another change is `INVALID_REQUEST`.")),
     request_body = KeySpaceSpec,
     responses(
         (status = 200, description = "Committed; the answer names the revision.", body = ChangeResponse),
@@ -162,16 +171,18 @@ pub(super) async fn put(
     State(state): State<AppState>,
     ApiPath(ks): ApiPath<String>,
     ApiQuery(query): ApiQuery<CasQuery>,
+    IdempotencyKey(request_id): IdempotencyKey,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Json<ChangeResponse>, ApiError> {
     let spec = spec_from(body, Some(&ks))?;
     state.engine.check_spec(&spec).await?;
+    let options = WriteOptions {
+        expected_revision: query.expected_revision,
+        request_id,
+    };
     let revision = state
         .engine
-        .change_catalog(
-            CatalogChange::Put { spec: spec.clone() },
-            query.expected_revision,
-        )
+        .change_catalog(CatalogChange::Put { spec: spec.clone() }, options)
         .await?;
     Ok(Json(ChangeResponse {
         revision,
@@ -185,7 +196,7 @@ pub(super) async fn put(
     path = "/v1/keyspaces/{ks}",
     operation_id = "delete_keyspace",
     tag = "catalog",
-    params(("ks" = String, Path, description = "Keyspace name."), CasQuery),
+    params(("ks" = String, Path, description = "Keyspace name."), CasQuery, ("Idempotency-Key" = Option<String>, Header, description = "Commits the change once: a retry with the same key (1 to 128 visible ASCII characters) answers what the first attempt did; the key reused for another change is `INVALID_REQUEST`.")),
     responses(
         (status = 200, description = "Committed; the answer names the revision.", body = ChangeResponse),
         (status = 404, description = "`KEYSPACE_NOT_FOUND`.", body = ErrorBody),
@@ -197,13 +208,15 @@ pub(super) async fn delete(
     State(state): State<AppState>,
     ApiPath(ks): ApiPath<String>,
     ApiQuery(query): ApiQuery<CasQuery>,
+    IdempotencyKey(request_id): IdempotencyKey,
 ) -> Result<Json<ChangeResponse>, ApiError> {
+    let options = WriteOptions {
+        expected_revision: query.expected_revision,
+        request_id,
+    };
     let revision = state
         .engine
-        .change_catalog(
-            CatalogChange::Delete { names: vec![ks] },
-            query.expected_revision,
-        )
+        .change_catalog(CatalogChange::Delete { names: vec![ks] }, options)
         .await?;
     Ok(Json(ChangeResponse {
         revision,
@@ -217,7 +230,7 @@ pub(super) async fn delete(
     path = "/v1/keyspaces",
     operation_id = "delete_keyspaces",
     tag = "catalog",
-    params(NamesQuery),
+    params(NamesQuery, ("Idempotency-Key" = Option<String>, Header, description = "Commits the change once: a retry with the same key (1 to 128 visible ASCII characters) answers what the first attempt did; the key reused for another change is `INVALID_REQUEST`.")),
     responses(
         (status = 200, description = "Committed; the answer names the revision.", body = ChangeResponse),
         (status = 400, description = "`INVALID_REQUEST`: no names, or a bad query string.", body = ErrorBody),
@@ -230,6 +243,7 @@ pub(super) async fn delete_many(
     State(state): State<AppState>,
     access: Access,
     ApiQuery(query): ApiQuery<NamesQuery>,
+    IdempotencyKey(request_id): IdempotencyKey,
 ) -> Result<Json<ChangeResponse>, ApiError> {
     let names: Vec<String> = query
         .names
@@ -246,7 +260,13 @@ pub(super) async fn delete_many(
     }
     let revision = state
         .engine
-        .change_catalog(CatalogChange::Delete { names }, query.expected_revision)
+        .change_catalog(
+            CatalogChange::Delete { names },
+            WriteOptions {
+                expected_revision: query.expected_revision,
+                request_id,
+            },
+        )
         .await?;
     Ok(Json(ChangeResponse {
         revision,

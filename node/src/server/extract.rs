@@ -112,3 +112,26 @@ fn too_large(length: Option<usize>) -> ApiError {
     }))
     .with_status(StatusCode::PAYLOAD_TOO_LARGE)
 }
+
+/// The `Idempotency-Key` header of a catalog change: the change commits once per key, and a
+/// retry with the same key answers what the first attempt did.
+pub(crate) struct IdempotencyKey(pub Option<String>);
+
+/// The header's name.
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(IDEMPOTENCY_KEY) else {
+            return Ok(IdempotencyKey(None));
+        };
+        let key = value.to_str().map_err(|_| {
+            ApiError::bad_request("Idempotency-Key: only visible ASCII characters are allowed")
+        })?;
+        distcache_control::check_request_id(key)
+            .map_err(|problem| ApiError::bad_request(format!("Idempotency-Key: {problem}")))?;
+        Ok(IdempotencyKey(Some(key.to_owned())))
+    }
+}

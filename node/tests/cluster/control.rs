@@ -383,3 +383,116 @@ async fn issue_12_a_created_keyspace_is_readable_at_once_through_its_creator() {
     }
     cluster.shutdown().await;
 }
+
+/// Issue 17: a catalog change retried with its `Idempotency-Key` after a leader change
+/// commits once and answers what the first attempt did (a retried create no longer answers
+/// "already exists"; a retried compare-and-set no longer answers "revision mismatch"); the
+/// key reused for another change is refused by name. The remembered answers are replicated:
+/// the retry goes to a different node under a different leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_17_a_retried_change_commits_once_across_a_leader_change() {
+    use reqwest::{Method, StatusCode};
+    use serde_json::{Value, json};
+
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.wait_leader().await;
+    let (first, second) = ((leader + 1) % 3, (leader + 2) % 3);
+    let http = reqwest::Client::new();
+    let addrs = cluster.addrs.clone();
+    let send = |node: usize, method: Method, path: &str, key: &str, body: Option<Value>| {
+        let mut request = http
+            .request(method, format!("http://{}{path}", addrs[node]))
+            .header("Idempotency-Key", key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.expect("send");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("json answer"))
+        }
+    };
+    let create = json!({"name": "once", "source": {"kind": "none"}});
+    let (status, created) = send(
+        first,
+        Method::POST,
+        "/v1/keyspaces",
+        "create-1",
+        Some(create.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let created_at = created["revision"].as_u64().expect("revision");
+    let cas_path = format!("/v1/keyspaces/once?expected_revision={created_at}");
+    let update = json!({"source": {"kind": "none"}, "default_ttl": "5m"});
+    let (status, updated) = send(
+        first,
+        Method::PUT,
+        &cas_path,
+        "update-1",
+        Some(update.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let updated_at = updated["revision"].as_u64().expect("revision");
+
+    cluster.stop_node(leader).await;
+    cluster.wait_leader().await;
+
+    let (status, again) = send(
+        second,
+        Method::POST,
+        "/v1/keyspaces",
+        "create-1",
+        Some(create),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the retried create succeeds: {again}"
+    );
+    assert_eq!(again["revision"].as_u64(), Some(created_at));
+    let (status, again) = send(second, Method::PUT, &cas_path, "update-1", Some(update)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the retried compare-and-set succeeds: {again}"
+    );
+    assert_eq!(again["revision"].as_u64(), Some(updated_at));
+    assert_eq!(
+        cluster.node(second).engine().revision(),
+        updated_at,
+        "the retries committed nothing"
+    );
+
+    let other = json!({"name": "other", "source": {"kind": "none"}});
+    let (status, refused) = send(
+        second,
+        Method::POST,
+        "/v1/keyspaces",
+        "create-1",
+        Some(other),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("create-1"),
+        "{refused}"
+    );
+    assert!(cluster.node(second).engine().keyspace("other").is_none());
+
+    let (status, bad) = send(second, Method::DELETE, "/v1/keyspaces/once", "", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Idempotency-Key"),
+        "{bad}"
+    );
+    cluster.shutdown().await;
+}
