@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use proptest::prelude::RngExt;
 use proptest::test_runner::{RngAlgorithm, TestRng};
 
+use distcache_testkit::wait_until;
+
 use crate::live::{TOKEN, assert_no_panic, live, request, send};
 use crate::routes::encode;
 
@@ -378,5 +380,81 @@ fn storm_of_malformed_requests_leaves_the_node_serving() {
         loaded.text()
     );
     assert_eq!(loaded.body, b"v:k2");
+    assert_no_panic();
+}
+
+/// Issue 17: specs written straight to the raft routes, past the checks of the public API,
+/// are served only when they pass those checks: an empty name, a zero or unbounded
+/// `max_bytes`, a 50 000-year TTL, a zero burst or threshold, or a spec stored under another
+/// name are skipped (and logged), while a valid one written the same way is served.
+#[test]
+fn issue_17_raft_writes_of_broken_specs_are_not_served() {
+    let live = live();
+    let broken = [
+        ("zero-bytes", r#"{"name":"zero-bytes","max_bytes":0}"#),
+        (
+            "unbounded",
+            r#"{"name":"unbounded","max_bytes":18446744073709551615}"#,
+        ),
+        ("ancient", r#"{"name":"ancient","default_ttl":"50000y"}"#),
+        (
+            "no-burst",
+            r#"{"name":"no-burst","rate_limit":{"requests_per_second":1e-300,"burst":0}}"#,
+        ),
+        (
+            "no-threshold",
+            r#"{"name":"no-threshold","circuit_breaker":{"failure_threshold":0,"reset_timeout":"0s"}}"#,
+        ),
+        ("elsewhere", r#"{"name":"ks"}"#),
+        ("", r#"{"name":""}"#),
+    ];
+    let write = |name: &str, spec: &str| {
+        let body = format!(r#"{{"change":{{"op":"put","name":"{name}","spec":{spec}}}}}"#);
+        let answer = live.send(&request("POST", b"/_distcache/raft/write", body.as_bytes()));
+        assert_eq!(answer.status, Some(200), "{body}: {}", answer.text());
+        let reply: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        reply["outcome"]["Ok"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{body}: {reply}"))
+    };
+    for (name, spec) in broken {
+        write(name, spec);
+    }
+    let last = write("fine", r#"{"name":"fine"}"#);
+    live.runtime.block_on(wait_until(
+        Duration::from_secs(10),
+        "the node applies the raft writes",
+        || async {
+            let list = send(live.addr(), &request("GET", b"/v1/keyspaces", b"")).await;
+            serde_json::from_slice::<serde_json::Value>(&list.body)
+                .ok()
+                .and_then(|v| v["revision"].as_u64())
+                .is_some_and(|r| r >= last)
+        },
+    ));
+    for (name, _) in broken {
+        let target = format!("/v1/keyspaces/{name}/keys/k");
+        let answer = live.send(&request("PUT", target.as_bytes(), b"v"));
+        let code = answer.error().map(|(code, _)| code);
+        assert_eq!(
+            code.as_deref(),
+            Some("KEYSPACE_NOT_FOUND"),
+            "{name} is served: {:?} {}",
+            answer.status,
+            answer.text()
+        );
+        assert!(
+            crate::live::log().contains(&format!("keyspace={name} ")),
+            "{name:?} is not logged"
+        );
+    }
+    let fine = live.send(&request("PUT", b"/v1/keyspaces/fine/keys/k", b"v"));
+    assert_eq!(fine.status, Some(204), "{}", fine.text());
+    let ks = live.send(&request("GET", b"/v1/keyspaces/ks", b""));
+    assert!(
+        ks.text().contains("registered"),
+        "ks was replaced: {}",
+        ks.text()
+    );
     assert_no_panic();
 }
