@@ -43,7 +43,9 @@
 //! - `telemetry`: the instruments behind `/metrics` — counters, lock-free histograms,
 //!   operations by name, peer calls, the hit sampler;
 //! - [`warmup`](WarmupConfig): what a warmup is — configuration, triggers, run records;
-//! - [`error`](Error): typed errors with stable wire codes.
+//! - [`error`](Error): typed errors with stable wire codes;
+//! - `fuzzing` (hidden): one entry point per parser family, shared by the cargo-fuzz targets
+//!   in `fuzz/` and the property tests in `tests/fuzz`.
 //!
 //! # Example
 //! ```
@@ -87,6 +89,8 @@ mod engine;
 mod entry;
 mod error;
 mod flight;
+#[doc(hidden)]
+pub mod fuzzing;
 mod keyspace;
 mod limits;
 pub mod memnet;

@@ -268,9 +268,10 @@ impl WarmupLog {
     /// Adds what a batch of run `id` did.
     pub fn add(&self, id: u64, outcome: &WarmOutcome) {
         if let Some(run) = self.lock().iter_mut().find(|r| r.id == id) {
-            run.warmed += outcome.warmed;
-            run.failed += outcome.failed;
-            run.skipped += outcome.skipped;
+            // Outcomes come from peers too: counts saturate rather than overflow.
+            run.warmed = run.warmed.saturating_add(outcome.warmed);
+            run.failed = run.failed.saturating_add(outcome.failed);
+            run.skipped = run.skipped.saturating_add(outcome.skipped);
             for f in &outcome.failures {
                 if run.failures.len() < KEPT_FAILURES {
                     run.failures.push(f.clone());
@@ -355,6 +356,32 @@ mod tests {
         assert_eq!(run.failures.len(), KEPT_FAILURES);
         assert_eq!(log.last_of("users").map(|r| r.id), Some(id));
         assert!(log.last_of("other").is_none());
+    }
+
+    /// Issue 17: a peer's warm outcome counts whatever it says, however large: the run's sums
+    /// saturate instead of overflowing (a panic in a debug build, nonsense in a release one).
+    #[test]
+    fn issue_17_outcomes_of_any_size_saturate() {
+        use proptest::prelude::*;
+        let counts = (any::<usize>(), any::<usize>(), any::<usize>());
+        proptest!(
+            ProptestConfig::with_cases(64),
+            |(batches in proptest::collection::vec(counts, 1..5))| {
+                let log = WarmupLog::default();
+                let id = log.begin("users", WarmupTrigger::Demand, 1);
+                let mut sums = (0usize, 0usize, 0usize);
+                for &(warmed, failed, skipped) in &batches {
+                    log.add(id, &WarmOutcome { warmed, failed, skipped, failures: Vec::new() });
+                    sums = (
+                        sums.0.saturating_add(warmed),
+                        sums.1.saturating_add(failed),
+                        sums.2.saturating_add(skipped),
+                    );
+                }
+                let run = log.get(id).expect("kept");
+                prop_assert_eq!((run.warmed, run.failed, run.skipped), sums);
+            }
+        );
     }
 
     /// A full log drops its oldest finished runs, never one still going.

@@ -43,7 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("runtime", &["cluster", "space"]),
     ("engine", &["engine"]),
-    ("edges", &["client", "memnet", "node", "server"]),
+    ("edges", &["client", "fuzzing", "memnet", "node", "server"]),
 ];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;

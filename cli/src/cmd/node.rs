@@ -153,7 +153,7 @@ pub fn config(args: StartArgs, token: Option<String>) -> anyhow::Result<NodeConf
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read --config {}", path.display()))?;
-            toml::from_str::<NodeConfig>(&text).with_context(|| {
+            NodeConfig::from_toml(&text).with_context(|| {
                 format!(
                     "--config {} is not a valid node configuration",
                     path.display()

@@ -11,7 +11,8 @@ use distcache_control::{Command, ControlError, ControlPlane, JsonCatalog};
 use tokio::sync::watch;
 
 use super::{Catalog, CatalogChange, CatalogState, WriteOptions, refused};
-use crate::error::{Error, Result};
+use crate::error::{Error, Problems, Result};
+use crate::limits::Limits;
 use crate::spec::KeySpaceSpec;
 
 /// A [`Catalog`] on the cluster's control plane.
@@ -29,17 +30,41 @@ fn typed(raw: &JsonCatalog) -> CatalogState {
     };
     for (name, value) in &raw.entries {
         // Specs are validated before they are committed; one that does not read back (written
-        // by a newer version, say) is skipped rather than taking the whole catalog down.
+        // by a newer version, say) or breaks the rules (written straight to the raft routes)
+        // is skipped rather than taking the whole catalog down or being served unchecked.
         match serde_json::from_value::<KeySpaceSpec>(value.clone()) {
-            Ok(spec) => {
-                state.entries.insert(name.clone(), spec);
-            }
+            Ok(spec) => match committed_problems(name, &spec) {
+                None => {
+                    state.entries.insert(name.clone(), spec);
+                }
+                Some(problems) => {
+                    tracing::error!(keyspace = %name, %problems, "catalog entry breaks the rules of a keyspace spec; skipped")
+                }
+            },
             Err(e) => {
                 tracing::error!(keyspace = %name, error = %e, "catalog entry is not a keyspace spec this node understands; skipped")
             }
         }
     }
     state
+}
+
+/// What is wrong with `spec`, committed under `name`, whatever this node's limits: it must be
+/// stored under its own name and pass every check but the key-size limit of its warm keys
+/// (nodes may differ there; a key over this node's limit only fails to warm).
+fn committed_problems(name: &str, spec: &KeySpaceSpec) -> Option<Problems> {
+    let limits = Limits {
+        max_key_bytes: usize::MAX,
+        ..Limits::default()
+    };
+    let mut problems = spec.problems(&limits);
+    if spec.name != name {
+        problems.push(
+            "name",
+            format!("`{}` differs from the entry's name `{name}`", spec.name),
+        );
+    }
+    (!problems.is_empty()).then_some(problems)
 }
 
 /// Publishes `raw` unless what is published is as new: the follower task and readers that

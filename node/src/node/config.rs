@@ -89,6 +89,17 @@ impl NodeConfig {
         }
     }
 
+    /// Reads the text of a `--config` TOML file. Only its syntax and types are checked here:
+    /// the error names the line, the column and the key of a mistake. Flags may still change
+    /// the result, so check its values afterwards with [`problems`](Self::problems).
+    pub fn from_toml(text: &str) -> Result<NodeConfig> {
+        toml::from_str(text).map_err(|e| {
+            let mut p = Problems::new();
+            p.push("config", e.to_string().trim_end().to_owned());
+            Error::InvalidConfig(p)
+        })
+    }
+
     /// Every problem of this configuration, fields named as in the TOML file.
     pub fn problems(&self) -> Problems {
         let mut problems = Problems::new();

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::KeySpaceSpec;
 use crate::error::{Error, Problems, Result};
@@ -42,22 +43,18 @@ pub fn read_keyspace_file(path: &Path) -> Result<Vec<KeySpaceSpec>> {
     })
 }
 
-/// Parses keyspace specs from TOML or JSON text.
+/// Parses keyspace specs from TOML or JSON text. A mistake is named by where it is: TOML
+/// errors show the line and the key, JSON errors the path of the field
+/// (`` `keyspace[0].max_bytes`: … ``) and the line and column.
 pub fn parse_keyspaces(text: &str, json: bool) -> std::result::Result<Vec<KeySpaceSpec>, String> {
     let specs = if json {
         match serde_json::from_str::<serde_json::Value>(text).map_err(|e| e.to_string())? {
-            serde_json::Value::Array(_) => {
-                serde_json::from_str::<Vec<KeySpaceSpec>>(text).map_err(|e| e.to_string())?
-            }
-            _ => {
-                serde_json::from_str::<File>(text)
-                    .map_err(|e| e.to_string())?
-                    .keyspace
-            }
+            serde_json::Value::Array(_) => from_json::<Vec<KeySpaceSpec>>(text)?,
+            _ => from_json::<File>(text)?.keyspace,
         }
     } else {
         toml::from_str::<File>(text)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string().trim_end().to_owned())?
             .keyspace
     };
     let mut seen = std::collections::HashSet::new();
@@ -67,6 +64,19 @@ pub fn parse_keyspaces(text: &str, json: bool) -> std::result::Result<Vec<KeySpa
         }
     }
     Ok(specs)
+}
+
+/// Reads JSON, naming the path of the field a mistake is in.
+fn from_json<T: DeserializeOwned>(text: &str) -> std::result::Result<T, String> {
+    let mut json = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("`{path}`: {}", e.inner())
+        }
+    })
 }
 
 fn one(field: &str, message: String) -> Problems {

@@ -1,0 +1,11 @@
+//! The node's `--config` TOML.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(violation) = distcache::fuzzing::node_config(&String::from_utf8_lossy(data)) {
+        panic!("{violation}");
+    }
+});
