@@ -287,7 +287,9 @@ fn bad_otel_settings_are_named() {
 }
 
 /// SIGTERM while the node still waits for its start-up quorum (it already answers
-/// `/healthz`) stops it at once with exit 0, never by the signal's default action.
+/// `/healthz`) stops it at once with exit 0, never by the signal's default action. Until it
+/// is ready, data and catalog requests are refused as unavailable (issue 17: a restarted node
+/// answered revision 0 and "keyspace not found" before it had its catalog).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_start_up_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -314,6 +316,16 @@ async fn sigterm_during_start_up_exits_cleanly() {
         },
     )
     .await;
+    let listed = client.keyspaces().await;
+    assert!(
+        matches!(listed, Err(distcache::Error::Unavailable(ref m)) if m.contains("starting")),
+        "{listed:?}"
+    );
+    let read = client.get("users", "42").await;
+    assert!(
+        matches!(read, Err(distcache::Error::Unavailable(_))),
+        "{read:?}"
+    );
     let status = stop(&mut child).await;
     assert!(status.success(), "exit status {status}");
 }

@@ -1,7 +1,9 @@
 //! The one layer every request passes through, in this order: it is timed into
 //! `http_server_request_duration_seconds` (when the node keeps metrics), answered inside a
 //! server span whose parent is its `traceparent` (when the engine makes spans), its token is
-//! checked (when the node has tokens), and it is bounded by the request deadline.
+//! checked (when the node has tokens), and it is bounded by the request deadline. Data and
+//! catalog requests (`/v1/…`) are refused with `UNAVAILABLE` while the node is not ready
+//! (starting or stopping); health, metrics, admin, peer and raft routes are always served.
 //!
 //! One hand-written tower service instead of a middleware per duty: each axum middleware
 //! boxes and clones the service below it for every request, and a hit costs little more
@@ -90,7 +92,12 @@ where
         });
         let span = server_span(state, &request, method, template);
         let limit = state.config.request_timeout;
-        let answer = match super::auth::admit(state, &mut request) {
+        let admitted = if template.starts_with("/v1/") && !state.readiness.is_ready() {
+            Err(not_serving(&state.readiness))
+        } else {
+            super::auth::admit(state, &mut request)
+        };
+        let answer = match admitted {
             Ok(()) => {
                 // The service that was made ready answers; a fresh clone waits for the next.
                 let ready = self.inner.clone();
@@ -111,6 +118,17 @@ where
             span,
         }
     }
+}
+
+/// Why a data or catalog request is refused before the node is ready or once it is stopping:
+/// until its engine started, a node knows no keyspace and would answer "not found" for each.
+fn not_serving(readiness: &super::Readiness) -> Error {
+    let what = if readiness.is_stopping() {
+        "this node is stopping"
+    } else {
+        "this node is starting: it serves data once it has joined the cluster"
+    };
+    Error::Unavailable(format!("{what}; retry, or ask another node"))
 }
 
 /// With spans on: the request's server span, child of its `traceparent` (if any).
