@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::fence::Fence;
 pub use crate::ring::Peer;
 use crate::ring::{NodeId, Ring};
 use crate::telemetry::PeerCalls;
@@ -146,6 +147,8 @@ struct Tracked {
     owning: bool,
     /// Its ring as it last reported it, by id, sorted.
     ring: Vec<String>,
+    /// It said it serves (ready, not stopping) when it last answered.
+    ready: bool,
     failures: u32,
     last_seen: Option<Instant>,
     /// Left the ring after having been in it: flush before it comes back.
@@ -188,6 +191,8 @@ pub struct Cluster {
     departed: Mutex<std::collections::HashSet<String>>,
     /// Where the addresses come from (the discovery provider's description).
     source: Mutex<Option<String>>,
+    /// Whether this node's caches may answer (see `fence.rs`), renewed by every probe round.
+    fence: Arc<Fence>,
 }
 
 /// How many departed addresses are remembered.
@@ -210,6 +215,11 @@ impl Cluster {
         };
         let peer_calls = Arc::new(PeerCalls::default());
         let transport = Arc::new(MeteredTransport::new(transport, Arc::clone(&peer_calls)));
+        let fence = Arc::new(Fence::new(Fence::lease_for(
+            config.failure_threshold,
+            config.probe_interval,
+            config.probe_timeout,
+        )));
         Cluster {
             me,
             my_addr,
@@ -223,7 +233,13 @@ impl Cluster {
             probing: tokio::sync::Mutex::new(()),
             departed: Mutex::new(Default::default()),
             source: Mutex::new(None),
+            fence,
         }
+    }
+
+    /// The fence of this node's caches, shared with its keyspaces.
+    pub(crate) fn fence(&self) -> &Arc<Fence> {
+        &self.fence
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Tracked>> {

@@ -88,6 +88,7 @@ mod discovery;
 mod engine;
 mod entry;
 mod error;
+mod fence;
 mod flight;
 #[doc(hidden)]
 pub mod fuzzing;

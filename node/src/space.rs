@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{EngineConfig, Settings};
 use crate::error::{Error, Result};
+use crate::fence::Fence;
 use crate::flight::Flights;
 use crate::keyspace::KeySpace;
 use crate::protection::Guard;
@@ -62,6 +63,9 @@ pub(crate) struct Space {
     takeover: std::sync::Mutex<Option<Takeover>>,
     /// The engine's spans, for the fetches and peer calls of loads.
     pub(crate) spans: crate::telemetry::Spans,
+    /// The node's cache fence (`fence.rs`); `None` without a cluster. While it is closed,
+    /// lookups find nothing and loads keep nothing.
+    pub(crate) fence: Option<Arc<Fence>>,
 }
 
 impl Space {
@@ -98,6 +102,7 @@ impl Space {
             spec,
             takeover: std::sync::Mutex::new(None),
             spans: crate::telemetry::Spans::default(),
+            fence: None,
         }
     }
 
@@ -116,10 +121,19 @@ impl Space {
     /// cache (`true`).
     #[inline]
     pub async fn lookup(&self, key: &str) -> Option<(Cached, bool)> {
+        if !self.caching() {
+            return None;
+        }
         match self.main.get(key).await {
             Some(hit) => Some((hit, false)),
             None => self.hot.get(key).await.map(|hit| (hit, true)),
         }
+    }
+
+    /// Whether the caches may answer and keep what loads bring (the fence is open).
+    #[inline]
+    pub(crate) fn caching(&self) -> bool {
+        self.fence.as_ref().is_none_or(|fence| fence.is_open())
     }
 
     /// When an entry for `key` should expire: its own TTL, else the keyspace's

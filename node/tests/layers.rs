@@ -29,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "catalog",
             "config",
+            "fence",
             "flight",
             "otel",
             "protection",

@@ -96,6 +96,7 @@ impl Cluster {
     /// Probes every address once, applies what changed, and rebuilds the ring.
     pub async fn probe_round(&self) {
         let _one_at_a_time = self.probing.lock().await;
+        let started = Instant::now();
         let addrs: Vec<String> = self
             .lock()
             .iter()
@@ -141,6 +142,18 @@ impl Cluster {
             }
         }
         self.rebuild(events);
+        self.fence.renew(started, self.listed_by_ready_peers());
+    }
+
+    /// Whether every reachable peer that serves (ready) lists this node in its ring, so that
+    /// its invalidations reach this node. Peers that are starting do not serve yet: they
+    /// cannot have written what this node caches.
+    fn listed_by_ready_peers(&self) -> bool {
+        let me = self.me.as_str();
+        self.lock()
+            .values()
+            .filter(|t| t.reachable && !t.is_self && t.ready)
+            .all(|t| t.ring.is_empty() || t.ring.iter().any(|id| id == me))
     }
 
     fn observe_up(
@@ -163,6 +176,7 @@ impl Cluster {
         }
         t.owning = health.owning;
         t.ring = health.ring;
+        t.ready = health.ready && !health.stopping;
         if health.stopping {
             // Leaving for good: out of the ring at once, so warmups triggered by its leaving
             // already count it out.

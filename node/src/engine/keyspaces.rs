@@ -349,6 +349,7 @@ fn apply(
             inner.tasks.clone(),
         );
         space.spans = inner.telemetry.spans.clone();
+        space.fence = inner.cluster.as_ref().map(|c| Arc::clone(c.fence()));
         tracing::info!(
             keyspace = %name,
             revision = state.revision,

@@ -172,7 +172,7 @@ impl Space {
                         Ok(Some(remote)) => {
                             let expires_at = remote.ttl.and_then(|t| Instant::now().checked_add(t));
                             let entry = Cached::found(remote.value, expires_at);
-                            if remote.ttl.is_none_or(|t| !t.is_zero()) {
+                            if remote.ttl.is_none_or(|t| !t.is_zero()) && self.caching() {
                                 self.hot
                                     .insert_unless(ticket.key(), entry.clone(), ticket.cancelled())
                                     .await;
@@ -297,9 +297,10 @@ impl Space {
                 match self.deadline(key, fetched.ttl, Instant::now()) {
                     Deadline::At(expires_at) => {
                         let entry = Cached::found(fetched.value, expires_at);
-                        if !store
-                            .insert_unless(key, entry.clone(), ticket.cancelled())
-                            .await
+                        if self.caching()
+                            && !store
+                                .insert_unless(key, entry.clone(), ticket.cancelled())
+                                .await
                             && !ticket.cancelled().load(Ordering::Acquire)
                         {
                             debug!(
@@ -317,7 +318,9 @@ impl Space {
             Ok(None) => {
                 self.stats.local_loads.inc();
                 self.stats.not_found.inc();
-                if let Some(ttl) = self.settings.negative_ttl {
+                if let Some(ttl) = self.settings.negative_ttl
+                    && self.caching()
+                {
                     let entry = Cached {
                         value: None,
                         expires_at: Instant::now().checked_add(ttl),
