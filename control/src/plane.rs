@@ -10,6 +10,8 @@
 //!   the grace period.
 //! - **Leaving** (`plane/leave.rs`): a voter that stops cleanly hands its seat to a
 //!   caught-up learner, so a rolling replacement never leaves the group without a majority.
+//! - **Fast failover** (`plane/failover.rs`): a follower that finds the leader gone starts the
+//!   election at once rather than after raft's election timeout.
 //! - **Status**: role, leader, term and members, for the admin API.
 
 use std::collections::HashMap;
@@ -29,6 +31,7 @@ use crate::store::open_store;
 use crate::{Command, ControlConfig, ControlError, JsonCatalog, Member, Outcome, Raft, raft_id};
 
 mod bootstrap;
+mod failover;
 mod leave;
 mod reconcile;
 mod routes;
@@ -421,8 +424,10 @@ impl ControlPlane {
     /// Starts the leader's membership duties (they idle while this node follows).
     pub fn start(&self) {
         let plane = self.clone();
-        let task = tokio::spawn(async move { plane.reconcile_loop().await });
-        lock(&self.inner.tasks).push(task);
+        let reconcile = tokio::spawn(async move { plane.reconcile_loop().await });
+        let plane = self.clone();
+        let watch = tokio::spawn(async move { plane.watch_leader().await });
+        lock(&self.inner.tasks).extend([reconcile, watch]);
     }
 
     /// Stops the duties and raft. The store stays consistent on disk.
