@@ -1,6 +1,8 @@
 //! What distcache's tests and benches share, so that each starts clusters and waits on
 //! conditions the same way:
 //!
+//! - [`chaos`]: real node processes under a recorded load with faults injected, and the
+//!   checker that reads the history (wrong, stale, lost, catalog anomalies, late reads);
 //! - [`TestCluster`]: N real nodes in the test's process, over loopback sockets or an
 //!   in-memory network with fault injection ([`distcache::memnet`]);
 //! - [`wait_until`] / [`wait_for`]: poll a condition until a deadline, never sleep to
@@ -20,6 +22,7 @@
 
 #![allow(clippy::unwrap_used)] // Test fixtures: a broken fixture should fail loudly.
 
+pub mod chaos;
 mod cluster;
 mod dns;
 mod kube_api;

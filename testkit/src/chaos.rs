@@ -1,0 +1,289 @@
+//! Fault injection against real node processes, with a checker: the chaos suite's parts.
+//!
+//! A [`ChaosRun`] starts a [`ProcCluster`] of `distcache node start` processes reading from a
+//! [`ChaosSource`], runs a bounded client load that records every operation with its
+//! invocation and completion time in a [`History`] (reads, puts and deletes of a few hot keys
+//! on every node; catalog updates through any node; each node's catalog revision polled), and
+//! lets a scenario inject faults (kill -9, SIGTERM, SIGSTOP/SIGCONT, restart, a slow or failing
+//! source) while it runs. [`check`] then reads the history and reports wrong values, stale
+//! reads, lost puts, catalog anomalies, late reads and the failure rate of reads to live nodes
+//! as one table row ([`Report`]).
+//!
+//! Used by `cli/tests/chaos.rs` (bounded tests in the suite) and `scripts/chaos.sh` (the same
+//! scenarios, longer, printing the table).
+
+mod checker;
+mod history;
+mod procs;
+mod source;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use distcache::client::Client;
+use distcache::{Error, KeySpaceSpec, SourceSpec};
+
+pub use checker::{Report, Rules, check, source_value};
+pub use history::{Action, Answer, CatalogView, History, Record};
+pub use procs::ProcCluster;
+pub use source::ChaosSource;
+
+/// The keyspace the load reads and writes.
+pub const KEYSPACE: &str = "chaos";
+/// The keyspace the catalog writer updates.
+pub const PROBE: &str = "probe";
+/// How many distinct keys the load uses: few, so that reads race writes.
+pub const KEYS: u64 = 16;
+/// The read deadline of the chaos keyspace.
+pub const READ_DEADLINE: Duration = Duration::from_secs(1);
+/// The client's limit per request: past the deadline, so a late answer is seen as late.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A cluster under load, with its history.
+pub struct ChaosRun {
+    /// The node processes.
+    pub cluster: ProcCluster,
+    /// Their data source.
+    pub source: ChaosSource,
+    /// Everything recorded so far.
+    pub history: Arc<History>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ChaosRun {
+    /// Starts `nodes` processes of `binary` and waits until they form a cluster.
+    pub async fn start(binary: &Path, nodes: usize) -> ChaosRun {
+        let source = ChaosSource::start().await;
+        let keyspaces = format!(
+            "[[keyspace]]\nname = \"{KEYSPACE}\"\nread_timeout = \"{}\"\nsource = {{ kind = \"http\", url = \"{}\" }}\n\n\
+             [[keyspace]]\nname = \"{PROBE}\"\nsource = {{ kind = \"none\" }}\n",
+            humantime::format_duration(READ_DEADLINE),
+            source.url()
+        );
+        let cluster = ProcCluster::start(binary, nodes, &keyspaces).await;
+        ChaosRun {
+            cluster,
+            source,
+            history: Arc::new(History::new()),
+            stop: Arc::new(AtomicBool::new(false)),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Starts the load: `clients` data clients, one catalog writer, one catalog poller.
+    pub fn load(&mut self, clients: usize) {
+        let n = self.cluster.len();
+        let nodes: Arc<Vec<Client>> = Arc::new(
+            (0..n)
+                .map(|i| self.cluster.client(i, CLIENT_TIMEOUT))
+                .collect(),
+        );
+        for c in 0..clients {
+            let (nodes, history, stop) = (
+                Arc::clone(&nodes),
+                Arc::clone(&self.history),
+                Arc::clone(&self.stop),
+            );
+            self.tasks
+                .push(tokio::spawn(data_client(c, nodes, history, stop)));
+        }
+        let writer = self.cluster.any_client(Duration::from_secs(10));
+        let (history, stop) = (Arc::clone(&self.history), Arc::clone(&self.stop));
+        self.tasks
+            .push(tokio::spawn(catalog_writer(writer, history, stop)));
+        let pollers: Vec<Client> = (0..n)
+            .map(|i| self.cluster.client(i, Duration::from_millis(500)))
+            .collect();
+        let (history, stop) = (Arc::clone(&self.history), Arc::clone(&self.stop));
+        self.tasks
+            .push(tokio::spawn(catalog_poller(pollers, history, stop)));
+    }
+
+    /// Lets the load run for `period`.
+    pub async fn run_for(&self, period: Duration) {
+        tokio::time::sleep(period).await;
+    }
+
+    /// kill -9 of node `i`.
+    pub fn kill(&mut self, i: usize) {
+        self.history.down(i);
+        self.cluster.kill(i);
+    }
+
+    /// SIGTERM of node `i`, waiting for it to end.
+    pub async fn stop_node(&mut self, i: usize) {
+        self.history.down(i);
+        self.cluster.stop(i).await;
+    }
+
+    /// SIGSTOP of node `i`.
+    pub fn pause(&mut self, i: usize) {
+        self.history.down(i);
+        self.cluster.pause(i);
+    }
+
+    /// SIGCONT of node `i`.
+    pub fn resume(&mut self, i: usize) {
+        self.cluster.resume(i);
+        self.history.up(i);
+    }
+
+    /// Starts node `i` again on its data directory and waits until it serves.
+    pub async fn restart(&mut self, i: usize) {
+        self.cluster.spawn(i);
+        self.cluster.wait_ready(&[i]).await;
+        self.history.up(i);
+    }
+
+    /// Stops the load and checks the history.
+    pub async fn finish(mut self, scenario: &str) -> Report {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        // Every node ends with the catalog's last word: poll each once more.
+        let last = self.history.now();
+        for i in 0..self.cluster.len() {
+            let client = self.cluster.client(i, Duration::from_secs(2));
+            if let Ok(list) = client.keyspaces().await {
+                self.history.view(view_of(i, last, &list));
+            }
+        }
+        let rules = Rules {
+            read_deadline: READ_DEADLINE,
+            allowance: Duration::from_millis(500),
+            restart_grace: Duration::from_secs(1),
+        };
+        let report = check(scenario, &self.history, &rules);
+        if let Some(i) = self.cluster.panicked() {
+            panic!("node {i} panicked; its log:\n{}", self.cluster.log(i));
+        }
+        report
+    }
+}
+
+impl Drop for ChaosRun {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A small, fast, seeded generator (xorshift64*): runs are reproducible per client.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+async fn data_client(
+    id: usize,
+    nodes: Arc<Vec<Client>>,
+    history: Arc<History>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1).wrapping_mul(0x1000_0000_01b3));
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let node = (rng.next() % nodes.len() as u64) as usize;
+        let key = format!("k{}", rng.next() % KEYS);
+        let roll = rng.next() % 100;
+        let client = &nodes[node];
+        let invoked = history.now();
+        let (action, answer) = if roll < 70 {
+            let answer = match client.get(KEYSPACE, &key).await {
+                Ok(value) => Answer::Value(value.map(|v| String::from_utf8_lossy(&v).into_owned())),
+                Err(e) => failed(&e),
+            };
+            (Action::Get { key }, answer)
+        } else if roll < 92 {
+            seq += 1;
+            let value = format!("v:{id}:{seq}");
+            let answer = match client
+                .put(KEYSPACE, &key, value.clone().into_bytes(), None)
+                .await
+            {
+                Ok(()) => Answer::Done,
+                Err(e) => failed(&e),
+            };
+            (Action::Put { key, value }, answer)
+        } else {
+            let answer = match client.delete(KEYSPACE, &key).await {
+                Ok(()) => Answer::Done,
+                Err(e) => failed(&e),
+            };
+            (Action::Delete { key }, answer)
+        };
+        history.record(Record {
+            node,
+            action,
+            answer,
+            invoked,
+            completed: history.now(),
+        });
+        // Pacing, not synchronisation: keeps the load bounded on a 2-core machine.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn catalog_writer(client: Client, history: Arc<History>, stop: Arc<AtomicBool>) {
+    static MARKER: AtomicU64 = AtomicU64::new(0);
+    while !stop.load(Ordering::Relaxed) {
+        let marker = MARKER.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut spec = KeySpaceSpec::new(PROBE, SourceSpec::None);
+        spec.default_ttl = Some(Duration::from_secs(marker));
+        let invoked = history.now();
+        let answer = match client.put_keyspace(&spec, None).await {
+            Ok(change) => Answer::Revision(change.revision),
+            Err(e) => failed(&e),
+        };
+        history.record(Record {
+            node: 0,
+            action: Action::Catalog { marker },
+            answer,
+            invoked,
+            completed: history.now(),
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn catalog_poller(nodes: Vec<Client>, history: Arc<History>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        for (i, client) in nodes.iter().enumerate() {
+            if let Ok(list) = client.keyspaces().await {
+                history.view(view_of(i, history.now(), &list));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn view_of(node: usize, at: Duration, list: &distcache::wire::KeySpaceList) -> CatalogView {
+    let marker = list
+        .keyspaces
+        .iter()
+        .find(|k| k.name == PROBE)
+        .and_then(|k| k.default_ttl)
+        .map(|ttl| ttl.as_secs());
+    CatalogView {
+        node,
+        at,
+        revision: list.revision,
+        marker,
+    }
+}
+
+fn failed(e: &Error) -> Answer {
+    Answer::Failed(format!("{}: {e}", e.code()))
+}
