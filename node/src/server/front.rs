@@ -1,7 +1,9 @@
 //! The one layer every request passes through, in this order: it is timed into
 //! `http_server_request_duration_seconds` (when the node keeps metrics), answered inside a
-//! server span whose parent is its `traceparent` (when the engine makes spans), its token is
-//! checked (when the node has tokens), and it is bounded by the request deadline.
+//! server span whose parent is its `traceparent` (when the engine makes spans), counted
+//! against `max_in_flight` (requests of the client API, `/v1/…`: past the bound it is
+//! answered at once with `OVERLOADED`), its token is checked (when the node has tokens), and
+//! it is bounded by the request deadline.
 //!
 //! One hand-written tower service instead of a middleware per duty: each axum middleware
 //! boxes and clones the service below it for every request, and a hit costs little more
@@ -11,6 +13,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -90,7 +93,12 @@ where
         });
         let span = server_span(state, &request, method, template);
         let limit = state.config.request_timeout;
-        let answer = match super::auth::admit(state, &mut request) {
+        let slot = InFlight::enter(state, &request);
+        let admitted = match &slot {
+            Err(overloaded) => Err(overloaded.clone()),
+            Ok(_) => super::auth::admit(state, &mut request),
+        };
+        let answer = match admitted {
             Ok(()) => {
                 // The service that was made ready answers; a fresh clone waits for the next.
                 let ready = self.inner.clone();
@@ -109,7 +117,39 @@ where
             answer,
             timing,
             span,
+            slot: slot.ok().flatten(),
         }
+    }
+}
+
+/// A request of the client API in progress: counted in `in_flight` from admission until its
+/// answer is ready or it is dropped.
+struct InFlight(AppState);
+
+impl InFlight {
+    /// Counts `request` if it belongs to the client API (`None` for the other routes); an
+    /// [`Error::Overloaded`] when `max_in_flight` are in progress already. One atomic add, no
+    /// lock: a hit pays next to nothing for it.
+    fn enter(state: &AppState, request: &Request) -> Result<Option<InFlight>, Error> {
+        if !request.uri().path().starts_with("/v1/") {
+            return Ok(None);
+        }
+        let before = state.in_flight.fetch_add(1, Ordering::Relaxed);
+        let slot = InFlight(state.clone());
+        let max = state.config.max_in_flight;
+        if before >= max {
+            drop(slot);
+            return Err(Error::Overloaded(format!(
+                "{max} requests in progress on this node (server.max_in_flight)"
+            )));
+        }
+        Ok(Some(slot))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -156,6 +196,7 @@ pin_project! {
         answer: Answer<F>,
         timing: Option<Timing>,
         span: Option<Context>,
+        slot: Option<InFlight>,
     }
 }
 
@@ -185,6 +226,7 @@ where
                 },
             }
         };
+        this.slot.take();
         let status = response.status();
         if let Some(span) = this.span.take() {
             let span = span.span();
