@@ -26,8 +26,8 @@ mod warmup;
 /// Client commands talk to any node of a cluster over HTTP (--endpoint); `node start` runs a
 /// node. Data goes to stdout, diagnostics to stderr.
 ///
-/// Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 unavailable or timed out, 5 denied
-/// (no token, a wrong one, or one without the role or keyspace).
+/// Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 unavailable, overloaded or timed out,
+/// 5 denied (no token, a wrong one, or one without the role or keyspace).
 #[derive(Debug, Parser)]
 #[command(
     name = "distcache",

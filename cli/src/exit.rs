@@ -1,5 +1,5 @@
-//! Exit codes, documented in `--help`: 0 ok, 1 error, 2 usage, 3 not found, 4 unavailable or
-//! timed out, 5 denied (no token, a wrong one, or one without the role or keyspace).
+//! Exit codes, documented in `--help`: 0 ok, 1 error, 2 usage, 3 not found, 4 unavailable,
+//! overloaded or timed out, 5 denied (no token, a wrong one, or one without the role or keyspace).
 
 use distcache::Error;
 
@@ -7,7 +7,7 @@ use distcache::Error;
 pub const ERROR: u8 = 1;
 /// The thing asked for does not exist (a key, a keyspace).
 pub const NOT_FOUND: u8 = 3;
-/// The cluster could not be reached, or did not answer in time.
+/// The cluster could not be reached, was overloaded, or did not answer in time.
 pub const UNAVAILABLE: u8 = 4;
 
 /// The node refused the token: missing or wrong (401), or without the role or keyspace the
@@ -19,7 +19,10 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
     if let Some(e) = err.downcast_ref::<Error>() {
         return match e {
             Error::KeySpaceNotFound(_) => NOT_FOUND,
-            Error::Unavailable(_) | Error::Timeout { .. } | Error::NotRunning => UNAVAILABLE,
+            Error::Unavailable(_)
+            | Error::Timeout { .. }
+            | Error::NotRunning
+            | Error::Overloaded(_) => UNAVAILABLE,
             Error::Unauthorized(_) | Error::Forbidden(_) => DENIED,
             _ => ERROR,
         };

@@ -4,8 +4,8 @@
 //! This file only parses the command line, installs logging (to stderr), runs the command and
 //! maps its outcome to an exit code; each command lives in `cmd/<name>.rs`.
 //!
-//! Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 unavailable or timed out, 5 denied
-//! (no token, a wrong one, or one without the role or keyspace).
+//! Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 unavailable, overloaded or timed out,
+//! 5 denied (no token, a wrong one, or one without the role or keyspace).
 
 use std::process::ExitCode;
 

@@ -60,6 +60,12 @@ pub struct EngineConfig {
     /// 1 times every hit, 0 none (their durations are then left out of the histograms; the
     /// counters stay). Default 64.
     pub hit_timing_every: u32,
+    /// Data-source calls one keyspace may run at once on this node, for keyspaces that name
+    /// none. Default 64.
+    pub max_concurrent_loads: u32,
+    /// Keys one keyspace may have waiting for a data-source call on this node, for keyspaces
+    /// that name none; past it a load is refused with `OVERLOADED`. Default 1024.
+    pub max_queued_loads: u32,
 }
 
 impl Default for EngineConfig {
@@ -78,6 +84,8 @@ impl Default for EngineConfig {
             warmup: crate::warmup::WarmupConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
             hit_timing_every: 64,
+            max_concurrent_loads: 64,
+            max_queued_loads: 1024,
         }
     }
 }
@@ -125,6 +133,11 @@ impl EngineConfig {
                 ),
             );
         }
+        validate::load_bounds(
+            Some(self.max_concurrent_loads),
+            Some(self.max_queued_loads),
+            &mut problems,
+        );
         problems.extend_prefixed("limits", self.limits.problems());
         problems.extend_prefixed("warmup", self.warmup.problems());
         problems
@@ -183,6 +196,12 @@ pub struct KeySpaceOverrides {
     /// Replaces `eviction`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eviction: Option<Eviction>,
+    /// Replaces `max_concurrent_loads`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_loads: Option<u32>,
+    /// Replaces `max_queued_loads`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queued_loads: Option<u32>,
 }
 
 impl KeySpaceOverrides {
@@ -249,6 +268,18 @@ impl KeySpaceOverrides {
         self
     }
 
+    /// Overrides `max_concurrent_loads`.
+    pub fn max_concurrent_loads(mut self, loads: u32) -> Self {
+        self.max_concurrent_loads = Some(loads);
+        self
+    }
+
+    /// Overrides `max_queued_loads`.
+    pub fn max_queued_loads(mut self, loads: u32) -> Self {
+        self.max_queued_loads = Some(loads);
+        self
+    }
+
     /// Writes every set field into `spec`.
     pub fn apply_to(&self, spec: &mut KeySpaceSpec) {
         let o = self.clone();
@@ -263,6 +294,8 @@ impl KeySpaceOverrides {
         spec.rate_limit = o.rate_limit.or(spec.rate_limit.take());
         spec.circuit_breaker = o.circuit_breaker.or(spec.circuit_breaker.take());
         spec.eviction = o.eviction.or(spec.eviction);
+        spec.max_concurrent_loads = o.max_concurrent_loads.or(spec.max_concurrent_loads);
+        spec.max_queued_loads = o.max_queued_loads.or(spec.max_queued_loads);
     }
 }
 
@@ -287,6 +320,10 @@ pub struct Settings {
     pub circuit_breaker: Option<CircuitBreakerConfig>,
     /// Eviction policy.
     pub eviction: Eviction,
+    /// Data-source calls that may run at once.
+    pub max_concurrent_loads: usize,
+    /// Keys that may wait for a data-source call.
+    pub max_queued_loads: usize,
 }
 
 impl Settings {
@@ -308,6 +345,10 @@ impl Settings {
                 .clone()
                 .or_else(|| engine.circuit_breaker.clone()),
             eviction: spec.eviction.unwrap_or(engine.eviction),
+            max_concurrent_loads: spec
+                .max_concurrent_loads
+                .unwrap_or(engine.max_concurrent_loads) as usize,
+            max_queued_loads: spec.max_queued_loads.unwrap_or(engine.max_queued_loads) as usize,
         }
     }
 }
@@ -324,6 +365,7 @@ mod tests {
         assert_eq!(c.read_timeout, Duration::from_secs(5));
         assert_eq!(c.write_timeout, Duration::from_secs(5));
         assert_eq!(c.max_bytes, 64 << 20);
+        assert_eq!((c.max_concurrent_loads, c.max_queued_loads), (64, 1024));
         assert!(c.validate().is_ok());
         assert!(EngineConfig::for_test().validate().is_ok());
     }
@@ -403,6 +445,10 @@ mod tests {
         assert_eq!(s.default_ttl, Some(Duration::from_secs(60)));
         assert_eq!(s.max_bytes, 64 << 20);
         assert_eq!(s.circuit_breaker.map(|c| c.failure_threshold), Some(3));
+        assert_eq!((s.max_concurrent_loads, s.max_queued_loads), (64, 1024));
+        spec.max_queued_loads = Some(0);
+        let s = Settings::resolve(&spec, &engine);
+        assert_eq!((s.max_concurrent_loads, s.max_queued_loads), (64, 0));
     }
 
     /// Builder overrides replace spec values field by field, leaving the rest.

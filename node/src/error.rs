@@ -101,6 +101,11 @@ pub enum Error {
     /// A dependency the operation needs (the catalog, a peer) cannot be reached.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The node is at a limit of work in progress (a keyspace's `max_queued_loads`, or
+    /// `server.max_in_flight` requests) and refused the request at once, rather than queue
+    /// it without bound; the message names the limit. Safe to retry after a short pause.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     /// An invariant broke inside the engine; the message says which.
     #[error("internal error: {0}")]
     Internal(String),
@@ -129,6 +134,7 @@ impl Error {
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
+            Error::Overloaded(_) => ErrorCode::Overloaded,
         }
     }
 
@@ -184,6 +190,8 @@ pub enum ErrorCode {
     Unavailable,
     /// [`Error::Internal`].
     Internal,
+    /// [`Error::Overloaded`].
+    Overloaded,
 }
 
 impl ErrorCode {
@@ -208,6 +216,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::Overloaded,
     ];
 
     /// The code as it is written on the wire.
@@ -232,6 +241,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Overloaded => "OVERLOADED",
         }
     }
 }

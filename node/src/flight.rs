@@ -120,8 +120,7 @@ impl Flights {
         }
     }
 
-    /// Number of loads running.
-    #[cfg(test)]
+    /// Number of keys being loaded (each one flight, however many callers wait on it).
     pub fn len(&self) -> usize {
         self.lock().len()
     }

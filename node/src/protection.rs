@@ -1,4 +1,5 @@
-//! Data-source protection: a rate limiter and a circuit breaker around every fetch.
+//! Data-source protection: a rate limiter and a circuit breaker around every fetch, and the
+//! bound on loads running and waiting (`protection/loads.rs`).
 //!
 //! Order inside one guarded call (the seed's): the breaker is asked first (open → the source is
 //! not called, `DataSourceCircuitOpen`); then the limiter (no token and `wait_timeout = 0` →
@@ -15,10 +16,12 @@ use crate::spec::{CircuitBreakerConfig, RateLimitConfig};
 
 mod breaker;
 mod limiter;
+mod loads;
 
 pub use breaker::BreakerState;
 use breaker::CircuitBreaker;
 use limiter::RateLimiter;
+pub(crate) use loads::{LoadGate, Pass};
 
 /// The limiter and breaker of one keyspace (each optional).
 pub(crate) struct Guard {

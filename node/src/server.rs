@@ -83,6 +83,11 @@ pub struct ServerConfig {
     /// Most connections open at once; at the cap the node stops accepting until one closes.
     /// Default 4096.
     pub max_connections: usize,
+    /// Most requests of the client API (`/v1/…`) in progress at once; past it a request is
+    /// answered at once with 503 `OVERLOADED` and `Retry-After`. Node-to-node, control-plane,
+    /// admin, health and metrics routes are not counted, so an overloaded node stays visible
+    /// and in its cluster. Default 8192.
+    pub max_in_flight: usize,
     /// The cluster's bearer token (`Authorization: Bearer …`): nodes send it to each other,
     /// and it is an admin token for every keyspace. With it (or a tokens file) every request
     /// must carry a known token; `/healthz`, `/readyz` and `/openapi.json` stay open.
@@ -110,6 +115,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 4096,
+            max_in_flight: 8192,
             token: None,
             tokens_file: None,
             metrics_open: false,
@@ -137,6 +143,9 @@ impl ServerConfig {
         );
         if self.max_connections == 0 {
             problems.push("max_connections", "must be at least 1");
+        }
+        if self.max_in_flight == 0 {
+            problems.push("max_in_flight", "must be at least 1");
         }
         // Reads the tokens file, so that its problems are found with the others.
         if let Err(p) =
@@ -172,6 +181,8 @@ pub(crate) struct Shared {
     pub openapi: Bytes,
     /// Request durations by route, method and status.
     pub http: Arc<HttpStats>,
+    /// Requests of the client API in progress (bounded by `config.max_in_flight`).
+    pub in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// Where a node is in its life — starting, serving, stopping — as `/healthz` tells its peers.
@@ -324,6 +335,7 @@ pub(crate) fn router(served: Served, peer_certificates: bool) -> Result<Router> 
         tokens,
         openapi: Bytes::from(openapi::render(&openapi::finish(doc))?),
         http,
+        in_flight: std::sync::atomic::AtomicUsize::new(0),
     }));
     let mut peers = peer_routes(state.clone());
     if peer_certificates {

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::fence::Fence;
 use crate::flight::Flights;
 use crate::keyspace::KeySpace;
-use crate::protection::Guard;
+use crate::protection::{Guard, LoadGate};
 use crate::source::DataSource;
 use crate::spec::KeySpaceSpec;
 use crate::stats::{Counters, KeySpaceSnapshot};
@@ -48,6 +48,8 @@ pub(crate) struct Space {
     pub(crate) source: Arc<dyn DataSource>,
     expiry: Option<Arc<dyn KeySpace>>,
     pub(crate) guard: Guard,
+    /// The bound on data-source calls running and keys waiting for one.
+    pub(crate) loads: LoadGate,
     /// Loads of keys this node owns (from the data source).
     pub flights: Flights,
     /// Loads through other nodes (into the hot cache). Kept apart from `flights`: a peer's
@@ -87,7 +89,13 @@ impl Space {
             settings.rate_limit.as_ref(),
             settings.circuit_breaker.as_ref(),
         );
+        let loads = LoadGate::new(
+            &spec.name,
+            settings.max_concurrent_loads,
+            settings.max_queued_loads,
+        );
         Space {
+            loads,
             main: Store::new(main_bytes, settings.eviction),
             hot: Store::new(hot_bytes, settings.eviction),
             source,
@@ -255,6 +263,11 @@ impl Space {
             rate_limited: s.rate_limit.is_some(),
             last_warmup: None,
             hot_keys: Vec::new(),
+            max_concurrent_loads: s.max_concurrent_loads as u64,
+            max_queued_loads: s.max_queued_loads as u64,
+            loads_running: self.loads.running() as u64,
+            loads_queued: self.loads.queued() as u64,
+            keys_loading: (self.flights.len() + self.peer_flights.len()) as u64,
         }
     }
 }

@@ -91,6 +91,17 @@ pub struct KeySpaceSpec {
     /// Which entries to evict when the keyspace is full. Default: the engine's `eviction`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eviction: Option<Eviction>,
+    /// Most data-source calls (`fetch` or `fetch_many`) of this keyspace running at once on
+    /// one node, 1–65536; further loads wait for a slot. Default: the engine's
+    /// `max_concurrent_loads` (64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_loads: Option<u32>,
+    /// Most keys of this keyspace waiting on one node for one of those slots, 0–1000000. A
+    /// load past it, or one that waited longer than `read_timeout`, fails at once with
+    /// `OVERLOADED` (HTTP 503 with `Retry-After`). Readers of a key already being loaded join
+    /// that load and are not counted. Default: the engine's `max_queued_loads` (1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued_loads: Option<u32>,
     /// Where values come from on a miss. Default: `none` (a put-only keyspace).
     #[serde(default)]
     pub source: SourceSpec,
@@ -110,6 +121,8 @@ impl KeySpaceSpec {
             rate_limit: None,
             circuit_breaker: None,
             eviction: None,
+            max_concurrent_loads: None,
+            max_queued_loads: None,
             source,
         }
     }

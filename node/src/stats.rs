@@ -13,6 +13,8 @@
 //! - `peer_loads` / `peer_errors`: loads answered by / failed at the owning peer;
 //! - `remove_keys_requests` / `removed_keys`: delete requests / keys actually removed here;
 //! - `not_found`, `rate_limited`, `circuit_open`, `timeouts`: outcomes of loads;
+//! - `overloaded`: keys whose load was refused by the load bound (`max_queued_loads`, or no
+//!   call slot within `read_timeout`);
 //! - `peer_requests`: keys other nodes read from this node (it owns them).
 //!
 //! [`KeySpaceTotal::sum`] adds up the snapshots of several nodes per keyspace: the cluster-wide
@@ -49,6 +51,7 @@ pub(crate) struct Counters {
     pub rate_limited: Counter,
     pub circuit_open: Counter,
     pub timeouts: Counter,
+    pub overloaded: Counter,
     pub warmups: Counter,
     pub warmed_keys: Counter,
     pub peer_requests: Counter,
@@ -99,6 +102,7 @@ impl Counters {
             rate_limited: self.rate_limited.get(),
             circuit_open: self.circuit_open.get(),
             timeouts: self.timeouts.get(),
+            overloaded: self.overloaded.get(),
             warmups: self.warmups.get(),
             warmed_keys: self.warmed_keys.get(),
             peer_requests: self.peer_requests.get(),
@@ -143,6 +147,9 @@ pub struct Stats {
     /// Loads that ran out of time.
     #[serde(default)]
     pub timeouts: u64,
+    /// Loads refused by the load bound (`OVERLOADED`).
+    #[serde(default)]
+    pub overloaded: u64,
     /// Warmup runs of this keyspace on this node.
     #[serde(default)]
     pub warmups: u64,
@@ -163,11 +170,17 @@ impl Stats {
         self.local_loads.saturating_add(self.local_load_errs)
     }
 
-    /// Failed or refused loads: `local_load_errs + peer_errors + rate_limited + circuit_open`.
+    /// Failed or refused loads: `local_load_errs + peer_errors + rate_limited + circuit_open
+    /// + overloaded`.
     pub fn errors(&self) -> u64 {
-        [self.peer_errors, self.rate_limited, self.circuit_open]
-            .into_iter()
-            .fold(self.local_load_errs, u64::saturating_add)
+        [
+            self.peer_errors,
+            self.rate_limited,
+            self.circuit_open,
+            self.overloaded,
+        ]
+        .into_iter()
+        .fold(self.local_load_errs, u64::saturating_add)
     }
 
     /// Adds `other`'s counters to these (saturating: a sum never wraps).
@@ -193,6 +206,7 @@ impl Stats {
             rate_limited,
             circuit_open,
             timeouts,
+            overloaded,
             warmups,
             warmed_keys,
             peer_requests,
@@ -213,6 +227,7 @@ impl Stats {
             (&mut self.rate_limited, rate_limited),
             (&mut self.circuit_open, circuit_open),
             (&mut self.timeouts, timeouts),
+            (&mut self.overloaded, overloaded),
             (&mut self.warmups, warmups),
             (&mut self.warmed_keys, warmed_keys),
             (&mut self.peer_requests, peer_requests),
@@ -273,6 +288,22 @@ pub struct KeySpaceSnapshot {
     /// The hottest keys on this node (up to 10), hottest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hot_keys: Vec<HotKey>,
+    /// Effective most data-source calls at once on this node.
+    #[serde(default)]
+    pub max_concurrent_loads: u64,
+    /// Effective most keys waiting for a data-source call on this node.
+    #[serde(default)]
+    pub max_queued_loads: u64,
+    /// Data-source calls running now.
+    #[serde(default)]
+    pub loads_running: u64,
+    /// Keys waiting for a data-source call now.
+    #[serde(default)]
+    pub loads_queued: u64,
+    /// Keys being loaded now, from the data source or through their owner (each counted
+    /// once, however many readers wait for it).
+    #[serde(default)]
+    pub keys_loading: u64,
 }
 
 /// A hot key and its (estimated, aged) read count on one node.

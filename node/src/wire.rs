@@ -401,6 +401,7 @@ mod tests {
             Error::Forbidden("token `app` has role read; put needs write".into()),
             Error::Unavailable("no leader".into()),
             Error::Internal("bug".into()),
+            Error::Overloaded("keyspace `users` has 1024 loads queued".into()),
         ];
         for err in errors {
             let json = serde_json::to_string(&ErrorBody::from(&err)).expect("serialize");

@@ -13,10 +13,13 @@ use tokio::sync::watch;
 
 /// A data source whose behaviour follows the key's prefix:
 /// `missing…` → not found, `fail…` → error, `slow…` → waits for the gate, anything else →
-/// `v:<key>`. Every fetch is counted, per key and in total.
+/// `v:<key>`. Every fetch is counted, per key and in total, and so are the fetches running at
+/// once (now and at most).
 pub struct TestSource {
     fetches: AtomicUsize,
     batches: AtomicUsize,
+    running: AtomicUsize,
+    most_running: AtomicUsize,
     per_key: Mutex<HashMap<String, usize>>,
     gate: watch::Sender<bool>,
     failing: AtomicBool,
@@ -39,6 +42,8 @@ impl TestSource {
         TestSource {
             fetches: AtomicUsize::new(0),
             batches: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            most_running: AtomicUsize::new(0),
             per_key: Mutex::new(HashMap::new()),
             gate: watch::Sender::new(false),
             failing: AtomicBool::new(false),
@@ -76,11 +81,25 @@ impl TestSource {
         self.batches.load(Ordering::SeqCst)
     }
 
+    /// Fetches of keys running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// The most fetches of keys that ever ran at once.
+    pub fn most_running(&self) -> usize {
+        self.most_running.load(Ordering::SeqCst)
+    }
+
     pub fn fetches_of(&self, key: &str) -> usize {
         self.per_key.lock().unwrap().get(key).copied().unwrap_or(0)
     }
 
     async fn answer(&self, key: &str) -> FetchResult {
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_running.fetch_max(running, Ordering::SeqCst);
+        // Counted down however the fetch ends, cancelled by a deadline too.
+        let _running = Running(&self.running);
         self.fetches.fetch_add(1, Ordering::SeqCst);
         *self
             .per_key
@@ -107,6 +126,15 @@ impl TestSource {
             Some(ttl) => Fetched::with_ttl(value, ttl),
             None => Fetched::new(value),
         }))
+    }
+}
+
+/// One running fetch, counted down when dropped.
+struct Running<'a>(&'a AtomicUsize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

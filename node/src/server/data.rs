@@ -64,7 +64,7 @@ impl KeyQuery {
         (status = 404, description = "`KEYSPACE_NOT_FOUND`, or `KEY_NOT_FOUND`: the source has no such key.", body = ErrorBody),
         (status = 429, description = "`DATA_SOURCE_RATE_LIMITED`.", body = ErrorBody),
         (status = 502, description = "`DATA_SOURCE_ERROR`: the data source failed.", body = ErrorBody),
-        (status = 503, description = "`DATA_SOURCE_CIRCUIT_OPEN`, `NOT_RUNNING`, `UNAVAILABLE`.", body = ErrorBody),
+        (status = 503, description = "`DATA_SOURCE_CIRCUIT_OPEN`, `NOT_RUNNING`, `UNAVAILABLE`; `OVERLOADED` when the keyspace has `max_queued_loads` keys waiting for its data source, or the load got no call slot within `read_timeout`.", body = ErrorBody),
         (status = 504, description = "`TIMEOUT`: the fetch, the owner or the request deadline ran out.", body = ErrorBody),
     ),
 )]
@@ -140,7 +140,7 @@ pub(super) async fn delete_by_query(
         (status = 404, description = "`KEYSPACE_NOT_FOUND`, or `KEY_NOT_FOUND`: the source has no such key.", body = ErrorBody),
         (status = 429, description = "`DATA_SOURCE_RATE_LIMITED`.", body = ErrorBody),
         (status = 502, description = "`DATA_SOURCE_ERROR`: the data source failed.", body = ErrorBody),
-        (status = 503, description = "`DATA_SOURCE_CIRCUIT_OPEN`, `NOT_RUNNING`, `UNAVAILABLE`.", body = ErrorBody),
+        (status = 503, description = "`DATA_SOURCE_CIRCUIT_OPEN`, `NOT_RUNNING`, `UNAVAILABLE`; `OVERLOADED` when the keyspace has `max_queued_loads` keys waiting for its data source, or the load got no call slot within `read_timeout`.", body = ErrorBody),
         (status = 504, description = "`TIMEOUT`: the fetch, the owner or the request deadline ran out.", body = ErrorBody),
     ),
 )]

@@ -67,9 +67,10 @@ pub(crate) fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidConfig => StatusCode::BAD_REQUEST,
         ErrorCode::ValueTooLarge | ErrorCode::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::DataSourceRateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::DataSourceCircuitOpen | ErrorCode::NotRunning | ErrorCode::Unavailable => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        ErrorCode::DataSourceCircuitOpen
+        | ErrorCode::NotRunning
+        | ErrorCode::Unavailable
+        | ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
@@ -84,8 +85,20 @@ impl From<Error> for ApiError {
     }
 }
 
+/// Seconds an `OVERLOADED` answer asks the client to wait before trying again
+/// (`Retry-After`): long enough for a queue of loads to drain, short enough not to matter.
+pub(crate) const OVERLOADED_RETRY_AFTER_SECS: u32 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(*self.body)).into_response()
+        let overloaded = self.body.code == ErrorCode::Overloaded.as_str();
+        let mut response = (self.status, Json(*self.body)).into_response();
+        if overloaded {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(OVERLOADED_RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }

@@ -1,9 +1,11 @@
 //! The one layer every request passes through, in this order: it is timed into
 //! `http_server_request_duration_seconds` (when the node keeps metrics), answered inside a
-//! server span whose parent is its `traceparent` (when the engine makes spans), its token is
-//! checked (when the node has tokens), and it is bounded by the request deadline. Data and
-//! catalog requests (`/v1/…`) are refused with `UNAVAILABLE` while the node is not ready
-//! (starting or stopping); health, metrics, admin, peer and raft routes are always served.
+//! server span whose parent is its `traceparent` (when the engine makes spans), counted
+//! against `max_in_flight` (requests of the client API, `/v1/…`: past the bound it is
+//! answered at once with `OVERLOADED`), its token is checked (when the node has tokens), and
+//! it is bounded by the request deadline. Client API requests are refused with `UNAVAILABLE`
+//! while the node is not ready (starting or stopping); health, metrics, admin, peer and raft
+//! routes are always served.
 //!
 //! One hand-written tower service instead of a middleware per duty: each axum middleware
 //! boxes and clones the service below it for every request, and a hit costs little more
@@ -13,6 +15,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -92,10 +95,13 @@ where
         });
         let span = server_span(state, &request, method, template);
         let limit = state.config.request_timeout;
-        let admitted = if template.starts_with("/v1/") && !state.readiness.is_ready() {
-            Err(not_serving(&state.readiness))
-        } else {
-            super::auth::admit(state, &mut request)
+        let slot = InFlight::enter(state, &request);
+        let admitted = match &slot {
+            _ if template.starts_with("/v1/") && !state.readiness.is_ready() => {
+                Err(not_serving(&state.readiness))
+            }
+            Err(overloaded) => Err(overloaded.clone()),
+            Ok(_) => super::auth::admit(state, &mut request),
         };
         let answer = match admitted {
             Ok(()) => {
@@ -116,6 +122,7 @@ where
             answer,
             timing,
             span,
+            slot: slot.ok().flatten(),
         }
     }
 }
@@ -129,6 +136,37 @@ fn not_serving(readiness: &super::Readiness) -> Error {
         "this node is starting: it serves data once it has joined the cluster"
     };
     Error::Unavailable(format!("{what}; retry, or ask another node"))
+}
+
+/// A request of the client API in progress: counted in `in_flight` from admission until its
+/// answer is ready or it is dropped.
+struct InFlight(AppState);
+
+impl InFlight {
+    /// Counts `request` if it belongs to the client API (`None` for the other routes); an
+    /// [`Error::Overloaded`] when `max_in_flight` are in progress already. One atomic add, no
+    /// lock: a hit pays next to nothing for it.
+    fn enter(state: &AppState, request: &Request) -> Result<Option<InFlight>, Error> {
+        if !request.uri().path().starts_with("/v1/") {
+            return Ok(None);
+        }
+        let before = state.in_flight.fetch_add(1, Ordering::Relaxed);
+        let slot = InFlight(state.clone());
+        let max = state.config.max_in_flight;
+        if before >= max {
+            drop(slot);
+            return Err(Error::Overloaded(format!(
+                "{max} requests in progress on this node (server.max_in_flight)"
+            )));
+        }
+        Ok(Some(slot))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// With spans on: the request's server span, child of its `traceparent` (if any).
@@ -174,6 +212,7 @@ pin_project! {
         answer: Answer<F>,
         timing: Option<Timing>,
         span: Option<Context>,
+        slot: Option<InFlight>,
     }
 }
 
@@ -203,6 +242,7 @@ where
                 },
             }
         };
+        this.slot.take();
         let status = response.status();
         if let Some(span) = this.span.take() {
             let span = span.span();

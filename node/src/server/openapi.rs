@@ -7,7 +7,8 @@
 //! handler's annotation. What the annotations cannot say is added here, to every operation:
 //! the errors any route can answer (`400 INVALID_REQUEST` for a bad path or query string,
 //! `401 UNAUTHORIZED` and `403 FORBIDDEN` where a token applies, `500 INTERNAL`, `504 TIMEOUT`
-//! for the request deadline); the `code` of the error body lists every code the API can answer
+//! for the request deadline, and on the client API (`/v1/…`) `503 OVERLOADED` with
+//! `Retry-After` past `server.max_in_flight`); the `code` of the error body lists every code the API can answer
 //! ([`all_codes`](crate::wire::all_codes)). Wildcard paths (`{*key}`, axum's syntax) are
 //! written as plain parameters (`{key}`): a client sends the key percent-encoded as one
 //! segment.
@@ -122,6 +123,9 @@ pub(super) fn finish(mut doc: OpenApi) -> OpenApi {
         .flatten()
         {
             add_common_errors(op);
+            if path.starts_with("/v1/") {
+                add_overloaded(op);
+            }
         }
         paths.paths.insert(path.replace("{*", "{"), item);
     }
@@ -164,6 +168,32 @@ fn add_common_errors(op: &mut Operation) {
             .responses
             .entry(status.to_owned())
             .or_insert_with(|| error_response(description));
+    }
+}
+
+/// Adds to `op`, a route of the client API, the 503 `OVERLOADED` that the front layer answers
+/// past `server.max_in_flight`, with its `Retry-After`: to the route's own 503 if it has one.
+fn add_overloaded(op: &mut Operation) {
+    const OVERLOADED: &str = "`OVERLOADED` (with `Retry-After`): the node has \
+        `server.max_in_flight` requests in progress";
+    let response = op
+        .responses
+        .responses
+        .entry("503".to_owned())
+        .or_insert_with(|| error_response(&format!("{OVERLOADED}.")));
+    if let RefOr::T(response) = response {
+        if !response.description.contains("max_in_flight") {
+            response.description = format!("{} {OVERLOADED}.", response.description);
+        }
+        let retry_after = utoipa::openapi::header::HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::Integer))
+            .description(Some(
+                "With `OVERLOADED`: seconds to wait before trying again.",
+            ))
+            .build();
+        response
+            .headers
+            .insert("Retry-After".to_owned(), retry_after);
     }
 }
 

@@ -1,6 +1,12 @@
 //! Read-through loads of one keyspace: single-flight claims, then one task per batch that
 //! fetches from this node's data source (keys it owns) or from the owning peer (keys it does
 //! not), stores what may be stored, and answers every caller.
+//!
+//! Every load that calls the data source — a client's, a peer's, a warmup's, a refresh, a
+//! fallback when the owner cannot serve — is first admitted by the keyspace's
+//! [`LoadGate`](crate::protection::LoadGate), before its task is spawned: what does not fit
+//! fails at once with `OVERLOADED`, and an admitted load waits at most `read_timeout` for its
+//! call slot.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,6 +17,7 @@ use tracing::{Instrument, debug, warn};
 use super::{Deadline, Space};
 use crate::error::{Error, Result, SourceError};
 use crate::flight::{Claim, Flights, Outcome, Pending, Ticket};
+use crate::protection::Pass;
 use crate::ring::Peer;
 use crate::source::{FetchResult, Fetched};
 use crate::store::{Cached, Store};
@@ -54,14 +61,56 @@ impl Space {
         (pending, tickets)
     }
 
+    /// Admits the loads of `tickets` through the keyspace's load gate: returns those that
+    /// may call the data source and their pass, and fails the rest at once with
+    /// `OVERLOADED`.
+    fn admit(&self, mut tickets: Vec<Ticket>) -> Option<(Vec<Ticket>, Pass)> {
+        let admitted = self.loads.admit(tickets.len());
+        let fits = admitted.as_ref().map_or(0, |(_, n)| *n);
+        if fits < tickets.len() {
+            let refused = tickets.split_off(fits);
+            self.stats.overloaded.add(refused.len() as u64);
+            let err = self.loads.refusal();
+            // Counted, not logged at warn: an overloaded node must not flood its log too.
+            debug!(keyspace = %self.name(), keys = refused.len(), error = %err, "loads refused");
+            for ticket in refused {
+                ticket.resolve(Err(err.clone()));
+            }
+        }
+        admitted.map(|(pass, _)| (tickets, pass))
+    }
+
+    /// Waits for `pass`'s call slot (at most `read_timeout`); fails every ticket with
+    /// `OVERLOADED` when none frees in time.
+    async fn slot(
+        &self,
+        pass: Pass,
+        tickets: Vec<Ticket>,
+    ) -> Option<(tokio::sync::OwnedSemaphorePermit, Vec<Ticket>)> {
+        match pass.slot(self.settings.read_timeout).await {
+            Ok(slot) => Some((slot, tickets)),
+            Err(err) => {
+                self.stats.overloaded.add(tickets.len() as u64);
+                debug!(keyspace = %self.name(), keys = tickets.len(), error = %err, "loads waited too long");
+                for ticket in tickets {
+                    ticket.resolve(Err(err.clone()));
+                }
+                None
+            }
+        }
+    }
+
     /// Loads `keys` that this node owns from its data source into the main cache.
     pub fn load_owned(self: &Arc<Self>, keys: &[&str]) -> Vec<Pending> {
         let (pending, tickets) = self.claim(keys, &self.flights);
-        if !tickets.is_empty() {
+        if let Some((tickets, pass)) = self.admit(tickets) {
             let span = tracing::debug_span!("distcache.load", distcache.keyspace = %self.name(), keys = tickets.len());
             let space = Arc::clone(self);
             self.tasks.spawn(
                 async move {
+                    let Some((_slot, tickets)) = space.slot(pass, tickets).await else {
+                        return;
+                    };
                     let tickets = space.drop_hits(tickets).await;
                     space.stats.loads_deduped.add(tickets.len() as u64);
                     space.fetch_local(tickets, Target::Main).await;
@@ -77,9 +126,12 @@ impl Space {
     /// (refresh-ahead): joins a load already running, starts one otherwise.
     pub fn refresh_owned(self: &Arc<Self>, keys: &[&str]) -> Vec<Pending> {
         let (pending, tickets) = self.claim(keys, &self.flights);
-        if !tickets.is_empty() {
+        if let Some((tickets, pass)) = self.admit(tickets) {
             let space = Arc::clone(self);
             self.tasks.spawn(async move {
+                let Some((_slot, tickets)) = space.slot(pass, tickets).await else {
+                    return;
+                };
                 space.stats.loads_deduped.add(tickets.len() as u64);
                 space.fetch_local(tickets, Target::Main).await;
             });
@@ -188,7 +240,11 @@ impl Space {
             Err(e) if e.calls_for_fallback() => {
                 self.stats.peer_errors.add(tickets.len() as u64);
                 warn!(keyspace = %self.name(), peer = %peer.id, error = %e, keys = tickets.len(), "owner cannot serve; loading here");
-                self.fetch_local(tickets, Target::Hot).await;
+                if let Some((tickets, pass)) = self.admit(tickets)
+                    && let Some((_slot, tickets)) = self.slot(pass, tickets).await
+                {
+                    self.fetch_local(tickets, Target::Hot).await;
+                }
             }
             Err(e) => {
                 self.stats.peer_errors.add(tickets.len() as u64);

@@ -21,6 +21,12 @@ pub(crate) const MAX_BURST: u32 = 1_000_000;
 /// Most `warm_keys` one keyspace may list.
 pub const MAX_WARM_KEYS: usize = 10_000;
 
+/// Most data-source calls of one keyspace that may run at once on a node.
+pub const MAX_CONCURRENT_LOADS: u32 = 65_536;
+
+/// Most keys of one keyspace that may wait for a data-source call on a node.
+pub const MAX_QUEUED_LOADS: u32 = 1_000_000;
+
 /// Every problem of `spec`, in field order.
 pub(crate) fn spec(spec: &KeySpaceSpec, limits: &Limits) -> Problems {
     let mut problems = Problems::new();
@@ -51,8 +57,34 @@ pub(crate) fn spec(spec: &KeySpaceSpec, limits: &Limits) -> Problems {
     if let Some(cb) = &spec.circuit_breaker {
         problems.extend_prefixed("circuit_breaker", circuit_breaker(cb));
     }
+    load_bounds(
+        spec.max_concurrent_loads,
+        spec.max_queued_loads,
+        &mut problems,
+    );
     problems.extend_prefixed("source", source(&spec.source));
     problems
+}
+
+/// Checks the load bounds: `max_concurrent_loads` 1–[`MAX_CONCURRENT_LOADS`],
+/// `max_queued_loads` at most [`MAX_QUEUED_LOADS`].
+pub(crate) fn load_bounds(concurrent: Option<u32>, queued: Option<u32>, problems: &mut Problems) {
+    if let Some(n) = concurrent
+        && !(1..=MAX_CONCURRENT_LOADS).contains(&n)
+    {
+        problems.push(
+            "max_concurrent_loads",
+            format!("must be between 1 and {MAX_CONCURRENT_LOADS}, got {n}"),
+        );
+    }
+    if let Some(n) = queued
+        && n > MAX_QUEUED_LOADS
+    {
+        problems.push(
+            "max_queued_loads",
+            format!("must be at most {MAX_QUEUED_LOADS}, got {n}"),
+        );
+    }
 }
 
 /// Checks a keyspace name; the message says what is wrong.
@@ -368,5 +400,29 @@ mod tests {
         spec.warm_keys = vec!["abcd".into(), "abcde".into()];
         let problems = super::spec(&spec, &limits);
         assert_eq!(fields(&problems), ["warm_keys[1]"]);
+    }
+
+    /// Zero concurrent loads (nothing could ever load) and bounds past the maxima are named;
+    /// a zero queue (refuse whatever cannot start at once) and the maxima themselves pass.
+    #[test]
+    fn load_bounds_are_checked() {
+        let mut spec = KeySpaceSpec::new("a", SourceSpec::None);
+        spec.max_concurrent_loads = Some(0);
+        spec.max_queued_loads = Some(MAX_QUEUED_LOADS + 1);
+        let problems = super::spec(&spec, &Limits::default());
+        assert_eq!(
+            fields(&problems),
+            ["max_concurrent_loads", "max_queued_loads"]
+        );
+        spec.max_concurrent_loads = Some(MAX_CONCURRENT_LOADS + 1);
+        assert_eq!(
+            fields(&super::spec(&spec, &Limits::default()))[0],
+            "max_concurrent_loads"
+        );
+        spec.max_concurrent_loads = Some(MAX_CONCURRENT_LOADS);
+        spec.max_queued_loads = Some(0);
+        assert!(super::spec(&spec, &Limits::default()).is_empty());
+        spec.max_queued_loads = Some(MAX_QUEUED_LOADS);
+        assert!(super::spec(&spec, &Limits::default()).is_empty());
     }
 }

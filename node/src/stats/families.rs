@@ -167,7 +167,7 @@ impl Scrape {
             ks.iter().map(|k| (keyspace(&k.name), f(k))).collect()
         };
         let by = |label: &'static str,
-                  rows: fn(&KeySpaceSnapshot) -> [(&'static str, u64); 2]|
+                  rows: fn(&KeySpaceSnapshot) -> Vec<(&'static str, u64)>|
          -> Vec<(Labels, u64)> {
             ks.iter()
                 .flat_map(|k| {
@@ -217,7 +217,7 @@ impl Scrape {
                 "{key}",
                 "Keys fetched from this node's data source, by outcome.",
                 Counters(by("outcome", |k| {
-                    [
+                    vec![
                         ("ok", k.stats.local_loads),
                         ("error", k.stats.local_load_errs),
                     ]
@@ -227,13 +227,28 @@ impl Scrape {
                 "distcache_source_refused",
                 "distcache.source.refused",
                 "{load}",
-                "Loads refused before reaching the data source, by reason.",
+                "Loads refused before reaching the data source, by reason (overloaded: over max_queued_loads, or no call slot within read_timeout).",
                 Counters(by("reason", |k| {
-                    [
+                    vec![
                         ("rate_limited", k.stats.rate_limited),
                         ("circuit_open", k.stats.circuit_open),
+                        ("overloaded", k.stats.overloaded),
                     ]
                 })),
+            ),
+            family(
+                "distcache_source_calls_running",
+                "distcache.source.calls.running",
+                "{call}",
+                "Data-source calls running now (at most max_concurrent_loads).",
+                Gauges(per_keyspace(|k| k.loads_running)),
+            ),
+            family(
+                "distcache_source_keys_queued",
+                "distcache.source.keys.queued",
+                "{key}",
+                "Keys waiting for a data-source call now (at most max_queued_loads).",
+                Gauges(per_keyspace(|k| k.loads_queued)),
             ),
             family(
                 "distcache_cache_fetch_duration_seconds",
@@ -275,7 +290,7 @@ impl Scrape {
                 "{entry}",
                 "Entries held, by cache (main: keys this node owns; hot: copies).",
                 Gauges(by("cache", |k| {
-                    [("main", k.main_cache_entries), ("hot", k.hot_cache_entries)]
+                    vec![("main", k.main_cache_entries), ("hot", k.hot_cache_entries)]
                 })),
             ),
             family(
@@ -284,7 +299,7 @@ impl Scrape {
                 "By",
                 "Bytes held, by cache, entry overhead included.",
                 Gauges(by("cache", |k| {
-                    [("main", k.main_cache_bytes), ("hot", k.hot_cache_bytes)]
+                    vec![("main", k.main_cache_bytes), ("hot", k.hot_cache_bytes)]
                 })),
             ),
             family(

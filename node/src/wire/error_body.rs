@@ -140,6 +140,7 @@ impl ErrorBody {
                 Error::Unavailable(strip(&self.message, "unavailable: "))
             }
             Some(ErrorCode::Internal) => Error::Internal(strip(&self.message, "internal error: ")),
+            Some(ErrorCode::Overloaded) => Error::Overloaded(strip(&self.message, "overloaded: ")),
             None => Error::Internal(format!("{} ({})", self.message, self.code)),
         }
     }

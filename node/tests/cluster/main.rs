@@ -19,6 +19,7 @@ mod metrics;
 mod observability_examples;
 mod openapi;
 mod otel;
+mod overload;
 mod ownership;
 mod roles;
 mod rolling;

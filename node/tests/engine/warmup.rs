@@ -107,3 +107,45 @@ async fn demand_runs_are_deduplicated_and_capped() {
         .await
         .unwrap();
 }
+
+/// A warmup obeys the keyspace's load bound like any read (issue 17): no more data-source
+/// calls at once than `max_concurrent_loads`, the keys past the waiting room fail with
+/// `OVERLOADED` at once instead of piling up, and the admitted ones warm once the source
+/// answers.
+#[tokio::test]
+async fn issue_17_warmups_obey_the_load_bound() {
+    let source = TestSource::new();
+    let mut config = EngineConfig::for_test();
+    config.warmup.warm_on_start = false;
+    config.warmup.timeout = Duration::from_secs(60);
+    config.warmup.concurrency = 8;
+    let engine = engine_with(Arc::clone(&source), config, |s| {
+        s.read_timeout = Some(Duration::from_secs(60));
+        s.max_concurrent_loads = Some(2);
+        s.max_queued_loads = Some(1);
+    })
+    .await;
+    let keys: Vec<String> = (0..10).map(|i| format!("slow-{i}")).collect();
+    let run = engine.warmup("ks", Some(keys)).await.unwrap();
+    // The run is written per batch, when the batch ends: the counters show the refusals.
+    wait_until(Duration::from_secs(10), "7 keys were refused", || async {
+        engine.keyspace_stats("ks").await.unwrap().stats.overloaded == 7
+    })
+    .await;
+    assert_eq!(source.running(), 2, "the source has answered nothing yet");
+    let s = engine.keyspace_stats("ks").await.unwrap();
+    assert_eq!((s.loads_running, s.loads_queued), (2, 1));
+
+    source.open_gate();
+    wait_until(Duration::from_secs(10), "the warmup finished", || {
+        let done = engine.warmup_run(run.id).is_some_and(|r| r.done);
+        async move { done }
+    })
+    .await;
+    let run = engine.warmup_run(run.id).unwrap();
+    assert_eq!((run.planned, run.warmed, run.failed), (10, 3, 7), "{run:?}");
+    for f in &run.failures {
+        assert!(f.error.starts_with("overloaded: "), "{f:?}");
+    }
+    assert!(source.most_running() <= 2, "{}", source.most_running());
+}
