@@ -105,6 +105,28 @@ async fn kill_the_owner_of_a_hot_key() {
     settle(&run.finish("kill -9 owner of hot key").await, false);
 }
 
+/// With `replicas = 2`, kill -9 of a hot key's owner and its restart keep every guarantee,
+/// and the replica serves the owner's puts while it is gone. The lost puts are reported, not
+/// asserted: a few remain (issue 17 is open on it; see the README).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_the_owner_with_replicas() {
+    let mut run = ChaosRun::start_with(binary(), 3, 2).await;
+    let owner = run
+        .cluster
+        .client(0, Duration::from_secs(2))
+        .owner(KEYSPACE, "k0")
+        .await
+        .unwrap();
+    let victim = owner.owner.strip_prefix("node-").unwrap().parse().unwrap();
+    run.load(4);
+    run.run_for(phase()).await;
+    run.kill(victim);
+    run.run_for(phase()).await;
+    run.restart(victim).await;
+    run.run_for(phase()).await;
+    settle(&run.finish("kill -9 owner, replicas=2").await, false);
+}
+
 /// SIGSTOP of a node for longer than its health threshold, then SIGCONT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_a_node() {

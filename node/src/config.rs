@@ -324,6 +324,8 @@ pub struct Settings {
     pub max_concurrent_loads: usize,
     /// Keys that may wait for a data-source call.
     pub max_queued_loads: usize,
+    /// Nodes that hold each put value (1 or 2).
+    pub replicas: usize,
 }
 
 impl Settings {
@@ -349,6 +351,7 @@ impl Settings {
                 .max_concurrent_loads
                 .unwrap_or(engine.max_concurrent_loads) as usize,
             max_queued_loads: spec.max_queued_loads.unwrap_or(engine.max_queued_loads) as usize,
+            replicas: usize::from(spec.replicas.unwrap_or(1)),
         }
     }
 }

@@ -6,12 +6,15 @@
 //! paused long enough for the peer to drop it — misses that peer's invalidations, and what it
 //! caches may be stale. So the fence is open only while
 //!
-//! - every reachable, ready peer lists this node in its ring (the last probe round said so:
-//!   a peer that dropped this node flushes it before listing it again), and
-//! - the last probe round ended within the **lease**: `(failure_threshold - 1) ×
-//!   probe_interval + probe_timeout`, the least time a peer takes to drop a silent node. A
-//!   paused process (SIGSTOP) wakes with its lease run out and serves nothing from its
-//!   caches until a fresh round has spoken to its peers.
+//! - every reachable peer that serves its keys (ready and owning) lists this node in its ring
+//!   (the last probe round said so: a peer that dropped this node flushes it before listing
+//!   it again; a peer still joining owns nothing yet), and
+//! - the last probe round started within the **lease**: `(failure_threshold - 1) ×
+//!   probe_interval + failure_threshold × probe_timeout`, the least time a peer takes to drop
+//!   a node that is silent but holds its port (paused, or cut off: each of the peer's probes
+//!   waits out its timeout). It also covers the gap between two rounds of this node (at most
+//!   an interval and two timeouts). A paused process (SIGSTOP) wakes with its lease run out
+//!   and serves nothing from its caches until a fresh round has spoken to its peers.
 //!
 //! While the fence is closed, reads bypass the caches and loads store nothing: they answer
 //! from the owner or the source. A node without a cluster has no fence.
@@ -42,7 +45,7 @@ impl Fence {
     }
 
     /// The lease of a membership that drops a peer after `failure_threshold` failed probes,
-    /// one every `probe_interval`, each failing after `probe_timeout` at most.
+    /// one every `probe_interval`, each failing after `probe_timeout` when the peer is silent.
     pub(crate) fn lease_for(
         failure_threshold: u32,
         probe_interval: Duration,
@@ -50,7 +53,7 @@ impl Fence {
     ) -> Duration {
         probe_interval
             .saturating_mul(failure_threshold.saturating_sub(1))
-            .saturating_add(probe_timeout)
+            .saturating_add(probe_timeout.saturating_mul(failure_threshold.max(1)))
     }
 
     /// A probe round that started at `started` ended: `listed` says whether every reachable,
@@ -100,7 +103,7 @@ mod tests {
         assert!(!short.is_open(), "the lease ran out");
         assert_eq!(
             Fence::lease_for(3, Duration::from_millis(100), Duration::from_millis(300)),
-            Duration::from_millis(500)
+            Duration::from_millis(1100)
         );
         assert_eq!(
             Fence::lease_for(0, Duration::from_secs(1), Duration::from_secs(1)),

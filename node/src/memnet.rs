@@ -51,6 +51,8 @@ pub enum Call {
     GetMany,
     /// A batch of writes sent to their owner.
     PutMany,
+    /// A batch of put values sent to a key's replica.
+    Replicate,
     /// A batch of deletes sent to their owner.
     DeleteMany,
     /// Copies dropped after a write elsewhere.
@@ -324,6 +326,23 @@ impl PeerTransport for MemoryTransport {
             let results = node
                 .engine
                 .serve_put_many(keyspace, entries.to_vec(), &from)
+                .await?;
+            Ok(results.into_iter().map(|r| r.result).collect())
+        })
+        .await
+    }
+
+    async fn replicate(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        entries: &[Entry],
+        timeout: Duration,
+    ) -> Result<Vec<Result<(), Error>>, PeerError> {
+        self.call(peer, Call::Replicate, timeout, |node, _| async move {
+            let results = node
+                .engine
+                .serve_replicate(keyspace, entries.to_vec())
                 .await?;
             Ok(results.into_iter().map(|r| r.result).collect())
         })

@@ -156,12 +156,46 @@ impl Ring {
         }
         best.map(|(_, id)| id)
     }
+
+    /// The replica of `(keyspace, key)`: the member that would own it without its owner (the
+    /// second-highest score), so that it becomes the owner when the owner leaves. `None` with
+    /// fewer than two members.
+    pub fn replica(&self, keyspace: &str, key: &str) -> Option<&NodeId> {
+        let hash = key_hash(keyspace, key);
+        let mut best: Option<(u64, &NodeId)> = None;
+        let mut second: Option<(u64, &NodeId)> = None;
+        for (seed, id) in &self.members {
+            let s = score(hash, *seed);
+            if best.is_none_or(|(b, _)| s > b) {
+                second = best;
+                best = Some((s, id));
+            } else if second.is_none_or(|(b, _)| s > b) {
+                second = Some((s, id));
+            }
+        }
+        second.map(|(_, id)| id)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// A key's replica is the member that owns it once the owner is gone.
+    #[test]
+    fn the_replica_inherits_the_key() {
+        let full = ring(5);
+        for i in 0..200 {
+            let key = format!("k{i}");
+            let owner = full.owner("ks", &key).expect("an owner").clone();
+            let replica = full.replica("ks", &key).expect("a replica").clone();
+            assert_ne!(owner, replica);
+            let without = Ring::new(full.members().filter(|m| **m != owner).cloned());
+            assert_eq!(without.owner("ks", &key), Some(&replica), "{key}");
+        }
+        assert_eq!(ring(1).replica("ks", "k"), None);
+    }
 
     fn ring(n: usize) -> Ring {
         Ring::new((0..n).map(|i| NodeId::new(format!("node-{i}"))))

@@ -379,6 +379,10 @@ fn peer_routes(state: AppState) -> Router<AppState> {
             post(peer::put_many),
         )
         .route(
+            "/_distcache/peer/keyspaces/{ks}/replicate",
+            post(peer::replicate),
+        )
+        .route(
             "/_distcache/peer/keyspaces/{ks}/delete-many",
             post(peer::delete_many),
         )

@@ -102,6 +102,13 @@ pub struct KeySpaceSpec {
     /// that load and are not counted. Default: the engine's `max_queued_loads` (1024).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_queued_loads: Option<u32>,
+    /// How many nodes hold each value a put stores: 1 (its owner) or 2 (its owner and its
+    /// replica, the node that owns the key once the owner is gone). With 2, a put is
+    /// acknowledged once both hold it; while the owner is unreachable a single-key read asks
+    /// the replica before the source, the replica owns the key once the owner leaves the
+    /// ring, and hands it back when the owner returns. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u8>,
     /// Where values come from on a miss. Default: `none` (a put-only keyspace).
     #[serde(default)]
     pub source: SourceSpec,
@@ -123,6 +130,7 @@ impl KeySpaceSpec {
             eviction: None,
             max_concurrent_loads: None,
             max_queued_loads: None,
+            replicas: None,
             source,
         }
     }

@@ -140,6 +140,16 @@ pub trait PeerTransport: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<Vec<Result<(), Error>>, PeerError>;
 
+    /// Stores `entries` on `peer` as the replica of their owner (this node): kept in its main
+    /// cache as they are, never passed on; one result per entry in order.
+    async fn replicate(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        entries: &[Entry],
+        timeout: Duration,
+    ) -> Result<Vec<Result<(), Error>>, PeerError>;
+
     /// Deletes `keys` on their owner at `peer`, which drops every other node's copies; one
     /// result per key in order.
     async fn delete_many(

@@ -56,9 +56,14 @@ pub struct ChaosRun {
 impl ChaosRun {
     /// Starts `nodes` processes of `binary` and waits until they form a cluster.
     pub async fn start(binary: &Path, nodes: usize) -> ChaosRun {
+        ChaosRun::start_with(binary, nodes, 1).await
+    }
+
+    /// [`start`](Self::start), with `replicas` nodes holding each put of the load's keyspace.
+    pub async fn start_with(binary: &Path, nodes: usize, replicas: u8) -> ChaosRun {
         let source = ChaosSource::start().await;
         let keyspaces = format!(
-            "[[keyspace]]\nname = \"{KEYSPACE}\"\nread_timeout = \"{}\"\nsource = {{ kind = \"http\", url = \"{}\" }}\n\n\
+            "[[keyspace]]\nname = \"{KEYSPACE}\"\nread_timeout = \"{}\"\nreplicas = {replicas}\nsource = {{ kind = \"http\", url = \"{}\" }}\n\n\
              [[keyspace]]\nname = \"{PROBE}\"\nsource = {{ kind = \"none\" }}\n",
             humantime::format_duration(READ_DEADLINE),
             source.url()

@@ -64,6 +64,26 @@ impl Cluster {
             .cloned()
     }
 
+    /// The peer that holds the replica of `(keyspace, key)` in this node's ring (`None`: this
+    /// node does, or the ring has one member).
+    pub(crate) fn replica_peer(&self, keyspace: &str, key: &str) -> Option<Arc<Peer>> {
+        let view = self.view.load();
+        view.ring
+            .replica(keyspace, key)
+            .filter(|replica| **replica != self.me)
+            .and_then(|replica| view.peers.get(replica))
+            .cloned()
+    }
+
+    /// Whether this node holds the replica of `(keyspace, key)` in its ring.
+    pub(crate) fn is_replica(&self, keyspace: &str, key: &str) -> bool {
+        self.view
+            .load()
+            .ring
+            .replica(keyspace, key)
+            .is_some_and(|replica| *replica == self.me)
+    }
+
     /// Whether `node` owns `(keyspace, key)` in this node's ring.
     pub(crate) fn owner_is(&self, node: &str, keyspace: &str, key: &str) -> bool {
         self.view

@@ -145,14 +145,14 @@ impl Cluster {
         self.fence.renew(started, self.listed_by_ready_peers());
     }
 
-    /// Whether every reachable peer that serves (ready) lists this node in its ring, so that
-    /// its invalidations reach this node. Peers that are starting do not serve yet: they
-    /// cannot have written what this node caches.
+    /// Whether every reachable peer that serves its keys (ready and owning) lists this node in
+    /// its ring, so that its invalidations reach this node. A peer still joining owns nothing
+    /// yet (it forwards its keys to their previous owners) and may not have probed this node.
     fn listed_by_ready_peers(&self) -> bool {
         let me = self.me.as_str();
         self.lock()
             .values()
-            .filter(|t| t.reachable && !t.is_self && t.ready)
+            .filter(|t| t.reachable && !t.is_self && t.ready && t.owning)
             .all(|t| t.ring.is_empty() || t.ring.iter().any(|id| id == me))
     }
 

@@ -82,7 +82,8 @@ impl Engine {
     }
 
     /// Drops from the main caches the entries of keys that another member owns and serves
-    /// itself: copies left behind after a joining member took them over. Requests for them
+    /// itself: copies left behind after a joining member took them over (but not the copies
+    /// this node keeps as the keys' replica). Requests for them
     /// go to that member; writes there would have removed them here anyway.
     pub(crate) async fn drop_handed_over(&self) {
         let Some(cluster) = &self.inner.cluster else {
@@ -91,9 +92,11 @@ impl Engine {
         let mut dropped = 0usize;
         for space in self.inner.spaces_now().values() {
             let name = space.name();
-            let moved = space
-                .main
-                .entries_where(|k| cluster.owned_by_owning_peer(name, k));
+            // A keyspace with replicas keeps the copies this node holds as their replica.
+            let replicas = space.settings.replicas > 1;
+            let moved = space.main.entries_where(|k| {
+                cluster.owned_by_owning_peer(name, k) && !(replicas && cluster.is_replica(name, k))
+            });
             for (key, _) in moved {
                 if space.main.remove(&key).await {
                     dropped += 1;

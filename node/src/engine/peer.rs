@@ -219,6 +219,30 @@ impl Engine {
         Ok(answered(results))
     }
 
+    /// Stores the values an owner replicates here (this node is their keys' replica): kept in
+    /// the main cache as they are, never passed on, so that this node serves them as soon as
+    /// it owns the keys (when the owner is gone) and hands them back when the owner returns.
+    pub(crate) async fn serve_replicate(
+        &self,
+        keyspace: &str,
+        entries: Vec<Entry>,
+    ) -> Result<Vec<KeyResult<()>>> {
+        let space = self.inner.space(keyspace)?;
+        self.inner.config.limits.check_batch(entries.len())?;
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let result = match self.check_entry(&entry.key, &entry.value, entry.ttl) {
+                Ok(()) => space.store_put(&entry.key, entry.value, entry.ttl).await,
+                Err(e) => Err(e),
+            };
+            results.push(KeyResult {
+                key: entry.key,
+                result,
+            });
+        }
+        Ok(results)
+    }
+
     /// Serves a peer's deletes of keys this node owns: removes them, then invalidates every
     /// other node's copies. Keys this node does not serve are passed on.
     pub(crate) async fn serve_delete_many(

@@ -23,10 +23,16 @@ impl Inner {
         let _applying = self.owner_gate.read().await;
         let mut results = Vec::with_capacity(entries.len());
         let mut stored = Vec::new();
+        let mut replicated = Vec::new();
         for entry in entries {
-            let result = space.store_put(&entry.key, entry.value, entry.ttl).await;
+            let result = space
+                .store_put(&entry.key, entry.value.clone(), entry.ttl)
+                .await;
             if result.is_ok() {
                 stored.push(entry.key.clone());
+                if space.settings.replicas > 1 {
+                    replicated.push((results.len(), entry.clone()));
+                }
             }
             results.push(KeyResult {
                 key: entry.key,
@@ -34,7 +40,70 @@ impl Inner {
             });
         }
         self.confirm(space, &stored, &mut results).await;
+        // After the invalidations (which drop the replica's old copy too): the new values.
+        self.replicate(space, replicated, &mut results).await;
         results
+    }
+
+    /// Sends put values to their keys' replicas (the nodes that own them once this node is
+    /// gone); a put whose replica did not confirm fails with that error, though its owner
+    /// keeps it. Without a replica (a ring of one) the owner's copy is all there is.
+    async fn replicate(
+        &self,
+        space: &Space,
+        entries: Vec<(usize, Entry)>,
+        results: &mut [KeyResult<()>],
+    ) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        type Batch = (Arc<Peer>, Vec<(usize, Entry)>);
+        let mut by_replica: std::collections::HashMap<String, Batch> =
+            std::collections::HashMap::new();
+        for (slot, entry) in entries {
+            if results[slot].result.is_err() {
+                continue;
+            }
+            if let Some(peer) = cluster.replica_peer(space.name(), &entry.key) {
+                by_replica
+                    .entry(peer.id.to_string())
+                    .or_insert_with(|| (peer, Vec::new()))
+                    .1
+                    .push((slot, entry));
+            }
+        }
+        let timeout = space.settings.write_timeout / 2;
+        let calls = by_replica.into_values().map(|(peer, batch)| async move {
+            let entries: Vec<Entry> = batch.iter().map(|(_, e)| e.clone()).collect();
+            let answer = cluster
+                .transport()
+                .replicate(&peer.addr, space.name(), &entries, timeout)
+                .await;
+            (peer, batch, answer)
+        });
+        for (peer, batch, answer) in futures::future::join_all(calls).await {
+            match answer {
+                Ok(answers) => {
+                    for ((slot, _), answer) in batch.iter().zip(answers) {
+                        if let Err(e) = answer {
+                            results[*slot].result = Err(Error::Unavailable(format!(
+                                "stored on its owner, but its replica {} refused it: {e}",
+                                peer.id
+                            )));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer.id, error = %e, keys = batch.len(), "replication not confirmed");
+                    for (slot, _) in &batch {
+                        results[*slot].result = Err(Error::Unavailable(format!(
+                            "stored on its owner, but its replica {} did not confirm it: {e}",
+                            peer.id
+                        )));
+                    }
+                }
+            }
+        }
     }
 
     /// Removes keys this node serves, then drops every other node's copies.

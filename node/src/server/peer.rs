@@ -137,6 +137,18 @@ pub(super) async fn put_many(
     Ok(Json(super::data::writes(results)))
 }
 
+pub(super) async fn replicate(
+    State(state): State<AppState>,
+    ApiPath(ks): ApiPath<String>,
+    ApiJson(request): ApiJson<PutManyRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let results = state
+        .engine
+        .serve_replicate(&ks, request.into_entries())
+        .await?;
+    Ok(Json(super::data::writes(results)))
+}
+
 pub(super) async fn delete_many(
     State(state): State<AppState>,
     headers: HeaderMap,

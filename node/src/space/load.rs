@@ -140,11 +140,14 @@ impl Space {
     }
 
     /// Loads `keys` owned by `peer` through it, keeping copies in the hot cache. When the
-    /// peer cannot serve them at all, loads them here instead (counted in `peer_errors`).
+    /// peer cannot serve them at all, asks the keys' `replica` (a single key of a keyspace
+    /// with replicas: it holds the owner's puts), else loads them here (counted in
+    /// `peer_errors`).
     pub fn load_from_peer(
         self: &Arc<Self>,
         transport: &Arc<dyn PeerTransport>,
         peer: Arc<Peer>,
+        replica: Option<Arc<Peer>>,
         keys: &[&str],
     ) -> Vec<Pending> {
         let (pending, tickets) = self.claim(keys, &self.peer_flights);
@@ -156,7 +159,9 @@ impl Space {
                 async move {
                     let tickets = space.drop_hits(tickets).await;
                     space.stats.loads_deduped.add(tickets.len() as u64);
-                    space.fetch_remote(transport.as_ref(), &peer, tickets).await;
+                    space
+                        .fetch_remote(transport.as_ref(), &peer, replica, tickets)
+                        .await;
                 }
                 .instrument(span)
                 .with_context(Context::current()),
@@ -178,7 +183,13 @@ impl Space {
         rest
     }
 
-    async fn fetch_remote(&self, transport: &dyn PeerTransport, peer: &Peer, tickets: Vec<Ticket>) {
+    async fn fetch_remote(
+        &self,
+        transport: &dyn PeerTransport,
+        peer: &Peer,
+        replica: Option<Arc<Peer>>,
+        tickets: Vec<Ticket>,
+    ) {
         if tickets.is_empty() {
             return;
         }
@@ -239,6 +250,32 @@ impl Space {
             }
             Err(e) if e.calls_for_fallback() => {
                 self.stats.peer_errors.add(tickets.len() as u64);
+                if let (Some(replica), [ticket]) = (&replica, tickets.as_slice()) {
+                    let timeout = self.settings.read_timeout;
+                    match transport
+                        .get(&replica.addr, self.name(), ticket.key(), timeout)
+                        .await
+                    {
+                        Ok(answer) => {
+                            warn!(keyspace = %self.name(), peer = %peer.id, replica = %replica.id, error = %e, "owner cannot serve; read its replica");
+                            let outcome = match answer {
+                                Some(remote) => {
+                                    let expires_at =
+                                        remote.ttl.and_then(|t| Instant::now().checked_add(t));
+                                    Ok(Cached::found(remote.value, expires_at))
+                                }
+                                None => Ok(Cached::missing()),
+                            };
+                            for ticket in tickets {
+                                ticket.resolve(outcome.clone());
+                            }
+                            return;
+                        }
+                        Err(replica_error) => {
+                            warn!(keyspace = %self.name(), replica = %replica.id, error = %replica_error, "the replica cannot serve either");
+                        }
+                    }
+                }
                 warn!(keyspace = %self.name(), peer = %peer.id, error = %e, keys = tickets.len(), "owner cannot serve; loading here");
                 if let Some((tickets, pass)) = self.admit(tickets)
                     && let Some((_slot, tickets)) = self.slot(pass, tickets).await

@@ -62,6 +62,11 @@ pub(crate) fn spec(spec: &KeySpaceSpec, limits: &Limits) -> Problems {
         spec.max_queued_loads,
         &mut problems,
     );
+    if let Some(n) = spec.replicas
+        && !(1..=2).contains(&n)
+    {
+        problems.push("replicas", format!("must be 1 or 2, got {n}"));
+    }
     problems.extend_prefixed("source", source(&spec.source));
     problems
 }

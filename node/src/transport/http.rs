@@ -415,6 +415,27 @@ impl PeerTransport for HttpTransport {
         Ok(batch.results.into_iter().map(|o| o.into_write()).collect())
     }
 
+    async fn replicate(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        entries: &[Entry],
+        timeout: Duration,
+    ) -> Result<Vec<Result<(), Error>>, PeerError> {
+        let request = PutManyRequest::of(entries);
+        let body = encode(peer, &request)?;
+        let batch = self
+            .batch(
+                peer,
+                &["_distcache", "peer", "keyspaces", keyspace, "replicate"],
+                body,
+                timeout,
+                entries.len(),
+            )
+            .await?;
+        Ok(batch.results.into_iter().map(|o| o.into_write()).collect())
+    }
+
     async fn delete_many(
         &self,
         peer: &str,

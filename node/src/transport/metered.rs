@@ -95,6 +95,21 @@ impl PeerTransport for MeteredTransport {
         )
     }
 
+    async fn replicate(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        entries: &[Entry],
+        timeout: Duration,
+    ) -> Result<Vec<Result<(), Error>>, PeerError> {
+        metered!(
+            self,
+            peer,
+            "replicate",
+            self.inner.replicate(peer, keyspace, entries, timeout)
+        )
+    }
+
     async fn delete_many(
         &self,
         peer: &str,
