@@ -1,6 +1,6 @@
 //! The data source of chaos runs: an HTTP server (on loopback, or on a lab's hub address)
-//! answering `src:<key>` for every
-//! key, which a scenario can slow down, make fail, or make flap.
+//! answering `src:<key>` for every key, which a scenario can slow down, make fail, or make
+//! flap.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
