@@ -5,6 +5,11 @@
 //! scenarios, where failing is the right answer, excepted). Puts lost with their owner are
 //! counted, not failed: a put lives on its owner only (see the README).
 //!
+//! Partition scenarios run their nodes in network namespaces ([`NetLab`]); where namespaces
+//! cannot be created (not root, or `CHAOS_NO_NETNS` set) they say so and run the in-process
+//! twin ([`MemoryRun`]) instead. A node cut off from the others may serve stale copies while
+//! cut off (the checker counts those apart, see the README); everywhere else the rules hold.
+//!
 //! `scripts/chaos.sh` runs the same scenarios longer (`CHAOS_SECONDS`) and prints the table;
 //! each test appends its row to `$CHAOS_REPORT` when that is set.
 
@@ -12,10 +17,13 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distcache::{KeySpaceSpec, SourceSpec};
-use distcache_testkit::chaos::{ChaosRun, KEYSPACE, Report};
+use distcache_testkit::chaos::{
+    Action, Answer, ChaosRun, History, KEYSPACE, MemoryRun, NetLab, Record, Report,
+};
 
 /// Length of each phase of a scenario (before, during and after its fault).
 fn phase() -> Duration {
@@ -30,17 +38,22 @@ fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_distcache"))
 }
 
-/// Prints the row, appends it to `$CHAOS_REPORT`, and asserts the guarantees.
-fn settle(report: &Report, expect_failures: bool) {
-    println!("{}\n{report}", Report::header());
+/// Appends `line` to `$CHAOS_REPORT` when that is set.
+fn report_line(line: &str) {
     if let Some(path) = std::env::var_os("CHAOS_REPORT") {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .unwrap();
-        writeln!(file, "{report}").unwrap();
+        writeln!(file, "{line}").unwrap();
     }
+}
+
+/// Prints the row, appends it to `$CHAOS_REPORT`, and asserts the guarantees.
+fn settle(report: &Report, expect_failures: bool) {
+    println!("{}\n{report}", Report::header());
+    report_line(&report.to_string());
     let why = format!("{report}\n{}", report.examples.join("\n"));
     assert!(report.operations > 100, "too little load: {why}");
     assert_eq!(report.wrong, 0, "wrong values: {why}");
@@ -235,4 +248,176 @@ async fn leader_failover_takes_under_two_seconds() {
         "median failover {median:?} of {took:?}"
     );
     drop(run);
+}
+
+/// How long after a heal every read must succeed again.
+const RECOVERY: Duration = Duration::from_secs(2);
+
+/// The raft leader cut off from the two other nodes for longer than the failure threshold,
+/// then healed: the majority elects a leader and keeps committing, the cut-off node's catalog
+/// writes fail with UNAVAILABLE and never take effect, reads recover after the heal.
+#[test]
+fn partition_the_leader_from_the_majority() {
+    partition_scenario("partition, leader cut off", true);
+}
+
+/// A follower cut off from the leader and the other follower, then healed: as above.
+#[test]
+fn partition_a_follower_from_the_majority() {
+    partition_scenario("partition, follower cut off", false);
+}
+
+/// Runs a partition scenario in network namespaces or, where they cannot be created, its
+/// in-process twin, and says which ran.
+fn partition_scenario(name: &'static str, cut_the_leader: bool) {
+    let net = match std::env::var_os("CHAOS_NO_NETNS") {
+        Some(_) => Err("CHAOS_NO_NETNS is set".to_owned()),
+        None => NetLab::create(3).map_err(|e| e.to_string()),
+    };
+    let net = match net {
+        Ok(net) => net,
+        Err(why) => {
+            let line = "partition: network namespaces unavailable, ran the in-process fault transport instead";
+            println!("{line} ({why})");
+            report_line(line);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            // No raft leader in memory (the nodes share one catalog): the variants cut
+            // different nodes.
+            runtime.block_on(in_process_partition(if cut_the_leader { 0 } else { 2 }));
+            return;
+        }
+    };
+    let line = "partition: ran in network namespaces (a veth pair per node, cut by routing rules)";
+    println!("{line}: {}", net.hub_namespace());
+    report_line(line);
+    // Everything that opens sockets runs on the hub's runtime; the lab is torn down when the
+    // run ends, a panic included.
+    let runtime = net.runtime().unwrap();
+    let outcome = runtime.block_on(async move {
+        tokio::spawn(namespaced_partition(net, name, cut_the_leader)).await
+    });
+    drop(runtime);
+    if let Err(e) = outcome
+        && let Ok(panic) = e.try_into_panic()
+    {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn namespaced_partition(net: NetLab, name: &str, cut_the_leader: bool) {
+    let mut run = ChaosRun::start_in(binary(), 3, Some(net), 1).await;
+    let leader = run.cluster.leader().await;
+    let cut = if cut_the_leader {
+        leader
+    } else {
+        (leader + 1) % 3
+    };
+    let majority: Vec<usize> = (0..3).filter(|&i| i != cut).collect();
+    run.load_with(4, &majority);
+    run.run_for(phase()).await;
+    run.partition(&[cut]);
+    // Meanwhile catalog writes through the cut-off node, each waited for in full before the
+    // heal (so that none can be committed by it).
+    let cut_writes = run
+        .catalog_writes_through(
+            cut,
+            phase().max(Duration::from_secs(2)),
+            Duration::from_millis(500),
+            Duration::from_secs(10),
+        )
+        .await;
+    run.heal();
+    let healed = run.history.now();
+    run.run_for(phase().max(RECOVERY + Duration::from_secs(1)))
+        .await;
+    let history = Arc::clone(&run.history);
+    let report = run.finish(name).await;
+    settle(&report, true);
+
+    let why = format!("{report}\n{}", report.examples.join("\n"));
+    assert!(!cut_writes.is_empty());
+    for write in &cut_writes {
+        assert!(
+            matches!(&write.answer, Answer::Failed(e) if e.starts_with("UNAVAILABLE")),
+            "a catalog write through the cut-off node: {write:?}"
+        );
+    }
+    let cut_markers: Vec<u64> = cut_writes
+        .iter()
+        .filter_map(|w| match w.action {
+            Action::Catalog { marker } => Some(marker),
+            _ => None,
+        })
+        .collect();
+    let shown = history
+        .views()
+        .into_iter()
+        .find(|v| v.marker.is_some_and(|m| cut_markers.contains(&m)));
+    assert!(
+        shown.is_none(),
+        "a write refused by the cut-off node took effect later: {shown:?}"
+    );
+    let (_, cut_at, _) = history.cuts()[0].clone();
+    let majority_writes: Vec<Record> = history
+        .records()
+        .into_iter()
+        .filter(|r| {
+            matches!(r.action, Action::Catalog { marker } if !cut_markers.contains(&marker))
+                && r.invoked >= cut_at
+                && r.completed <= healed
+        })
+        .collect();
+    assert!(
+        !majority_writes.is_empty(),
+        "no catalog write through the majority during the partition"
+    );
+    let refused: Vec<&Record> = majority_writes
+        .iter()
+        .filter(|r| !r.acknowledged())
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "catalog writes through the majority failed during the partition: {refused:?}\n{why}"
+    );
+    reads_recover(&history, healed, &why);
+}
+
+/// The in-process twin: node `cut` cut off on an in-memory network, then healed.
+async fn in_process_partition(cut: usize) {
+    let mut run = MemoryRun::start(3).await;
+    run.load(4);
+    run.run_for(phase()).await;
+    run.partition(&[cut]);
+    run.run_for(phase().max(Duration::from_secs(2))).await;
+    run.heal();
+    let healed = run.history.now();
+    run.run_for(phase().max(RECOVERY + Duration::from_secs(1)))
+        .await;
+    let history = Arc::clone(&run.history);
+    let report = run.finish(&format!("in-process: node {cut} cut off")).await;
+    settle(&report, true);
+    let why = format!("{report}\n{}", report.examples.join("\n"));
+    reads_recover(&history, healed, &why);
+}
+
+/// Every read invoked [`RECOVERY`] after the heal succeeded, on every node.
+fn reads_recover(history: &History, healed: Duration, why: &str) {
+    let after: Vec<Record> = history
+        .records()
+        .into_iter()
+        .filter(|r| matches!(r.action, Action::Get { .. }) && r.invoked > healed + RECOVERY)
+        .collect();
+    assert!(!after.is_empty(), "no reads after the heal: {why}");
+    let failed: Vec<&Record> = after.iter().filter(|r| !r.acknowledged()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} reads after the heal failed, e.g. {:?}\n{why}",
+        failed.len(),
+        after.len(),
+        failed.first()
+    );
 }

@@ -268,7 +268,16 @@ impl ControlPlane {
                 WriteReply::Forward {
                     leader: Some(leader),
                 } if leader.name != self.inner.me.name => {
-                    match self.forward(&leader, &command, deadline).await {
+                    // A leader cut off from the others never answers: give up on it as soon
+                    // as this node follows another (the request id keeps the retry from
+                    // committing twice).
+                    let forwarded = tokio::select! {
+                        answer = self.forward(&leader, &command, deadline) => answer,
+                        () = self.leader_replaced(&leader.name) => {
+                            Err(format!("{} stopped leading while the change was forwarded to it", leader.name))
+                        }
+                    };
+                    match forwarded {
                         Ok(WriteReply::Done { outcome }) => return Ok(outcome),
                         Ok(WriteReply::Forward { .. }) => {
                             last_problem = format!("{} stopped leading", leader.name)
@@ -320,6 +329,21 @@ impl ControlPlane {
             Err(e) => WriteReply::Unavailable {
                 message: e.to_string(),
             },
+        }
+    }
+
+    /// Returns once this node no longer takes `leader` for the leader (another one, or an
+    /// election running); never, if raft has stopped.
+    async fn leader_replaced(&self, leader: &str) {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            let current = leader_member(&metrics.borrow_and_update()).map(|m| m.name);
+            if current.as_deref() != Some(leader) {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return std::future::pending().await;
+            }
         }
     }
 

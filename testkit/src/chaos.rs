@@ -5,7 +5,8 @@
 //! invocation and completion time in a [`History`] (reads, puts and deletes of a few hot keys
 //! on every node; catalog updates through any node; each node's catalog revision polled), and
 //! lets a scenario inject faults (kill -9, SIGTERM, SIGSTOP/SIGCONT, restart, a slow or failing
-//! source) while it runs. [`check`] then reads the history and reports wrong values, stale
+//! source, and — for a cluster started in network namespaces ([`NetLab`]) — partitions) while
+//! it runs. [`check`] then reads the history and reports wrong values, stale
 //! reads, lost puts, catalog anomalies, late reads and the failure rate of reads to live nodes
 //! as one table row ([`Report`]).
 //!
@@ -14,6 +15,8 @@
 
 mod checker;
 mod history;
+mod memory;
+mod netns;
 mod procs;
 mod source;
 
@@ -24,9 +27,12 @@ use std::time::Duration;
 
 use distcache::client::Client;
 use distcache::{Error, KeySpaceSpec, SourceSpec};
+use futures::future::BoxFuture;
 
 pub use checker::{Report, Rules, check, source_value};
 pub use history::{Action, Answer, CatalogView, History, Record};
+pub use memory::MemoryRun;
+pub use netns::{NetLab, NetnsError};
 pub use procs::ProcCluster;
 pub use source::ChaosSource;
 
@@ -53,22 +59,40 @@ pub struct ChaosRun {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// How long after a heal the two sides may still act on what they saw while cut off.
+const HEAL_GRACE: Duration = Duration::from_secs(1);
+
 impl ChaosRun {
     /// Starts `nodes` processes of `binary` and waits until they form a cluster.
     pub async fn start(binary: &Path, nodes: usize) -> ChaosRun {
-        ChaosRun::start_with(binary, nodes, 1).await
+        ChaosRun::start_in(binary, nodes, None, 1).await
     }
 
     /// [`start`](Self::start), with `replicas` nodes holding each put of the load's keyspace.
     pub async fn start_with(binary: &Path, nodes: usize, replicas: u8) -> ChaosRun {
-        let source = ChaosSource::start().await;
+        ChaosRun::start_in(binary, nodes, None, replicas).await
+    }
+
+    /// [`start`](Self::start), each node in its own namespace of `net` when it is given: then
+    /// the source listens on the hub's address, and the run must be driven from a runtime in
+    /// the hub ([`NetLab::runtime`]); `replicas` nodes hold each put of the load's keyspace.
+    pub async fn start_in(
+        binary: &Path,
+        nodes: usize,
+        net: Option<NetLab>,
+        replicas: u8,
+    ) -> ChaosRun {
+        let source = match &net {
+            Some(net) => ChaosSource::start_on(&net.hub_ip()).await,
+            None => ChaosSource::start().await,
+        };
         let keyspaces = format!(
             "[[keyspace]]\nname = \"{KEYSPACE}\"\nread_timeout = \"{}\"\nreplicas = {replicas}\nsource = {{ kind = \"http\", url = \"{}\" }}\n\n\
              [[keyspace]]\nname = \"{PROBE}\"\nsource = {{ kind = \"none\" }}\n",
             humantime::format_duration(READ_DEADLINE),
             source.url()
         );
-        let cluster = ProcCluster::start(binary, nodes, &keyspaces).await;
+        let cluster = ProcCluster::start_in(binary, nodes, &keyspaces, net).await;
         ChaosRun {
             cluster,
             source,
@@ -80,22 +104,28 @@ impl ChaosRun {
 
     /// Starts the load: `clients` data clients, one catalog writer, one catalog poller.
     pub fn load(&mut self, clients: usize) {
+        let all: Vec<usize> = (0..self.cluster.len()).collect();
+        self.load_with(clients, &all);
+    }
+
+    /// [`load`](Self::load), with the catalog writer sending through `writers` only.
+    pub fn load_with(&mut self, clients: usize, writers: &[usize]) {
         let n = self.cluster.len();
-        let nodes: Arc<Vec<Client>> = Arc::new(
+        let send = over_http(
             (0..n)
                 .map(|i| self.cluster.client(i, CLIENT_TIMEOUT))
                 .collect(),
         );
         for c in 0..clients {
-            let (nodes, history, stop) = (
-                Arc::clone(&nodes),
+            let (send, history, stop) = (
+                Arc::clone(&send),
                 Arc::clone(&self.history),
                 Arc::clone(&self.stop),
             );
             self.tasks
-                .push(tokio::spawn(data_client(c, nodes, history, stop)));
+                .push(tokio::spawn(data_client(c, n, send, history, stop)));
         }
-        let writer = self.cluster.any_client(Duration::from_secs(10));
+        let writer = self.cluster.clients_of(writers, Duration::from_secs(10));
         let (history, stop) = (Arc::clone(&self.history), Arc::clone(&self.stop));
         self.tasks
             .push(tokio::spawn(catalog_writer(writer, history, stop)));
@@ -136,6 +166,53 @@ impl ChaosRun {
         self.history.up(i);
     }
 
+    /// Cuts `minority` off from the other nodes, both ways (clients still reach everyone).
+    pub fn partition(&mut self, minority: &[usize]) {
+        let majority: Vec<usize> = (0..self.cluster.len())
+            .filter(|i| !minority.contains(i))
+            .collect();
+        self.history.cut(minority);
+        if let Err(e) = self.cluster.partition(minority, &majority) {
+            panic!("cannot partition: {e}");
+        }
+    }
+
+    /// Heals every partition.
+    pub fn heal(&mut self) {
+        if let Err(e) = self.cluster.heal() {
+            panic!("cannot heal: {e}");
+        }
+        self.history.mend();
+    }
+
+    /// Sends catalog updates through node `i` alone, one every `every` for `period` (each
+    /// waited for up to `timeout`), and returns them as recorded.
+    pub async fn catalog_writes_through(
+        &self,
+        i: usize,
+        period: Duration,
+        every: Duration,
+        timeout: Duration,
+    ) -> Vec<Record> {
+        let client = Arc::new(self.cluster.client(i, timeout));
+        let until = tokio::time::Instant::now() + period;
+        let mut writes = Vec::new();
+        while tokio::time::Instant::now() < until {
+            let (client, history) = (Arc::clone(&client), Arc::clone(&self.history));
+            writes.push(tokio::spawn(async move {
+                write_marker(&client, i, &history).await
+            }));
+            tokio::time::sleep(every).await;
+        }
+        let mut records = Vec::new();
+        for write in writes {
+            if let Ok(record) = write.await {
+                records.push(record);
+            }
+        }
+        records
+    }
+
     /// Starts node `i` again on its data directory and waits until it serves.
     pub async fn restart(&mut self, i: usize) {
         self.cluster.spawn(i);
@@ -157,12 +234,7 @@ impl ChaosRun {
                 self.history.view(view_of(i, last, &list));
             }
         }
-        let rules = Rules {
-            read_deadline: READ_DEADLINE,
-            allowance: Duration::from_millis(500),
-            restart_grace: Duration::from_secs(1),
-        };
-        let report = check(scenario, &self.history, &rules);
+        let report = check(scenario, &self.history, &rules());
         if let Some(i) = self.cluster.panicked() {
             panic!("node {i} panicked; its log:\n{}", self.cluster.log(i));
         }
@@ -179,6 +251,16 @@ impl Drop for ChaosRun {
     }
 }
 
+/// The checker's rules for chaos runs.
+pub(crate) fn rules() -> Rules {
+    Rules {
+        read_deadline: READ_DEADLINE,
+        allowance: Duration::from_millis(500),
+        restart_grace: Duration::from_secs(1),
+        heal_grace: HEAL_GRACE,
+    }
+}
+
 /// A small, fast, seeded generator (xorshift64*): runs are reproducible per client.
 struct Rng(u64);
 
@@ -191,44 +273,60 @@ impl Rng {
     }
 }
 
-async fn data_client(
+/// Sends one data operation to node `n` and says what it answered.
+pub(crate) type Dispatch = Arc<dyn Fn(usize, Action) -> BoxFuture<'static, Answer> + Send + Sync>;
+
+/// The data operations of the load, over HTTP to each node's client.
+fn over_http(nodes: Vec<Client>) -> Dispatch {
+    let nodes = Arc::new(nodes);
+    Arc::new(move |node, action| {
+        let nodes = Arc::clone(&nodes);
+        Box::pin(async move {
+            let client = &nodes[node];
+            let done = |r: Result<(), Error>| r.map_or_else(|e| failed(&e), |()| Answer::Done);
+            match action {
+                Action::Get { key } => match client.get(KEYSPACE, &key).await {
+                    Ok(value) => {
+                        Answer::Value(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+                    }
+                    Err(e) => failed(&e),
+                },
+                Action::Put { key, value } => {
+                    done(client.put(KEYSPACE, &key, value.into_bytes(), None).await)
+                }
+                Action::Delete { key } => done(client.delete(KEYSPACE, &key).await),
+                Action::Catalog { .. } => Answer::Failed("not a data operation".into()),
+            }
+        })
+    })
+}
+
+/// One data client: reads (70 %), puts (22 %) and deletes of the [`KEYS`] keys on random
+/// nodes of `nodes`, each recorded, until `stop`.
+pub(crate) async fn data_client(
     id: usize,
-    nodes: Arc<Vec<Client>>,
+    nodes: usize,
+    send: Dispatch,
     history: Arc<History>,
     stop: Arc<AtomicBool>,
 ) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1).wrapping_mul(0x1000_0000_01b3));
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let node = (rng.next() % nodes.len() as u64) as usize;
+        let node = (rng.next() % nodes as u64) as usize;
         let key = format!("k{}", rng.next() % KEYS);
         let roll = rng.next() % 100;
-        let client = &nodes[node];
-        let invoked = history.now();
-        let (action, answer) = if roll < 70 {
-            let answer = match client.get(KEYSPACE, &key).await {
-                Ok(value) => Answer::Value(value.map(|v| String::from_utf8_lossy(&v).into_owned())),
-                Err(e) => failed(&e),
-            };
-            (Action::Get { key }, answer)
+        let action = if roll < 70 {
+            Action::Get { key }
         } else if roll < 92 {
             seq += 1;
             let value = format!("v:{id}:{seq}");
-            let answer = match client
-                .put(KEYSPACE, &key, value.clone().into_bytes(), None)
-                .await
-            {
-                Ok(()) => Answer::Done,
-                Err(e) => failed(&e),
-            };
-            (Action::Put { key, value }, answer)
+            Action::Put { key, value }
         } else {
-            let answer = match client.delete(KEYSPACE, &key).await {
-                Ok(()) => Answer::Done,
-                Err(e) => failed(&e),
-            };
-            (Action::Delete { key }, answer)
+            Action::Delete { key }
         };
+        let invoked = history.now();
+        let answer = send(node, action.clone()).await;
         history.record(Record {
             node,
             action,
@@ -242,25 +340,32 @@ async fn data_client(
 }
 
 async fn catalog_writer(client: Client, history: Arc<History>, stop: Arc<AtomicBool>) {
-    static MARKER: AtomicU64 = AtomicU64::new(0);
     while !stop.load(Ordering::Relaxed) {
-        let marker = MARKER.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut spec = KeySpaceSpec::new(PROBE, SourceSpec::None);
-        spec.default_ttl = Some(Duration::from_secs(marker));
-        let invoked = history.now();
-        let answer = match client.put_keyspace(&spec, None).await {
-            Ok(change) => Answer::Revision(change.revision),
-            Err(e) => failed(&e),
-        };
-        history.record(Record {
-            node: 0,
-            action: Action::Catalog { marker },
-            answer,
-            invoked,
-            completed: history.now(),
-        });
+        write_marker(&client, 0, &history).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// One catalog update with a fresh marker, recorded as sent to `node`.
+async fn write_marker(client: &Client, node: usize, history: &History) -> Record {
+    static MARKER: AtomicU64 = AtomicU64::new(0);
+    let marker = MARKER.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut spec = KeySpaceSpec::new(PROBE, SourceSpec::None);
+    spec.default_ttl = Some(Duration::from_secs(marker));
+    let invoked = history.now();
+    let answer = match client.put_keyspace(&spec, None).await {
+        Ok(change) => Answer::Revision(change.revision),
+        Err(e) => failed(&e),
+    };
+    let record = Record {
+        node,
+        action: Action::Catalog { marker },
+        answer,
+        invoked,
+        completed: history.now(),
+    };
+    history.record(record.clone());
+    record
 }
 
 async fn catalog_poller(nodes: Vec<Client>, history: Arc<History>, stop: Arc<AtomicBool>) {
@@ -289,6 +394,6 @@ fn view_of(node: usize, at: Duration, list: &distcache::wire::KeySpaceList) -> C
     }
 }
 
-fn failed(e: &Error) -> Answer {
+pub(crate) fn failed(e: &Error) -> Answer {
     Answer::Failed(format!("{}: {e}", e.code()))
 }

@@ -13,6 +13,11 @@
 //!   latest delete that might precede the read (or by the initial state). A stale read of the
 //!   source's value after an acknowledged put is a **lost put** (the put lived on a node that
 //!   died), counted apart from other stale reads.
+//! - **partitions**: a read served by a node while it is cut off from the others (and for
+//!   [`Rules::heal_grace`] after the heal) may miss writes made on the other side: such a
+//!   stale read is counted as **cut off**, apart. A read that misses only writes
+//!   acknowledged by cut-off nodes counts as **lost** (the other side never saw them, and the
+//!   heal flushes the cut-off side). A stale read anywhere else is still stale.
 //! - **catalog**: two acknowledged updates never share a revision; an update acknowledged
 //!   before another began has the lower revision; a node never shows a lower revision than it
 //!   showed before, nor a marker older than an acknowledged update its revision includes.
@@ -40,8 +45,12 @@ pub struct Report {
     pub wrong: usize,
     /// Reads older than an acknowledged write, other than lost puts.
     pub stale: usize,
-    /// Reads of the source's value after an acknowledged put (the put was lost).
+    /// Reads of the source's value after an acknowledged put (the put was lost), and reads
+    /// that miss only writes acknowledged on the cut-off side of a partition.
     pub lost_puts: usize,
+    /// Stale reads served by a node while it was cut off from the others (allowed: a node
+    /// cut off from an owner keeps serving its copies, see the README).
+    pub cut_off: usize,
     /// Catalog anomalies.
     pub catalog: usize,
     /// Reads to live nodes slower than their deadline plus the allowance.
@@ -65,7 +74,7 @@ impl Report {
     /// The table's header line.
     pub fn header() -> String {
         format!(
-            "{:<28} {:>7} {:>7} {:>10} {:>6} {:>6} {:>6} {:>8} {:>5} {:>10}",
+            "{:<28} {:>7} {:>7} {:>10} {:>6} {:>6} {:>6} {:>7} {:>8} {:>5} {:>10}",
             "scenario",
             "ops",
             "failed",
@@ -73,6 +82,7 @@ impl Report {
             "wrong",
             "stale",
             "lost",
+            "cut off",
             "catalog",
             "late",
             "max lat ms"
@@ -90,7 +100,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:<28} {:>7} {:>7} {:>10.3} {:>6} {:>6} {:>6} {:>8} {:>5} {:>10}",
+            "{:<28} {:>7} {:>7} {:>10.3} {:>6} {:>6} {:>6} {:>7} {:>8} {:>5} {:>10}",
             self.scenario,
             self.operations,
             self.failed,
@@ -98,6 +108,7 @@ impl fmt::Display for Report {
             self.wrong,
             self.stale,
             self.lost_puts,
+            self.cut_off,
             self.catalog,
             self.late,
             self.max_latency.as_millis()
@@ -114,6 +125,9 @@ pub struct Rules {
     pub allowance: Duration,
     /// How long after a node is back it may still refuse (it is starting).
     pub restart_grace: Duration,
+    /// How long after a partition heals the sides may still act on what they saw while cut
+    /// off (until a probe round has spoken across).
+    pub heal_grace: Duration,
 }
 
 /// The source's value for `key`.
@@ -130,6 +144,8 @@ pub fn check(scenario: &str, history: &History, rules: &Rules) -> Report {
         failed: records.iter().filter(|r| !r.acknowledged()).count(),
         ..Report::default()
     };
+    // Catalog anomalies first: their examples are the rarest and the most telling.
+    check_catalog(&records, &history.views(), &mut report);
     let mut by_key: HashMap<&str, Vec<&Record>> = HashMap::new();
     for record in &records {
         if let Some(key) = record.action.key() {
@@ -157,14 +173,14 @@ pub fn check(scenario: &str, history: &History, rules: &Rules) -> Report {
         }
     }
     for (key, ops) in by_key {
-        check_key(key, &ops, &mut report);
+        check_key(key, &ops, history, rules, &mut report);
     }
-    check_catalog(&records, &history.views(), &mut report);
     report
 }
 
 /// The wrong and stale rules for one key.
-fn check_key(key: &str, ops: &[&Record], report: &mut Report) {
+fn check_key(key: &str, ops: &[&Record], history: &History, rules: &Rules, report: &mut Report) {
+    let cut_off = |r: &Record| history.cut_off(r.node, r.invoked, r.completed, rules.heal_grace);
     let puts: HashMap<&str, &Record> = ops
         .iter()
         .filter_map(|r| match &r.action {
@@ -228,14 +244,25 @@ fn check_key(key: &str, ops: &[&Record], report: &mut Report) {
         let Some(origin_completed) = origin_completed else {
             continue;
         };
-        let newer = acknowledged_writes.iter().find(|w| {
-            w.invoked > origin_completed
-                && w.completed < read.invoked
-                && !matches!(&w.action, Action::Put { value: v, .. } if v == value)
-                && !(*value == source && matches!(w.action, Action::Delete { .. }))
-        });
-        if let Some(newer) = newer {
-            if *value == source && matches!(newer.action, Action::Put { .. }) {
+        let newer_writes = || {
+            acknowledged_writes.iter().filter(|w| {
+                w.invoked > origin_completed
+                    && w.completed < read.invoked
+                    && !matches!(&w.action, Action::Put { value: v, .. } if v == value)
+                    && !(*value == source && matches!(w.action, Action::Delete { .. }))
+            })
+        };
+        // A write acknowledged on the far side of a partition does not make a read stale,
+        // only one the read's side could have seen.
+        let newer = newer_writes().find(|w| !cut_off(w));
+        let missed_cut_off_write = newer_writes().find(|w| cut_off(w));
+        if let Some(newer) = newer.or(missed_cut_off_write) {
+            if cut_off(read) {
+                report.cut_off += 1;
+            } else if cut_off(newer) {
+                report.lost_puts += 1;
+                report.note(format!("lost on the cut-off side: {newer:?} then {read:?}"));
+            } else if *value == source && matches!(newer.action, Action::Put { .. }) {
                 report.lost_puts += 1;
                 if report.lost_puts <= 2 {
                     report.note(format!("lost put: {newer:?} then {read:?}"));
@@ -355,6 +382,7 @@ mod tests {
             read_deadline: Duration::from_millis(100),
             allowance: Duration::from_millis(50),
             restart_grace: Duration::ZERO,
+            heal_grace: Duration::ZERO,
         };
         check("unit", &history, &rules)
     }
@@ -405,6 +433,46 @@ mod tests {
         assert_eq!((r.stale, r.lost_puts), (1, 1), "{:?}", r.examples);
     }
 
+    /// During a partition, a cut-off node's stale read is counted apart, a read elsewhere
+    /// that misses only a cut-off node's write is lost, and any other stale read is stale.
+    #[test]
+    fn partitions() {
+        let history = History::new();
+        let on = |node, mut r: Record| {
+            r.node = node;
+            r
+        };
+        // Node 2 is cut off from 100 to 200 ms.
+        history.cuts.lock().unwrap().push((
+            vec![2],
+            Duration::from_millis(100),
+            Some(Duration::from_millis(200)),
+        ));
+        for r in [
+            on(0, put("a", 0, 10)),
+            on(0, put("b", 110, 120)),
+            on(2, get("a", 130, 140)), // cut off: misses b
+            on(2, put("c", 150, 160)), // acknowledged on the cut-off side
+            on(0, get("b", 170, 180)), // misses only c: lost
+            on(1, get("a", 250, 260)), // misses b, after the heal: stale
+        ] {
+            history.record(r);
+        }
+        let rules = Rules {
+            read_deadline: Duration::from_secs(1),
+            allowance: Duration::ZERO,
+            restart_grace: Duration::ZERO,
+            heal_grace: Duration::ZERO,
+        };
+        let r = check("unit", &history, &rules);
+        assert_eq!(
+            (r.cut_off, r.lost_puts, r.stale, r.wrong),
+            (1, 1, 1, 0),
+            "{:?}",
+            r.examples
+        );
+    }
+
     /// Reads slower than the deadline plus the allowance are late.
     #[test]
     fn late_reads() {
@@ -436,6 +504,7 @@ mod tests {
             read_deadline: Duration::from_secs(1),
             allowance: Duration::ZERO,
             restart_grace: Duration::ZERO,
+            heal_grace: Duration::ZERO,
         };
         let r = check("unit", &history, &rules);
         assert!(r.catalog >= 3, "{:?}", r.examples);

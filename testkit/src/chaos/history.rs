@@ -94,6 +94,10 @@ pub struct CatalogView {
     pub marker: Option<u64>,
 }
 
+/// A partition: `(minority, from, until)`, the minority cut off from the rest in between
+/// (`until` `None`: not healed).
+pub type Cut = (Vec<usize>, Duration, Option<Duration>);
+
 /// The history of a run, shared by its clients.
 pub struct History {
     started: Instant,
@@ -102,6 +106,8 @@ pub struct History {
     /// `(node, from, until)`: the node was killed, stopped or paused in between (`until`
     /// `None`: still down).
     downs: Mutex<Vec<(usize, Duration, Option<Duration>)>>,
+    /// `(minority, from, until)`: those nodes were partitioned from the rest in between.
+    pub(super) cuts: Mutex<Vec<Cut>>,
 }
 
 impl Default for History {
@@ -118,6 +124,7 @@ impl History {
             records: Mutex::new(Vec::new()),
             views: Mutex::new(Vec::new()),
             downs: Mutex::new(Vec::new()),
+            cuts: Mutex::new(Vec::new()),
         }
     }
 
@@ -150,6 +157,43 @@ impl History {
                 down.2 = Some(now);
             }
         }
+    }
+
+    /// Marks `minority` partitioned from the other nodes from now.
+    pub fn cut(&self, minority: &[usize]) {
+        let now = self.now();
+        self.cuts
+            .lock()
+            .unwrap()
+            .push((minority.to_vec(), now, None));
+    }
+
+    /// Marks every partition healed from now.
+    pub fn mend(&self) {
+        let now = self.now();
+        for cut in self.cuts.lock().unwrap().iter_mut() {
+            if cut.2.is_none() {
+                cut.2 = Some(now);
+            }
+        }
+    }
+
+    /// When the partitions began and healed (`None`: not healed).
+    pub fn cuts(&self) -> Vec<Cut> {
+        self.cuts.lock().unwrap().clone()
+    }
+
+    /// True when `node` was on the cut-off side of a partition at some time in `[from, to]`,
+    /// counting `margin` past each heal (the sides take that long to hear of each other).
+    pub fn cut_off(&self, node: usize, from: Duration, to: Duration, margin: Duration) -> bool {
+        self.cuts
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(minority, cut, healed)| {
+                let healed = healed.map_or(Duration::MAX, |h| h.saturating_add(margin));
+                minority.contains(&node) && from <= healed && to >= *cut
+            })
     }
 
     /// The records so far.

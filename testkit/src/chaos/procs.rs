@@ -1,5 +1,9 @@
-//! A cluster of real `distcache node start` processes on loopback, for fault injection:
-//! kill -9, stop, pause (SIGSTOP) and resume, restart with the same data directory.
+//! A cluster of real `distcache node start` processes, for fault injection: kill -9, stop,
+//! pause (SIGSTOP) and resume, restart with the same data directory; and, when started in
+//! network namespaces ([`NetLab`]), partitions between chosen nodes.
+//!
+//! The nodes run on loopback, or each in its own namespace (then the cluster's clients work
+//! only from a thread in the lab's hub namespace: see [`NetLab::runtime`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -7,6 +11,7 @@ use std::time::Duration;
 
 use distcache::client::Client;
 
+use super::netns::{NetLab, NetnsError};
 use crate::free_addr;
 
 /// Timings of chaos nodes: members notice a dead peer within a few hundred milliseconds.
@@ -35,20 +40,38 @@ pub struct ProcCluster {
     /// Each node's `host:port`.
     pub addrs: Vec<String>,
     children: Vec<Option<Child>>,
+    /// The namespaces the nodes run in; dropped after the children are killed.
+    net: Option<NetLab>,
 }
 
 impl ProcCluster {
     /// Starts `n` nodes of `binary` serving the keyspaces in `keyspace_toml`, and waits until
     /// every one is ready with all `n` in its ring.
     pub async fn start(binary: &Path, n: usize, keyspace_toml: &str) -> ProcCluster {
+        ProcCluster::start_in(binary, n, keyspace_toml, None).await
+    }
+
+    /// [`start`](Self::start), with node `i` in namespace `i` of `net` when it is given (and
+    /// listening on its address there).
+    pub async fn start_in(
+        binary: &Path,
+        n: usize,
+        keyspace_toml: &str,
+        net: Option<NetLab>,
+    ) -> ProcCluster {
+        let addrs = match &net {
+            Some(net) => (0..n).map(|i| net.node_addr(i)).collect(),
+            None => (0..n).map(|_| free_addr()).collect(),
+        };
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("node.toml"), NODE_TOML).unwrap();
         std::fs::write(dir.path().join("ks.toml"), keyspace_toml).unwrap();
         let mut cluster = ProcCluster {
             binary: binary.to_path_buf(),
             dir,
-            addrs: (0..n).map(|_| free_addr()).collect(),
+            addrs,
             children: (0..n).map(|_| None).collect(),
+            net,
         };
         for i in 0..n {
             cluster.spawn(i);
@@ -77,7 +100,11 @@ impl ProcCluster {
             .open(path.join(format!("node-{i}.log")))
             .unwrap();
         let peers = self.addrs.join(",");
-        let child = Command::new(&self.binary)
+        let mut command = match &self.net {
+            Some(net) => net.command(i, &self.binary),
+            None => Command::new(&self.binary),
+        };
+        let child = command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
@@ -137,9 +164,33 @@ impl ProcCluster {
         }
     }
 
+    /// Drops every packet between a node of `a` and a node of `b`, both ways (clients still
+    /// reach every node). Only in namespaces.
+    pub fn partition(&self, a: &[usize], b: &[usize]) -> Result<(), NetnsError> {
+        match &self.net {
+            Some(net) => net.partition(a, b),
+            None => panic!("partitions need a cluster started in network namespaces"),
+        }
+    }
+
+    /// Removes every partition.
+    pub fn heal(&self) -> Result<(), NetnsError> {
+        match &self.net {
+            Some(net) => net.heal(),
+            None => Ok(()),
+        }
+    }
+
     /// A client of node `i` only, with `timeout` per request.
     pub fn client(&self, i: usize, timeout: Duration) -> Client {
         Client::new([self.addrs[i].clone()])
+            .unwrap()
+            .with_timeout(timeout)
+    }
+
+    /// A client of `nodes` (it moves on when one cannot be reached).
+    pub fn clients_of(&self, nodes: &[usize], timeout: Duration) -> Client {
+        Client::new(nodes.iter().map(|&i| self.addrs[i].clone()))
             .unwrap()
             .with_timeout(timeout)
     }

@@ -1,5 +1,6 @@
-//! The data source of chaos runs: an HTTP server on loopback answering `src:<key>` for every
-//! key, which a scenario can slow down, make fail, or make flap.
+//! The data source of chaos runs: an HTTP server (on loopback, or on a lab's hub address)
+//! answering `src:<key>` for every key, which a scenario can slow down, make fail, or make
+//! flap.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -30,7 +31,12 @@ pub struct ChaosSource {
 impl ChaosSource {
     /// Starts the source on a free loopback port.
     pub async fn start() -> ChaosSource {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        ChaosSource::start_on("127.0.0.1").await
+    }
+
+    /// Starts the source on a free port of `ip`.
+    pub async fn start_on(ip: &str) -> ChaosSource {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let behaviour = Arc::new(Behaviour::default());
         let app = axum::Router::new()
