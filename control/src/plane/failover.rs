@@ -29,12 +29,12 @@ impl ControlPlane {
         let timeout = config.election_timeout_min.max(Duration::from_millis(50));
         // Followers keep the leader's lease this long after they last heard from it, and
         // refuse votes meanwhile: campaigning earlier only wastes a term.
-        let lease = config.election_timeout_max;
+        let lease = config.election_timeout_max + config.heartbeat_interval * 2;
         let stagger = config.election_timeout_min / 2;
         let mut misses = 0u32;
         let mut watched: Option<u64> = None;
         let mut last_alive = Instant::now();
-        let mut campaigned = false;
+        let mut campaigned: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -44,31 +44,36 @@ impl ControlPlane {
                 return;
             }
             let metrics = self.inner.raft.metrics().borrow().clone();
-            let leader = match (
-                metrics.state,
-                metrics.current_leader,
-                leader_member(&metrics),
-            ) {
-                (ServerState::Follower, Some(id), Some(member)) if id != self.inner.id => {
-                    (id, member)
+            let leader = match (metrics.state, metrics.current_leader) {
+                (ServerState::Follower, Some(id)) if id != self.inner.id => {
+                    if watched != Some(id) {
+                        (watched, misses, campaigned) = (Some(id), 0, None);
+                        last_alive = Instant::now();
+                    }
+                    let Some(member) = leader_member(&metrics) else {
+                        continue;
+                    };
+                    let probed = Instant::now();
+                    if self.probe(&member.addr, timeout).await.is_some() {
+                        (misses, campaigned) = (0, None);
+                        last_alive = probed;
+                        continue;
+                    }
+                    misses += 1;
+                    (id, member.to_string())
                 }
+                // A candidate's vote request made this follower forget the leader it watched:
+                // the election is still this node's to help along.
+                (ServerState::Follower, None) if misses >= MISSES => match watched {
+                    Some(id) => (id, format!("raft id {id}")),
+                    None => continue,
+                },
                 _ => {
-                    (watched, misses, campaigned) = (None, 0, false);
+                    (watched, misses, campaigned) = (None, 0, None);
                     continue;
                 }
             };
-            if watched != Some(leader.0) {
-                (watched, misses, campaigned) = (Some(leader.0), 0, false);
-                last_alive = Instant::now();
-            }
-            let probed = Instant::now();
-            if self.probe(&leader.1.addr, timeout).await.is_some() {
-                (misses, campaigned) = (0, false);
-                last_alive = probed;
-                continue;
-            }
-            misses += 1;
-            if misses < MISSES || campaigned {
+            if misses < MISSES {
                 continue;
             }
             // Every surviving voter campaigns in turn, by name, `stagger` apart: the first
@@ -87,11 +92,17 @@ impl ControlPlane {
             if last_alive.elapsed() < turn {
                 continue;
             }
+            // A campaign that won nothing (a vote refused, a log behind) is tried again once
+            // every survivor had its turn.
+            let round = stagger.saturating_mul(u32::try_from(survivors.len()).unwrap_or(u32::MAX));
+            if campaigned.is_some_and(|at| at.elapsed() < round) {
+                continue;
+            }
             tracing::info!(leader = %leader.1, "the leader does not answer; starting an election");
             if let Err(e) = self.inner.raft.trigger().elect().await {
                 tracing::warn!(error = %e, "could not start an election");
             }
-            campaigned = true;
+            campaigned = Some(Instant::now());
         }
     }
 }
