@@ -45,10 +45,14 @@ pub(super) struct NamesQuery {
     responses((status = 200, description = "The catalog.", body = KeySpaceList)),
 )]
 pub(super) async fn list(State(state): State<AppState>, access: Access) -> Json<KeySpaceList> {
+    // The revision first: a change applied in between then shows as the newer keyspaces under
+    // the older revision, never as older keyspaces under a revision that includes the change
+    // (the engine publishes the keyspaces before the revision).
+    let revision = state.engine.revision();
     let mut keyspaces = state.engine.keyspaces();
     keyspaces.retain(|spec| access.allows(&spec.name));
     Json(KeySpaceList {
-        revision: state.engine.revision(),
+        revision,
         keyspaces,
     })
 }
