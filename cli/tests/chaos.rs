@@ -70,52 +70,61 @@ fn settle(report: &Report, expect_failures: bool) {
     }
 }
 
-/// kill -9 of a follower under load, then a restart on the same data directory.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_a_follower() {
-    let mut run = ChaosRun::start(binary(), 3).await;
+/// Which node a kill scenario kills.
+enum Victim {
+    /// The node after the raft leader.
+    Follower,
+    /// The raft leader.
+    Leader,
+    /// The owner of the hot key `k0`.
+    OwnerOfHotKey,
+}
+
+/// Under load: kill -9 of `victim`, then its restart on the same data directory; checked.
+async fn kill_and_restart(victim: Victim, replicas: u8, scenario: &str) {
+    let mut run = ChaosRun::start_with(binary(), 3, replicas).await;
+    let owner = match victim {
+        Victim::OwnerOfHotKey => {
+            let owner = run
+                .cluster
+                .client(0, Duration::from_secs(2))
+                .owner(KEYSPACE, "k0")
+                .await
+                .unwrap();
+            Some(owner.owner.strip_prefix("node-").unwrap().parse().unwrap())
+        }
+        Victim::Follower | Victim::Leader => None,
+    };
     run.load(4);
     run.run_for(phase()).await;
-    let victim = (run.cluster.leader().await + 1) % 3;
+    let victim = match (victim, owner) {
+        (_, Some(owner)) => owner,
+        (Victim::Leader, None) => run.cluster.leader().await,
+        (_, None) => (run.cluster.leader().await + 1) % 3,
+    };
     run.kill(victim);
     run.run_for(phase()).await;
     run.restart(victim).await;
     run.run_for(phase()).await;
-    settle(&run.finish("kill -9 follower").await, false);
+    settle(&run.finish(scenario).await, false);
+}
+
+/// kill -9 of a follower under load, then a restart on the same data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_a_follower() {
+    kill_and_restart(Victim::Follower, 1, "kill -9 follower").await;
 }
 
 /// kill -9 of the raft leader under load, then a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_the_leader() {
-    let mut run = ChaosRun::start(binary(), 3).await;
-    run.load(4);
-    run.run_for(phase()).await;
-    let victim = run.cluster.leader().await;
-    run.kill(victim);
-    run.run_for(phase()).await;
-    run.restart(victim).await;
-    run.run_for(phase()).await;
-    settle(&run.finish("kill -9 leader").await, false);
+    kill_and_restart(Victim::Leader, 1, "kill -9 leader").await;
 }
 
 /// kill -9 of the owner of the hottest key, then a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_the_owner_of_a_hot_key() {
-    let mut run = ChaosRun::start(binary(), 3).await;
-    let owner = run
-        .cluster
-        .client(0, Duration::from_secs(2))
-        .owner(KEYSPACE, "k0")
-        .await
-        .unwrap();
-    let victim = owner.owner.strip_prefix("node-").unwrap().parse().unwrap();
-    run.load(4);
-    run.run_for(phase()).await;
-    run.kill(victim);
-    run.run_for(phase()).await;
-    run.restart(victim).await;
-    run.run_for(phase()).await;
-    settle(&run.finish("kill -9 owner of hot key").await, false);
+    kill_and_restart(Victim::OwnerOfHotKey, 1, "kill -9 owner of hot key").await;
 }
 
 /// With `replicas = 2`, kill -9 of a hot key's owner and its restart keep every guarantee,
@@ -123,21 +132,7 @@ async fn kill_the_owner_of_a_hot_key() {
 /// asserted: a few remain (issue 17 is open on it; see the README).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_the_owner_with_replicas() {
-    let mut run = ChaosRun::start_with(binary(), 3, 2).await;
-    let owner = run
-        .cluster
-        .client(0, Duration::from_secs(2))
-        .owner(KEYSPACE, "k0")
-        .await
-        .unwrap();
-    let victim = owner.owner.strip_prefix("node-").unwrap().parse().unwrap();
-    run.load(4);
-    run.run_for(phase()).await;
-    run.kill(victim);
-    run.run_for(phase()).await;
-    run.restart(victim).await;
-    run.run_for(phase()).await;
-    settle(&run.finish("kill -9 owner, replicas=2").await, false);
+    kill_and_restart(Victim::OwnerOfHotKey, 2, "kill -9 owner, replicas=2").await;
 }
 
 /// SIGSTOP of a node for longer than its health threshold, then SIGCONT.

@@ -166,6 +166,29 @@ impl HttpTransport {
         Ok(batch)
     }
 
+    /// POSTs `entries` to the keyspace route `op` of `peer` (a put or a replica write); one
+    /// write outcome per entry.
+    async fn entries_batch(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        op: &str,
+        entries: &[Entry],
+        timeout: Duration,
+    ) -> Result<Vec<Result<(), Error>>, PeerError> {
+        let body = encode(peer, &PutManyRequest::of(entries))?;
+        let batch = self
+            .batch(
+                peer,
+                &["_distcache", "peer", "keyspaces", keyspace, op],
+                body,
+                timeout,
+                entries.len(),
+            )
+            .await?;
+        Ok(batch.results.into_iter().map(|o| o.into_write()).collect())
+    }
+
     /// POSTs `{"keys": keys}` to the keyspace route `op` of `peer`; one outcome per key.
     async fn keys_batch(
         &self,
@@ -401,18 +424,8 @@ impl PeerTransport for HttpTransport {
         entries: &[Entry],
         timeout: Duration,
     ) -> Result<Vec<Result<(), Error>>, PeerError> {
-        let request = PutManyRequest::of(entries);
-        let body = encode(peer, &request)?;
-        let batch = self
-            .batch(
-                peer,
-                &["_distcache", "peer", "keyspaces", keyspace, "put-many"],
-                body,
-                timeout,
-                entries.len(),
-            )
-            .await?;
-        Ok(batch.results.into_iter().map(|o| o.into_write()).collect())
+        self.entries_batch(peer, keyspace, "put-many", entries, timeout)
+            .await
     }
 
     async fn replicate(
@@ -422,18 +435,8 @@ impl PeerTransport for HttpTransport {
         entries: &[Entry],
         timeout: Duration,
     ) -> Result<Vec<Result<(), Error>>, PeerError> {
-        let request = PutManyRequest::of(entries);
-        let body = encode(peer, &request)?;
-        let batch = self
-            .batch(
-                peer,
-                &["_distcache", "peer", "keyspaces", keyspace, "replicate"],
-                body,
-                timeout,
-                entries.len(),
-            )
-            .await?;
-        Ok(batch.results.into_iter().map(|o| o.into_write()).collect())
+        self.entries_batch(peer, keyspace, "replicate", entries, timeout)
+            .await
     }
 
     async fn delete_many(
