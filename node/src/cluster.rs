@@ -157,6 +157,14 @@ struct Tracked {
     is_self: bool,
 }
 
+impl Tracked {
+    /// Whether the peer's last reported ring lists node `me` (a peer that reports no ring
+    /// runs a version without it and cannot say: it counts as listing).
+    fn lists(&self, me: &str) -> bool {
+        self.ring.is_empty() || self.ring.iter().any(|id| id == me)
+    }
+}
+
 /// The live membership of the ring and the ring itself.
 pub(crate) struct View {
     /// Every ready member, this node included: where requests for a key are sent.

@@ -283,18 +283,12 @@ fn over_http(nodes: Vec<Client>) -> Dispatch {
         let nodes = Arc::clone(&nodes);
         Box::pin(async move {
             let client = &nodes[node];
-            let done = |r: Result<(), Error>| r.map_or_else(|e| failed(&e), |()| Answer::Done);
             match action {
-                Action::Get { key } => match client.get(KEYSPACE, &key).await {
-                    Ok(value) => {
-                        Answer::Value(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
-                    }
-                    Err(e) => failed(&e),
-                },
+                Action::Get { key } => read_answer(client.get(KEYSPACE, &key).await),
                 Action::Put { key, value } => {
-                    done(client.put(KEYSPACE, &key, value.into_bytes(), None).await)
+                    write_answer(client.put(KEYSPACE, &key, value.into_bytes(), None).await)
                 }
-                Action::Delete { key } => done(client.delete(KEYSPACE, &key).await),
+                Action::Delete { key } => write_answer(client.delete(KEYSPACE, &key).await),
                 Action::Catalog { .. } => Answer::Failed("not a data operation".into()),
             }
         })
@@ -392,6 +386,19 @@ fn view_of(node: usize, at: Duration, list: &distcache::wire::KeySpaceList) -> C
         revision: list.revision,
         marker,
     }
+}
+
+/// What a read answered, as the history records it.
+pub(crate) fn read_answer<V: AsRef<[u8]>>(read: Result<Option<V>, Error>) -> Answer {
+    match read {
+        Ok(value) => Answer::Value(value.map(|v| String::from_utf8_lossy(v.as_ref()).into_owned())),
+        Err(e) => failed(&e),
+    }
+}
+
+/// What a put or delete answered, as the history records it.
+pub(crate) fn write_answer(write: Result<(), Error>) -> Answer {
+    write.map_or_else(|e| failed(&e), |()| Answer::Done)
 }
 
 pub(crate) fn failed(e: &Error) -> Answer {

@@ -23,9 +23,7 @@ impl Cluster {
             .filter(|(_, t)| t.reachable && !t.is_self)
             // A peer that reports no ring runs a version without it: it cannot say, and
             // waiting for it would stall a rolling upgrade for good.
-            .filter(|(_, t)| {
-                !(t.healthy && (t.ring.is_empty() || t.ring.iter().any(|id| id == me)))
-            })
+            .filter(|(_, t)| !(t.healthy && t.lists(me)))
             .map(|(addr, t)| match &t.id {
                 Some(id) => format!("{id} ({addr})"),
                 None => addr.clone(),

@@ -153,7 +153,7 @@ impl Cluster {
         self.lock()
             .values()
             .filter(|t| t.reachable && !t.is_self && t.ready && t.owning)
-            .all(|t| t.ring.is_empty() || t.ring.iter().any(|id| id == me))
+            .all(|t| t.lists(me))
     }
 
     fn observe_up(

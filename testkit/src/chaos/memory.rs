@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use distcache::{Error, KeySpaceSpec, SourceSpec};
+use distcache::{KeySpaceSpec, SourceSpec};
 
 use super::checker::{Report, check};
 use super::history::{Action, Answer, History};
 use super::source::ChaosSource;
-use super::{Dispatch, KEYSPACE, READ_DEADLINE, data_client, failed, rules};
+use super::{Dispatch, KEYSPACE, READ_DEADLINE, data_client, read_answer, rules, write_answer};
 use crate::TestCluster;
 
 /// An in-memory cluster under load, with its history.
@@ -60,18 +60,12 @@ impl MemoryRun {
             let cluster = Arc::clone(&cluster);
             Box::pin(async move {
                 let engine = cluster.node(node).engine();
-                let done = |r: Result<(), Error>| r.map_or_else(|e| failed(&e), |()| Answer::Done);
                 match action {
-                    Action::Get { key } => match engine.get(KEYSPACE, &key).await {
-                        Ok(value) => {
-                            Answer::Value(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
-                        }
-                        Err(e) => failed(&e),
-                    },
+                    Action::Get { key } => read_answer(engine.get(KEYSPACE, &key).await),
                     Action::Put { key, value } => {
-                        done(engine.put(KEYSPACE, &key, value.into_bytes()).await)
+                        write_answer(engine.put(KEYSPACE, &key, value.into_bytes()).await)
                     }
-                    Action::Delete { key } => done(engine.delete(KEYSPACE, &key).await),
+                    Action::Delete { key } => write_answer(engine.delete(KEYSPACE, &key).await),
                     Action::Catalog { .. } => Answer::Failed("not a data operation".into()),
                 }
             })
