@@ -4,7 +4,8 @@
 # Tests that need PostgreSQL are marked ignored for plain `cargo test`; this script installs
 # PostgreSQL when it is missing, starts a throw-away server on a free loopback port, and runs
 # them with everything else. It also installs tmux, which the dashboard test drives, and
-# nats-server, which the NATS discovery tests (ignored likewise) start on free ports.
+# nats-server, which the NATS discovery tests (ignored likewise) start on free ports, and
+# redis-tools, whose redis-cli the Redis-protocol tests drive (ignored without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,7 +69,7 @@ cargo fmt --all --check
 step "cargo clippy (all targets, warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tools the tests use: tmux (dashboard), nats-server (NATS discovery), PostgreSQL (postgres source)"
+step "tools the tests use: tmux (dashboard), nats-server (NATS discovery), redis-cli (RESP front), PostgreSQL (postgres source)"
 if ! command -v tmux >/dev/null 2>&1; then
   echo "installing tmux …"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux) >/dev/null
@@ -79,6 +80,11 @@ if ! command -v nats-server >/dev/null 2>&1; then
     </dev/null >/dev/null
 fi
 echo "nats-server $(nats-server --version | awk '{print $NF}')"
+if ! command -v redis-cli >/dev/null 2>&1; then
+  echo "installing redis-tools …"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools) \
+    </dev/null >/dev/null
+fi
 start_postgres
 
 step "tests"

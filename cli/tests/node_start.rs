@@ -6,6 +6,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use distcache::client::Client;
 use distcache_testkit::{free_addr, wait_for, wait_until};
 
@@ -54,12 +56,14 @@ async fn stop(child: &mut Child) -> std::process::ExitStatus {
     status.unwrap()
 }
 
-/// Flags beat variables, variables beat the config file; the node serves its keyspace file and
-/// stops cleanly (exit 0) on SIGTERM.
+/// Flags beat variables, variables beat the config file; the node serves its keyspace file
+/// (over HTTP, and over the Redis protocol with `--resp-listen`) and stops cleanly (exit 0)
+/// on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_serves_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
+    let resp = free_addr();
     let config = dir.path().join("node.toml");
     std::fs::write(
         &config,
@@ -74,8 +78,9 @@ async fn starts_serves_and_stops_cleanly() {
     let mut child = distcache()
         .args(["node", "start", "--config"])
         .arg(&config)
-        .args(["--id", "from-flag"])
+        .args(["--id", "from-flag", "--resp-listen", &resp])
         .env("DISTCACHE_ID", "from-env")
+        .env("DISTCACHE_RESP_DEFAULT_KEYSPACE", "scratch")
         .env("DISTCACHE_KEYSPACE_FILE", &keyspaces)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -89,6 +94,15 @@ async fn starts_serves_and_stops_cleanly() {
         client.get("scratch", "k").await.unwrap().as_deref(),
         Some(&b"v"[..])
     );
+    // The same value over RESP, the key in the default keyspace.
+    let mut redis = tokio::net::TcpStream::connect(&resp).await.unwrap();
+    redis
+        .write_all(b"GET k\r\nGET scratch:k\r\n")
+        .await
+        .unwrap();
+    let mut reply = [0u8; 14];
+    redis.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"$1\r\nv\r\n$1\r\nv\r\n");
     let status = stop(&mut child).await;
     assert!(status.success(), "exit status {status}");
 }
@@ -130,7 +144,16 @@ fn bad_settings_are_named() {
 
     let out = distcache()
         .args([
-            "node", "start", "--id", "bad id", "--listen", "nowhere", "--peers", "x:1,y",
+            "node",
+            "start",
+            "--id",
+            "bad id",
+            "--listen",
+            "nowhere",
+            "--peers",
+            "x:1,y",
+            "--resp-listen",
+            "6380",
         ])
         .arg("--data-dir")
         .arg(dir.path())
@@ -138,7 +161,7 @@ fn bad_settings_are_named() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    for field in ["id:", "listen:", "peers[1]:"] {
+    for field in ["id:", "listen:", "peers[1]:", "server.resp_listen:"] {
         assert!(err.contains(field), "{field} missing from: {err}");
     }
 

@@ -30,6 +30,7 @@
 //!   ([`NatsDiscovery`]), or an embedder's own provider — and `[discovery]` ([`DiscoveryConfig`]);
 //! - [`transport`]: node-to-node calls ([`transport::HttpTransport`]);
 //! - `server`, [`node`](Node): the HTTP API and a whole node (engine + server + membership);
+//! - `resp`: the Redis-protocol front (`server.resp_listen`): RESP2/RESP3 over the engine;
 //! - [`auth`]: bearer tokens with roles and keyspaces, and what each route needs;
 //! - [`memnet`]: an in-memory network with fault injection, for tests of many nodes;
 //! - `net`: shared HTTP client plumbing, and TLS of clients ([`ClientTls`], [`TlsFailure`]);
@@ -100,6 +101,7 @@ mod node;
 pub mod otel;
 mod protection;
 mod registry;
+mod resp;
 mod ring;
 mod server;
 mod source;

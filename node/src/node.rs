@@ -1,5 +1,5 @@
-//! A cluster node: the engine, its HTTP server, membership and discovery, started and stopped
-//! as one.
+//! A cluster node: the engine, its HTTP server (and Redis-protocol front, when configured),
+//! membership and discovery, started and stopped as one.
 //!
 //! Start-up order: serve HTTP at once (so peers can probe this node; `readyz` answers 503
 //! meanwhile), find peers through discovery, wait for the start-up quorum, start the engine,
@@ -164,6 +164,7 @@ impl NodeBuilder {
         if let Some(pipeline) = otel.as_ref().filter(|p| p.exports_metrics()) {
             observe_node(pipeline, &engine, control.as_ref(), &config.id, &http);
         }
+        let tokens = crate::server::tokens(&config.server)?;
         let parts = Parts {
             config: &config,
             addr: &addr,
@@ -171,8 +172,11 @@ impl NodeBuilder {
             control: control.as_ref(),
             readiness: &readiness,
             http: &http,
+            tokens: tokens.as_ref(),
         };
+        let resp = wire::serve_resp(&parts, tls.clone(), shutdown_rx.clone()).await?;
         let (bound, serving) = wire.serve(&parts, tls, shutdown_rx.clone())?;
+        let (resp_bound, resp) = resp.unzip();
         let node = Node {
             id: NodeId::new(&config.id),
             addr,
@@ -186,6 +190,8 @@ impl NodeBuilder {
             shutdown,
             tasks: std::sync::Mutex::new(vec![]),
             serving: std::sync::Mutex::new(Some(serving)),
+            resp_bound,
+            resp: std::sync::Mutex::new(resp),
             otel,
         };
         if let Err(e) = node.join(shutdown_rx).await {
@@ -328,6 +334,9 @@ pub struct Node {
     shutdown: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     serving: std::sync::Mutex<Option<Serving>>,
+    /// Where the Redis-protocol front listens, and its task (`server.resp_listen`).
+    resp_bound: Option<SocketAddr>,
+    resp: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// The OpenTelemetry export, when configured; shut down last.
     otel: Option<OtelPipeline>,
 }
@@ -489,6 +498,12 @@ impl Node {
         self.bound
     }
 
+    /// The address the Redis-protocol front is bound to (`None` without
+    /// `server.resp_listen`).
+    pub fn resp_addr(&self) -> Option<SocketAddr> {
+        self.resp_bound
+    }
+
     /// The engine, for embedding programs that also serve reads in-process.
     pub fn engine(&self) -> &Engine {
         &self.engine
@@ -551,6 +566,13 @@ impl Node {
             },
             Some(Serving::Memory(network)) => network.detach(&self.addr),
             None => {}
+        }
+        let resp = self.resp.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(Err(e)) = match resp {
+            Some(task) => Some(task.await),
+            None => None,
+        } {
+            tracing::warn!(error = %e, "Redis-protocol front task failed");
         }
         self.discovery.stop().await?;
         if let Some(otel) = &self.otel {

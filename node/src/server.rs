@@ -106,6 +106,15 @@ pub struct ServerConfig {
     /// serve `GET /metrics`. Default true. Off, `/metrics` answers 404 (`NOT_FOUND`, "metrics are off") and
     /// requests pay nothing for it (the engine's counters, which `stats` shows, stay).
     pub metrics: bool,
+    /// Address of the Redis-protocol (RESP2/RESP3) listener, e.g. `127.0.0.1:6380`: every
+    /// Redis client can then read and write the cache (`GET users:42`). Default: none (no
+    /// RESP front). Its connections count against `max_connections` of their own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_listen: Option<String>,
+    /// The keyspace of RESP keys without a `:` (`GET 42` reads `42` of it). Default: none
+    /// (such keys are refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_default_keyspace: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -120,6 +129,8 @@ impl Default for ServerConfig {
             tokens_file: None,
             metrics_open: false,
             metrics: true,
+            resp_listen: None,
+            resp_default_keyspace: None,
         }
     }
 }
@@ -141,6 +152,19 @@ impl ServerConfig {
             self.header_read_timeout,
             crate::units::MAX_TIMEOUT,
         );
+        if let Some(addr) = &self.resp_listen
+            && crate::discovery::check_addr(addr).is_err()
+        {
+            problems.push(
+                "resp_listen",
+                format!("`{addr}` is not a host:port address (e.g. 127.0.0.1:6380)"),
+            );
+        }
+        if let Some(keyspace) = &self.resp_default_keyspace
+            && let Err(message) = crate::spec::validate::name(keyspace)
+        {
+            problems.push("resp_default_keyspace", message);
+        }
         if self.max_connections == 0 {
             problems.push("max_connections", "must be at least 1");
         }
@@ -300,6 +324,20 @@ pub(crate) struct Served {
     pub config: ServerConfig,
     /// Where request durations are recorded (the node's metrics read them too).
     pub http: Arc<HttpStats>,
+    /// The tokens requests must carry ([`tokens`]).
+    pub tokens: Option<Arc<auth::Tokens>>,
+}
+
+/// The tokens requests must carry under `config` (`None`: the node is open), read once and
+/// shared by the HTTP API and the Redis-protocol front.
+pub(crate) fn tokens(config: &ServerConfig) -> Result<Option<Arc<auth::Tokens>>> {
+    let tokens = auth::Tokens::from_config(config.tokens_file.as_deref(), config.token.as_deref())
+        .map_err(|p| {
+            let mut problems = Problems::new();
+            problems.extend_prefixed("server", p);
+            Error::InvalidConfig(problems)
+        })?;
+    Ok(tokens.map(Arc::new))
 }
 
 /// Builds every route over `served`; `peer_certificates`: the node-to-node routes need a
@@ -313,18 +351,12 @@ pub(crate) fn router(served: Served, peer_certificates: bool) -> Result<Router> 
         readiness,
         config,
         http,
+        tokens,
     } = served;
     let value_limit = engine.config().limits.max_value_bytes;
     let request_limit = config.max_request_bytes;
     let raft_routes = control.as_ref().map(ControlPlane::router);
     let (api, doc) = api_routes(value_limit).split_for_parts();
-    let tokens = auth::Tokens::from_config(config.tokens_file.as_deref(), config.token.as_deref())
-        .map_err(|p| {
-            let mut problems = Problems::new();
-            problems.extend_prefixed("server", p);
-            Error::InvalidConfig(problems)
-        })?
-        .map(Arc::new);
     let state = AppState(Arc::new(Shared {
         engine,
         control,

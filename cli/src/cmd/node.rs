@@ -132,6 +132,13 @@ pub struct StartArgs {
     /// `optional` (default): only node-to-node routes need one.
     #[arg(long, env = "DISTCACHE_TLS_CLIENT_AUTH", value_parser = ["optional", "required"])]
     pub tls_client_auth: Option<String>,
+    /// Also serve the Redis protocol (RESP2/RESP3) on this address, e.g. 127.0.0.1:6380:
+    /// `GET users:42` reads key 42 of keyspace users.
+    #[arg(long, env = "DISTCACHE_RESP_LISTEN")]
+    pub resp_listen: Option<String>,
+    /// The keyspace of Redis-protocol keys without a `:` (default: such keys are refused).
+    #[arg(long, env = "DISTCACHE_RESP_DEFAULT_KEYSPACE")]
+    pub resp_default_keyspace: Option<String>,
     /// Export traces and metrics over OTLP to this collector, e.g. http://127.0.0.1:4318
     /// (overrides OTEL_EXPORTER_OTLP_ENDPOINT and `[otel] endpoint`; the protocol is
     /// OTEL_EXPORTER_OTLP_PROTOCOL's, default http/protobuf).
@@ -189,6 +196,12 @@ pub fn config(args: StartArgs, token: Option<String>) -> anyhow::Result<NodeConf
     }
     if token.is_some() {
         config.server.token = token;
+    }
+    if let Some(addr) = args.resp_listen {
+        config.server.resp_listen = Some(addr);
+    }
+    if let Some(keyspace) = args.resp_default_keyspace {
+        config.server.resp_default_keyspace = Some(keyspace);
     }
     if args.metrics_open {
         config.server.metrics_open = true;

@@ -14,9 +14,11 @@ use distcache_control::ControlPlane;
 use super::NodeConfig;
 use crate::cluster::Cluster;
 use crate::engine::{Engine, EngineBuilder};
-use crate::error::Result;
+use crate::error::{Error, Problems, Result};
 use crate::memnet::MemoryNetwork;
+use crate::resp::{self, Front};
 use crate::ring::NodeId;
+use crate::server::auth::Tokens;
 use crate::server::{self, Readiness, ServerConfig};
 use crate::tls::NodeTls;
 use crate::transport::{HttpTransport, PeerTransport};
@@ -76,6 +78,7 @@ impl Wire {
             control,
             readiness,
             http,
+            tokens,
         } = *parts;
         match self {
             Wire::Http { listener, bound } => {
@@ -87,6 +90,7 @@ impl Wire {
                     readiness: Arc::clone(readiness),
                     config: config.server.clone(),
                     http: Arc::clone(http),
+                    tokens: tokens.cloned(),
                 };
                 let peer_certificates = tls.as_ref().is_some_and(|tls| tls.verifies_clients());
                 let router = server::router(served, peer_certificates)?;
@@ -111,6 +115,8 @@ pub(super) struct Parts<'a> {
     pub readiness: &'a Arc<Readiness>,
     /// The HTTP server's request durations.
     pub http: &'a Arc<server::HttpStats>,
+    /// The tokens requests must carry (`None`: the node is open).
+    pub tokens: Option<&'a Arc<Tokens>>,
 }
 
 /// What a running node serves on, stopped last at shutdown.
@@ -156,4 +162,40 @@ fn spawn_server(
         })
         .await
     })
+}
+
+/// With `server.resp_listen` set: binds it and serves the Redis protocol over `parts`'
+/// engine (over TLS with `tls`) in a task until `stop` says true. Answers the bound address
+/// and the task.
+pub(super) async fn serve_resp(
+    parts: &Parts<'_>,
+    tls: Option<Arc<NodeTls>>,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<(SocketAddr, JoinHandle<()>)>> {
+    let config = parts.config;
+    let Some(addr) = &config.server.resp_listen else {
+        return Ok(None);
+    };
+    let refused = |e: std::io::Error| {
+        let mut p = Problems::new();
+        p.push(
+            "server.resp_listen",
+            format!("cannot listen on {addr}: {e}"),
+        );
+        Error::InvalidConfig(p)
+    };
+    let listener = TcpListener::bind(addr).await.map_err(refused)?;
+    let bound = listener.local_addr().map_err(refused)?;
+    let front = Front::new(
+        parts.engine.clone(),
+        parts.tokens.cloned(),
+        &config.server,
+        &config.id,
+    );
+    let max_connections = config.server.max_connections;
+    let task = tokio::spawn(async move {
+        resp::serve(listener, Arc::new(front), max_connections, tls, stop).await;
+    });
+    tracing::info!(addr = %bound, "serving the Redis protocol");
+    Ok(Some((bound, task)))
 }

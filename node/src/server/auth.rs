@@ -130,17 +130,12 @@ pub(crate) fn decide(
     let Some(grant) = tokens.find(presented) else {
         return Err(Error::Unauthorized("the bearer token is wrong".into()));
     };
-    if grant.role() < need.role {
-        return Err(Error::Forbidden(format!(
-            "token `{}` has role {}; {} needs {}",
-            grant.name(),
-            grant.role(),
-            need.action,
-            need.role
-        )));
-    }
+    let keyspace = match &need.scope {
+        Scope::Keyspace(ks) => Some(ks.as_str()),
+        _ => None,
+    };
+    permit(grant, need.role, keyspace, need.action)?;
     match &need.scope {
-        Scope::Keyspace(ks) if !grant.allows(ks) => Err(denied_keyspace(grant, ks)),
         Scope::Node if grant.keyspaces().is_some() => Err(Error::Forbidden(format!(
             "token `{}` is limited to some keyspaces; {} needs an admin token for every \
              keyspace",
@@ -148,6 +143,28 @@ pub(crate) fn decide(
             need.action
         ))),
         _ => Ok(Access(Some(Arc::clone(grant)))),
+    }
+}
+
+/// Whether `grant` may do `action`, which needs `role` (on `keyspace`, when it names one):
+/// `FORBIDDEN`, naming what the token lacks, when not. The HTTP API and the Redis-protocol
+/// front decide with this one rule.
+pub(crate) fn permit(
+    grant: &Grant,
+    role: Role,
+    keyspace: Option<&str>,
+    action: &str,
+) -> Result<(), Error> {
+    if grant.role() < role {
+        return Err(Error::Forbidden(format!(
+            "token `{}` has role {}; {action} needs {role}",
+            grant.name(),
+            grant.role(),
+        )));
+    }
+    match keyspace {
+        Some(ks) if !grant.allows(ks) => Err(denied_keyspace(grant, ks)),
+        _ => Ok(()),
     }
 }
 

@@ -21,6 +21,8 @@ mod openapi;
 mod otel;
 mod overload;
 mod ownership;
+mod resp;
+mod resp_wire;
 mod roles;
 mod rolling;
 mod routing;
