@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -123,10 +123,14 @@ impl Front {
         }
     }
 
-    /// Runs `operation` under the command deadline, which starts now. The deadline's timer
-    /// is armed only when the operation does not finish at its first poll (a hit does).
-    pub async fn bounded<T>(&self, operation: impl Future<Output = Result<T>>) -> Result<T> {
-        let started = tokio::time::Instant::now();
+    /// Runs `operation` under the deadline of a command `received` then. The deadline's
+    /// timer is armed only when the operation does not finish at its first poll (a hit
+    /// does), and the clock is read once per read of the socket, not per command.
+    pub async fn bounded<T>(
+        &self,
+        received: tokio::time::Instant,
+        operation: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let mut operation = std::pin::pin!(operation);
         let first = std::future::poll_fn(|cx| {
             std::task::Poll::Ready(match operation.as_mut().poll(cx) {
@@ -139,7 +143,7 @@ impl Front {
             return done;
         }
         let limit = self.request_timeout;
-        tokio::time::timeout_at(started + limit, operation)
+        tokio::time::timeout_at(received + limit, operation)
             .await
             .unwrap_or_else(|_| Err(Error::timeout("command", limit)))
     }
@@ -233,6 +237,11 @@ where
     let mut reply = Reply::new(READ_CHUNK);
     let mut args = Vec::with_capacity(8);
     let mut session = Session::new(front);
+    let mut received = tokio::time::Instant::now();
+    let mut commands = 0;
+    // One wait for the shutdown signal for the connection's life, not one per read: a new
+    // one would register with the signal's waiters (a lock) on every read.
+    let mut stopped = std::pin::pin!(crate::net::stopped(&mut shutdown));
     loop {
         loop {
             let parsed = codec::parse(&input, &front.limits, &mut args);
@@ -241,14 +250,23 @@ where
                 Ok(None) => break,
                 Err(e) => return refuse(&mut stream, &mut reply, &e).await,
             };
-            let frame = input.split_to(len).freeze();
-            if args.is_empty() {
+            let Some(name) = args.first() else {
+                input.advance(len);
                 continue;
-            }
-            front.stats.commands.fetch_add(1, Ordering::Relaxed);
-            let command = Command::new(&frame, &args);
-            let flow = session.execute(front, command, &mut reply).await;
+            };
+            commands += 1;
+            let flow = if input.get(name.clone()).is_some_and(session::keeps_values) {
+                let frame = input.split_to(len).freeze();
+                let command = Command::shared(&frame, &args, received);
+                session.execute(front, command, &mut reply).await
+            } else {
+                let command = Command::borrowed(&input[..len], &args, received);
+                let flow = session.execute(front, command, &mut reply).await;
+                input.advance(len);
+                flow
+            };
             if flow == Flow::Close {
+                front.stats.commands.fetch_add(commands, Ordering::Relaxed);
                 stream.write_all(reply.buffer()).await?;
                 return stream.shutdown().await;
             }
@@ -256,6 +274,10 @@ where
                 write_out(&mut stream, &mut reply).await?;
             }
         }
+        // Counted once per read: a shared counter touched per command costs a cache line
+        // moving between cores.
+        front.stats.commands.fetch_add(commands, Ordering::Relaxed);
+        commands = 0;
         if reply.len() > 0 {
             write_out(&mut stream, &mut reply).await?;
         }
@@ -269,14 +291,14 @@ where
         let read = if input.is_empty() {
             tokio::select! {
                 biased;
-                () = crate::net::stopped(&mut shutdown) => return Ok(()),
+                () = &mut stopped => return Ok(()),
                 read = stream.read_buf(&mut input) => read?,
             }
         } else {
             let rest = tokio::time::timeout(front.partial_timeout, stream.read_buf(&mut input));
             tokio::select! {
                 biased;
-                () = crate::net::stopped(&mut shutdown) => return Ok(()),
+                () = &mut stopped => return Ok(()),
                 read = rest => match read {
                     Ok(read) => read?,
                     Err(_) => {
@@ -289,6 +311,7 @@ where
         if read == 0 {
             return Ok(());
         }
+        received = tokio::time::Instant::now();
     }
 }
 

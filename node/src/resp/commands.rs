@@ -54,8 +54,9 @@ fn split<'a>(front: &'a Front, raw: &'a [u8]) -> Result<(&'a str, &'a str), Fail
     let Ok(text) = std::str::from_utf8(raw) else {
         return Err(Error::InvalidRequest("the key is not UTF-8".into()).into());
     };
-    match text.split_once(':') {
-        Some(split) => Ok(split),
+    // `:` is ASCII: the bytes around it are whole UTF-8 strings.
+    match raw.iter().position(|&b| b == b':') {
+        Some(at) => Ok((&text[..at], &text[at + 1..])),
         None => match &front.default_keyspace {
             Some(keyspace) => Ok((keyspace.as_str(), text)),
             None => Err(Failure::err(format!(
@@ -80,7 +81,9 @@ pub(super) async fn get(
     }
     let (keyspace, key) = split(front, cmd.arg(1))?;
     session.permit(Role::Read, keyspace, "GET")?;
-    let value = front.bounded(front.engine.get(keyspace, key)).await?;
+    let value = front
+        .bounded(cmd.received(), front.engine.get(keyspace, key))
+        .await?;
     out.optional(value.as_deref());
     Ok(())
 }
@@ -104,10 +107,17 @@ pub(super) async fn set(
     match ttl {
         Some(ttl) => {
             front
-                .bounded(engine.put_with_ttl(keyspace, key, value, ttl))
+                .bounded(
+                    cmd.received(),
+                    engine.put_with_ttl(keyspace, key, value, ttl),
+                )
                 .await?
         }
-        None => front.bounded(engine.put(keyspace, key, value)).await?,
+        None => {
+            front
+                .bounded(cmd.received(), engine.put(keyspace, key, value))
+                .await?
+        }
     }
     out.ok();
     Ok(())
@@ -204,7 +214,7 @@ async fn read_all(
     let mut answers: Vec<Result<Option<Bytes>, Error>> = Vec::new();
     answers.resize_with(cmd.len() - 1, || Ok(None));
     front
-        .bounded(async {
+        .bounded(cmd.received(), async {
             for group in &groups {
                 let results = front
                     .engine
@@ -276,7 +286,7 @@ pub(super) async fn mset(
     let keys = (1..cmd.len()).step_by(2);
     let groups = grouped(front, session, cmd, keys, Role::Write, "MSET")?;
     front
-        .bounded(async {
+        .bounded(cmd.received(), async {
             for group in &groups {
                 let entries = group.keys.iter().map(|&(_, arg, key)| Entry {
                     key: key.to_owned(),
@@ -308,7 +318,7 @@ pub(super) async fn del(
     }
     let groups = grouped(front, session, cmd, 1..cmd.len(), Role::Write, "DEL")?;
     let removed = front
-        .bounded(async {
+        .bounded(cmd.received(), async {
             let mut removed = 0;
             for group in &groups {
                 for result in front

@@ -16,16 +16,48 @@ use super::reply::{Protocol, Reply};
 use crate::error::Error;
 use crate::server::auth::{self, Grant, Role};
 
-/// One command as read: its bytes and where each argument lies in them.
+/// One command as read: its bytes, where each argument lies in them, and when it was read.
 pub(crate) struct Command<'a> {
-    frame: &'a Bytes,
+    frame: &'a [u8],
+    /// The same bytes split off the read buffer, for commands that keep values (`SET`).
+    shared: Option<&'a Bytes>,
     args: &'a [Range<usize>],
+    received: tokio::time::Instant,
 }
 
 impl<'a> Command<'a> {
-    /// The command of `args` (at least one) in `frame`.
-    pub fn new(frame: &'a Bytes, args: &'a [Range<usize>]) -> Self {
-        Command { frame, args }
+    /// The command of `args` (at least one) in `frame`, borrowed from the read buffer.
+    pub fn borrowed(
+        frame: &'a [u8],
+        args: &'a [Range<usize>],
+        received: tokio::time::Instant,
+    ) -> Self {
+        Command {
+            frame,
+            shared: None,
+            args,
+            received,
+        }
+    }
+
+    /// The command of `args` in `frame`, split off the read buffer: its values are kept
+    /// without a copy.
+    pub fn shared(
+        frame: &'a Bytes,
+        args: &'a [Range<usize>],
+        received: tokio::time::Instant,
+    ) -> Self {
+        Command {
+            frame,
+            shared: Some(frame),
+            args,
+            received,
+        }
+    }
+
+    /// When the command was read: its deadline runs from then.
+    pub fn received(&self) -> tokio::time::Instant {
+        self.received
     }
 
     /// Arguments, the name included.
@@ -41,19 +73,28 @@ impl<'a> Command<'a> {
             .unwrap_or_default()
     }
 
-    /// Argument `i` as bytes of its own, sharing the read buffer (no copy).
+    /// Argument `i` as bytes of its own: sharing the read buffer when the command was
+    /// split off it ([`keeps_values`]), else copied.
     pub fn value(&self, i: usize) -> Bytes {
-        self.args
-            .get(i)
-            .filter(|r| r.end <= self.frame.len())
-            .map(|r| self.frame.slice(r.clone()))
-            .unwrap_or_default()
+        let Some(range) = self.args.get(i).filter(|r| r.end <= self.frame.len()) else {
+            return Bytes::new();
+        };
+        match self.shared {
+            Some(shared) => shared.slice(range.clone()),
+            None => Bytes::copy_from_slice(&self.frame[range.clone()]),
+        }
     }
 
     /// Arguments from `i` on.
     pub fn rest(&self, i: usize) -> impl Iterator<Item = &'a [u8]> + '_ {
         (i..self.len()).map(|i| self.arg(i))
     }
+}
+
+/// Whether a command named `name` stores values: it is split off the read buffer, so that
+/// the values reach the engine without a copy. Every other command is read in place.
+pub(crate) fn keeps_values(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"SET") || name.eq_ignore_ascii_case(b"MSET")
 }
 
 /// Whether the connection goes on after a command.

@@ -314,3 +314,53 @@ fn redis_cli(port: u16, args: &[&str]) -> std::process::Command {
         .args(args);
     cmd
 }
+
+/// With `[tls]`, RESP speaks TLS: a client trusting the cluster CA reads; plaintext gets
+/// no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp_speaks_tls_when_the_node_does() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let pki = distcache_testkit::tls::TestPki::new();
+    let files = pki.issue(
+        "node-0",
+        &["localhost", "127.0.0.1"],
+        distcache_testkit::tls::Usage::Node,
+        distcache_testkit::tls::Validity::Current,
+    );
+    let ca = pki.ca().to_path_buf();
+    let cluster = resp_cluster(1, move |_, c| {
+        let mut tls = distcache::TlsConfig::new(files.cert.clone(), files.key.clone());
+        tls.ca = Some(ca.clone());
+        c.tls = Some(tls);
+    })
+    .await;
+    let addr = resp_addr(&cluster, 0);
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pki.ca()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    tls.write_all(b"GET ks:secure\r\n").await.unwrap();
+    let mut reply = [0u8; 14];
+    tokio::time::timeout(REPLY, tls.read_exact(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&reply, b"$8\r\nv:secure\r\n");
+
+    let got = until_closed(&addr, b"PING\r\n").await;
+    assert!(!got.contains("PONG"), "plaintext was answered: {got:?}");
+    cluster.shutdown().await;
+}
