@@ -13,16 +13,21 @@
 #   5. one node over HTTPS (TLS 1.3, keep-alive) against the same node's plain HTTP figure
 #      measured just before it (goal ≥ 0.8×),
 #   6. the engine's local hit against raw moka (the criterion bench `engine -- get_hit`,
-#      goal ≤ 1.3×).
+#      goal ≤ 1.3×),
+#   7. the Redis-protocol front (`--resp-listen`): GET hit of one node against redis-server
+#      with redis-benchmark, unpipelined and -P16, the two servers alternating ROUNDS times
+#      (medians; goal ≥ 1.0×); and the memory runs of 4. again with the values SET over RESP
+#      (redis-benchmark -t set into keyspace `key`).
 # This machine is shared and noisy:
 # only ratios measured side by side mean anything. Installs wrk and redis through apt when
 # missing.
 #
 # Environment: CONNECTIONS (50), DURATION (10s), THREADS (2), VALUE_BYTES (128), ROUNDS (3),
 # MEMORY_MAX_BYTES (128MiB, the keyspace of the memory runs), DISTCACHE_BIN (a prebuilt
-# binary to measure instead of building this checkout's), ONLY (`memory`, `tls` or `metrics`:
-# just that part; `tls` measures plain HTTP and HTTPS of one node, `metrics` one node with
-# metrics on and off, then the engine's criterion local hit against raw moka).
+# binary to measure instead of building this checkout's), ONLY (`memory`, `tls`, `metrics` or
+# `resp`: just that part; `tls` measures plain HTTP and HTTPS of one node, `metrics` one node
+# with metrics on and off, then the engine's criterion local hit against raw moka, `resp` the
+# Redis-protocol rows of 7. and its memory rows).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -42,6 +47,7 @@ cleanup() {
   CLUSTER_DIR="$work/three" ./scripts/cluster.sh down >/dev/null 2>&1 || true
   CLUSTER_DIR="$work/mem" ./scripts/cluster.sh down >/dev/null 2>&1 || true
   CLUSTER_DIR="$work/tls" ./scripts/cluster.sh down >/dev/null 2>&1 || true
+  CLUSTER_DIR="$work/resp" ./scripts/cluster.sh down >/dev/null 2>&1 || true
   if [[ -n "$redis_port" ]]; then redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
@@ -113,7 +119,67 @@ else
 fi
 value="$(head -c "$value_bytes" /dev/zero | tr '\0' 'x')"
 
-if [[ "${ONLY:-}" != memory ]]; then
+# Starts a throw-away redis-server (once) on $redis_port.
+start_redis() {
+  [[ -n "$redis_port" ]] && return 0
+  redis_port="$(free_base 1)"
+  redis-server --port "$redis_port" --save '' --appendonly no --daemonize yes --logfile "$work/redis.log" >/dev/null
+  until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
+}
+
+# redis-benchmark of `GET scratch:bench` against a port, with a pipeline depth; prints
+# "rps p50_ms p99_ms". The same literal command against both servers.
+resp_run() {
+  local port="$1" pipeline="$2" n csv
+  n=$(( ${duration%s} * (pipeline > 1 ? 250000 : 50000) ))
+  csv="$(redis-benchmark -p "$port" -c "$connections" -n "$n" -P "$pipeline" --threads "$threads" --csv GET scratch:bench 2>/dev/null | tail -1)"
+  local rps p50 p99
+  rps="$(cut -d, -f2 <<<"$csv" | tr -d '"')"
+  p50="$(cut -d, -f5 <<<"$csv" | tr -d '"')"
+  p99="$(cut -d, -f7 <<<"$csv" | tr -d '"')"
+  if [[ -z "$rps" ]]; then
+    echo "redis-benchmark against port $port failed: $csv" >&2
+    exit 1
+  fi
+  echo "$rps $p50 $p99"
+}
+
+if [[ -z "${ONLY:-}" || "${ONLY:-}" == resp ]]; then
+echo "== Redis protocol: one node against redis-server (alternating, $rounds rounds)"
+base="$(free_base 1)"
+resp_port="$(free_base 1)"
+DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/resp" \
+  NODE_ARGS="--resp-listen 127.0.0.1:$resp_port" ./scripts/cluster.sh up 1 >/dev/null
+start_redis
+for port in "$resp_port" "$redis_port"; do
+  [[ "$(redis-cli -p "$port" SET scratch:bench "$value")" == OK ]] || { echo "SET on $port failed" >&2; exit 1; }
+done
+resp_rows=()
+for pipeline in 1 16; do
+  dc_runs=()
+  rd_runs=()
+  for ((round = 0; round < rounds; round++)); do
+    dc_runs+=("$(resp_run "$resp_port" "$pipeline")")
+    rd_runs+=("$(resp_run "$redis_port" "$pipeline")")
+  done
+  resp_rows+=("$pipeline $(median_run "${dc_runs[@]}") $(median_run "${rd_runs[@]}")")
+done
+CLUSTER_DIR="$work/resp" ./scripts/cluster.sh down >/dev/null
+echo
+printf '%-34s %12s %10s %10s %12s %10s %10s\n' "RESP GET hit (redis-benchmark)" "req/s" "p50 ms" "p99 ms" "rps/redis" "p50/redis" "p99/redis"
+for r in "${resp_rows[@]}"; do
+  read -r pipeline d_rps d_p50 d_p99 r_rps r_p50 r_p99 <<<"$r"
+  name="RESP GET hit, c=$connections"
+  ((pipeline > 1)) && name="$name -P$pipeline"
+  awk -v n="$name" -v r="$d_rps" -v a="$d_p50" -v b="$d_p99" -v rr="$r_rps" -v ra="$r_p50" -v rb="$r_p99" \
+    'BEGIN { printf "%-34s %12.0f %10.3f %10.3f %12.2f %10.2f %10.2f  (goal >= 1.00: %s)\n", n, r, a, b, r / rr, a / ra, b / rb, (r / rr >= 1 ? "met" : "not met") }'
+  awk -v n="redis-server${name#RESP GET hit}" -v r="$r_rps" -v a="$r_p50" -v b="$r_p99" \
+    'BEGIN { printf "%-34s %12.0f %10.3f %10.3f %12.2f %10.2f %10.2f\n", n, r, a, b, 1, 1, 1 }'
+done
+echo
+fi
+
+if [[ "${ONLY:-}" != memory && "${ONLY:-}" != resp ]]; then
 echo "== one node, metrics on and off (alternating, $rounds rounds)"
 base="$(free_base 1)"
 DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/one" ./scripts/cluster.sh up 1 >/dev/null
@@ -172,9 +238,7 @@ read -r non_rps non_p50 non_p99 < <(wrk_run "http://$other/v1/keyspaces/scratch/
 CLUSTER_DIR="$work/three" ./scripts/cluster.sh down >/dev/null
 
 echo "== redis-server (reference)"
-redis_port="$(free_base 1)"
-redis-server --port "$redis_port" --save '' --appendonly no --daemonize yes --logfile "$work/redis.log" >/dev/null
-until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
+start_redis
 secs="${duration%s}"
 requests=$((secs * 60000))
 csv="$(redis-benchmark -p "$redis_port" -t get -c "$connections" -n "$requests" -d "$value_bytes" --threads "$threads" --csv 2>/dev/null | tail -1)"
@@ -205,25 +269,43 @@ function response()
 end
 LUA
 memory_rows=()
+memory_fronts=(http resp)
+[[ "${ONLY:-}" == resp ]] && memory_fronts=(resp)
+for front in "${memory_fronts[@]}"; do
 for size in 16 1024 65536; do
   base="$(free_base 1)"
-  DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/mem" ./scripts/cluster.sh up 1 >/dev/null
-  "$bin" --endpoint "127.0.0.1:$base" keyspace create mem --max-bytes "$memory_max_bytes" --source none >/dev/null
+  # Over RESP the values go to keyspace `key`: redis-benchmark -t set writes key:<random>.
+  keyspace=mem
+  node_args=""
+  if [[ "$front" == resp ]]; then
+    keyspace=key
+    resp_port="$(free_base 1)"
+    node_args="--resp-listen 127.0.0.1:$resp_port"
+  fi
+  DISTCACHE_BIN="$bin" BASE_PORT="$base" CLUSTER_DIR="$work/mem" NODE_ARGS="$node_args" \
+    ./scripts/cluster.sh up 1 >/dev/null
+  "$bin" --endpoint "127.0.0.1:$base" keyspace create "$keyspace" --max-bytes "$memory_max_bytes" --source none >/dev/null
   pid="$(cat "$work"/mem/*.pid)"
   before="$(rss_kib "$pid")"
-  max_bytes="$("$bin" --endpoint "127.0.0.1:$base" keyspace get mem -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["max_bytes"])')"
+  max_bytes="$("$bin" --endpoint "127.0.0.1:$base" keyspace get "$keyspace" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["max_bytes"])')"
   # Three times max_bytes, counting with each value a key of ~20 bytes and the 384 bytes of
   # bookkeeping an entry weighs.
   per_thread=$(( 3 * max_bytes / (size + 404) / threads + 1 ))
-  wrk -t"$threads" -c"$connections" -d120s -s "$work/put.lua" "http://127.0.0.1:$base" -- "$per_thread" "$size" >/dev/null
-  held="$("$bin" --endpoint "127.0.0.1:$base" stats mem -o json | python3 -c 'import json,sys; k=json.load(sys.stdin)["nodes"][0]["keyspaces"][0]; print(k["main_cache_bytes"]+k["hot_cache_bytes"])')"
+  if [[ "$front" == resp ]]; then
+    redis-benchmark -p "$resp_port" -t set -c "$connections" -P 16 -r 1000000000 -d "$size" \
+      -n $(( per_thread * threads )) -q >/dev/null
+  else
+    wrk -t"$threads" -c"$connections" -d120s -s "$work/put.lua" "http://127.0.0.1:$base" -- "$per_thread" "$size" >/dev/null
+  fi
+  held="$("$bin" --endpoint "127.0.0.1:$base" stats "$keyspace" -o json | python3 -c 'import json,sys; k=json.load(sys.stdin)["nodes"][0]["keyspaces"][0]; print(k["main_cache_bytes"]+k["hot_cache_bytes"])')"
   after="$(rss_kib "$pid")"
-  memory_rows+=("$size $before $after $held")
+  memory_rows+=("$front $size $before $after $held")
   CLUSTER_DIR="$work/mem" ./scripts/cluster.sh down >/dev/null
   rm -rf "$work/mem"
 done
+done
 
-if [[ "${ONLY:-}" != memory ]]; then
+if [[ "${ONLY:-}" != memory && "${ONLY:-}" != resp ]]; then
 echo
 printf '%-28s %12s %10s %10s %12s %10s %10s\n' "GET hit, c=$connections" "req/s" "p50 ms" "p99 ms" "rps/redis" "p50/redis" "p99/redis"
 row() {
@@ -239,7 +321,9 @@ fi
 echo
 printf '%-28s %12s %12s %14s %12s\n' "memory, 3x max_bytes PUT" "RSS before" "RSS after" "bytes held" "growth/held"
 for r in "${memory_rows[@]}"; do
-  read -r size before after held <<<"$r"
-  awk -v s="$size" -v b="$before" -v a="$after" -v h="$held" \
-    'BEGIN { printf "%-28s %10.1fMB %10.1fMB %12.1fMB %12.2f  (P6 goal <= 1.30)\n", s " B values", b / 1024, a / 1024, h / 1e6, (a - b) * 1024 / h }'
+  read -r front size before after held <<<"$r"
+  label="$size B values"
+  [[ "$front" == resp ]] && label="$size B values, RESP SET"
+  awk -v s="$label" -v b="$before" -v a="$after" -v h="$held" \
+    'BEGIN { printf "%-28s %10.1fMB %10.1fMB %12.1fMB %12.2f  (P6 goal <= 1.30)\n", s, b / 1024, a / 1024, h / 1e6, (a - b) * 1024 / h }'
 done
