@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::{Mutex, broadcast, watch};
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::catalog::Catalog;
@@ -84,7 +83,8 @@ pub(crate) struct Inner {
     /// Serialises catalog application; holds the applied revision.
     applied: Mutex<u64>,
     applied_tx: watch::Sender<u64>,
-    tasks: TaskTracker,
+    /// Loads, on the runtime the engine was built in, so that `stop` can wait for them.
+    tasks: crate::space::LoadTasks,
     follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) cluster: Option<Arc<Cluster>>,
     /// Warmup runs of this node.
@@ -138,7 +138,7 @@ impl Inner {
             seeds,
             applied: Mutex::new(0),
             applied_tx: watch::Sender::new(0),
-            tasks: TaskTracker::new(),
+            tasks: crate::space::LoadTasks::on_current_runtime(),
             follower: std::sync::Mutex::new(None),
             cluster,
             warmups: WarmupLog::default(),

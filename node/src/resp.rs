@@ -27,29 +27,30 @@
 //! deadline) before their connection closes. With TLS (`[tls]`), RESP speaks TLS too.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::server::auth::Tokens;
-use crate::tls::NodeTls;
 
 mod codec;
 mod commands;
 mod reply;
 mod session;
+mod shards;
 
 use codec::{CodecLimits, ProtocolError};
 use reply::Reply;
 use session::{Command, Flow, Session};
+pub(crate) use shards::Shards;
 
 /// Replies buffered past this are written before the next command runs, so that a long
 /// pipeline of large values does not pile up in memory.
@@ -149,18 +150,18 @@ impl Front {
     }
 }
 
-/// Serves RESP on `listener` (over TLS with `tls`) until `shutdown` resolves; then stops
+/// Serves RESP on `listener` (over TLS with `tls`) until `shutdown` resolves, with the
+/// connections on `threads` event loops of their own (`resp/shards.rs`); then stops
 /// accepting, closes idle connections, lets the others answer what they have read (for at
 /// most the request deadline), and returns.
 pub(crate) async fn serve(
     listener: TcpListener,
     front: Arc<Front>,
     max_connections: usize,
-    tls: Option<Arc<NodeTls>>,
+    shards: Shards,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
-    let mut connections = JoinSet::new();
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&permits).acquire_owned() => match permit {
@@ -177,50 +178,50 @@ pub(crate) async fn serve(
                     continue;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             () = crate::net::stopped(&mut shutdown) => break,
         };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
-        let front = Arc::clone(&front);
-        let stop = shutdown.clone();
-        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
-        connections.spawn(async move {
-            front.stats.connections.fetch_add(1, Ordering::Relaxed);
-            front.stats.connected.fetch_add(1, Ordering::Relaxed);
-            let ended = match acceptor {
-                None => serve_connection(stream, &front, stop).await,
-                Some(acceptor) => {
-                    let handshake = acceptor.accept(stream);
-                    match tokio::time::timeout(front.partial_timeout, handshake).await {
-                        Ok(Ok(stream)) => serve_connection(stream, &front, stop).await,
-                        Ok(Err(e)) => Err(e),
-                        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-                    }
-                }
-            };
-            if let Err(e) = ended {
-                tracing::trace!(%peer, error = %e, "RESP connection ended with an error");
-            }
-            front.stats.connected.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
-        });
+        front.stats.connections.fetch_add(1, Ordering::Relaxed);
+        shards.hand(stream, peer, permit);
     }
     drop(listener);
-    // Connections see the same signal: idle ones close, busy ones finish what they read.
-    let limit = front.request_timeout + Duration::from_secs(1);
-    let drained = tokio::time::timeout(limit, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            connections = connections.len(),
-            "RESP connections still busy after the request deadline; closing them"
-        );
-        connections.shutdown().await;
+    shards.finish().await;
+}
+
+/// Serves one accepted connection on the loop it was handed to: the TLS handshake, if
+/// any, then its commands until it ends.
+async fn connection(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    front: &Front,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+) {
+    let stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "cannot serve a RESP connection on its loop");
+            return;
+        }
+    };
+    front.stats.connected.fetch_add(1, Ordering::Relaxed);
+    let ended = match acceptor {
+        None => serve_connection(stream, front, stop).await,
+        Some(acceptor) => {
+            let handshake = acceptor.accept(stream);
+            match tokio::time::timeout(front.partial_timeout, handshake).await {
+                Ok(Ok(stream)) => serve_connection(stream, front, stop).await,
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+            }
+        }
+    };
+    if let Err(e) = ended {
+        tracing::trace!(%peer, error = %e, "RESP connection ended with an error");
     }
+    front.stats.connected.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// One connection: read, answer every complete command read, write, until the client

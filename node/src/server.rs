@@ -115,6 +115,10 @@ pub struct ServerConfig {
     /// (such keys are refused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resp_default_keyspace: Option<String>,
+    /// Threads the RESP front serves its connections on, each an event loop of its own
+    /// (a connection stays on one from accept to close). Default 0: one per core the node
+    /// may use.
+    pub resp_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -131,11 +135,23 @@ impl Default for ServerConfig {
             metrics: true,
             resp_listen: None,
             resp_default_keyspace: None,
+            resp_threads: 0,
         }
     }
 }
 
+/// The most threads `resp_threads` may ask for.
+const MAX_RESP_THREADS: usize = 256;
+
 impl ServerConfig {
+    /// The threads the RESP front runs: `resp_threads`, or one per core when it is 0.
+    pub fn resp_threads_in_use(&self) -> usize {
+        match self.resp_threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n,
+        }
+    }
+
     /// Every problem, fields named as in the TOML file.
     pub fn problems(&self) -> Problems {
         let mut problems = Problems::new();
@@ -164,6 +180,12 @@ impl ServerConfig {
             && let Err(message) = crate::spec::validate::name(keyspace)
         {
             problems.push("resp_default_keyspace", message);
+        }
+        if self.resp_threads > MAX_RESP_THREADS {
+            problems.push(
+                "resp_threads",
+                format!("must be at most {MAX_RESP_THREADS} (0 = one per core)"),
+            );
         }
         if self.max_connections == 0 {
             problems.push("max_connections", "must be at least 1");

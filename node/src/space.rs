@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use tokio_util::task::TaskTracker;
 
 use crate::config::{EngineConfig, Settings};
 use crate::error::{Error, Result};
@@ -26,6 +25,9 @@ use hot_keys::HotKeys;
 pub(crate) mod hot_keys;
 mod load;
 mod takeover;
+mod tasks;
+
+pub(crate) use tasks::LoadTasks;
 
 pub(crate) use takeover::Takeover;
 
@@ -60,7 +62,7 @@ pub(crate) struct Space {
     /// Reads per key, for warmup (kept across updates like the counters).
     pub hot_keys: Arc<HotKeys>,
     /// Where loads run, so that `stop` can wait for them.
-    pub(crate) tasks: TaskTracker,
+    pub(crate) tasks: LoadTasks,
     /// While this node takes its keys over: whether the caches were flushed meanwhile.
     takeover: std::sync::Mutex<Option<Takeover>>,
     /// The engine's spans, for the fetches and peer calls of loads.
@@ -79,7 +81,7 @@ impl Space {
         expiry: Option<Arc<dyn KeySpace>>,
         stats: Arc<Counters>,
         hot_keys: Arc<HotKeys>,
-        tasks: TaskTracker,
+        tasks: LoadTasks,
     ) -> Space {
         let settings = Settings::resolve(&spec, engine);
         let hot_bytes = ((settings.max_bytes as f64) * engine.hot_cache_ratio) as u64;

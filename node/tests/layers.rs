@@ -44,7 +44,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("runtime", &["cluster", "space"]),
     ("engine", &["engine"]),
-    ("edges", &["client", "fuzzing", "memnet", "node", "resp", "server"]),
+    (
+        "edges",
+        &["client", "fuzzing", "memnet", "node", "resp", "server"],
+    ),
 ];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;

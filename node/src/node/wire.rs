@@ -192,10 +192,20 @@ pub(super) async fn serve_resp(
         &config.server,
         &config.id,
     );
+    let front = Arc::new(front);
+    let threads = config.server.resp_threads_in_use();
+    let shards = resp::Shards::start(threads, &front, tls, &stop).map_err(|e| {
+        let mut p = Problems::new();
+        p.push(
+            "server.resp_threads",
+            format!("cannot start {threads} RESP threads: {e}"),
+        );
+        Error::InvalidConfig(p)
+    })?;
     let max_connections = config.server.max_connections;
     let task = tokio::spawn(async move {
-        resp::serve(listener, Arc::new(front), max_connections, tls, stop).await;
+        resp::serve(listener, front, max_connections, shards, stop).await;
     });
-    tracing::info!(addr = %bound, "serving the Redis protocol");
+    tracing::info!(addr = %bound, threads, "serving the Redis protocol");
     Ok(Some((bound, task)))
 }

@@ -225,6 +225,51 @@ async fn a_pipeline_of_100_commands_is_answered_in_order() {
     cluster.shutdown().await;
 }
 
+/// With three event loops, twelve connections read and write their own keys at once, their
+/// reads of one slow key cost a single fetch, and the node stops cleanly afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_on_several_loops_share_loads() {
+    let cluster = resp_cluster(1, |_, c| {
+        c.server.resp_threads = 3;
+    })
+    .await;
+    let url = format!("redis://{}/", resp_addr(&cluster, 0));
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..12 {
+        let url = url.clone();
+        clients.spawn(async move {
+            // A connection of its own (not multiplexed with the others).
+            let mut con = connect(&url).await;
+            for i in 0..20 {
+                let key = format!("ks:c{c}-{i}");
+                let () = query(&mut con, &["SET", &key, &format!("{c}/{i}")])
+                    .await
+                    .unwrap();
+                let v: String = query(&mut con, &["GET", &key]).await.unwrap();
+                assert_eq!(v, format!("{c}/{i}"));
+            }
+            // Every connection asks for the same slow key: one fetch serves them all.
+            let v: String = query(&mut con, &["GET", "ks:slow-shared"]).await.unwrap();
+            assert_eq!(v, "v:slow-shared");
+        });
+    }
+    let source = &cluster.sources[0];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while source.running() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no connection reached the slow key"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    source.open_gate();
+    while let Some(done) = clients.join_next().await {
+        done.expect("a client failed");
+    }
+    assert_eq!(source.fetches_of("slow-shared"), 1);
+    cluster.shutdown().await;
+}
+
 /// With `resp_default_keyspace`, a key without `:` is in that keyspace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_without_a_keyspace_use_the_default() {
