@@ -1,10 +1,11 @@
-//! Shared HTTP client plumbing: one crypto provider for rustls, reqwest clients with pooled
-//! keep-alive connections and the TLS settings of `net/tls.rs`, and URLs built from path
-//! segments.
+//! Shared network plumbing: one crypto provider for rustls, reqwest clients with pooled
+//! keep-alive connections and the TLS settings of `net/tls.rs`, URLs built from path
+//! segments, and the event loops both fronts serve their connections on (`net/loops.rs`).
 
 use std::sync::Once;
 use std::time::Duration;
 
+pub(crate) mod loops;
 pub(crate) mod tls;
 
 use tls::{ClientTls, TlsError};

@@ -26,6 +26,7 @@ use crate::engine::{Engine, EngineBuilder};
 use crate::error::{Error, Problems, Result};
 use crate::keyspace::KeySpace;
 use crate::memnet::MemoryNetwork;
+use crate::net::loops::EventLoops;
 use crate::otel::{OtelError, OtelPipeline};
 use crate::ring::NodeId;
 use crate::server::{HttpStats, Readiness};
@@ -165,6 +166,16 @@ impl NodeBuilder {
             observe_node(pipeline, &engine, control.as_ref(), &config.id, &http);
         }
         let tokens = crate::server::tokens(&config.server)?;
+        let threads = config.server.io_threads_in_use();
+        let loops = Arc::new(EventLoops::start("io", threads).map_err(|e| {
+            let mut p = Problems::new();
+            p.push(
+                "server.io_threads",
+                format!("cannot start {threads} event-loop threads: {e}"),
+            );
+            Error::InvalidConfig(p)
+        })?);
+        tracing::debug!(io_threads = loops.len(), "event loops started");
         let parts = Parts {
             config: &config,
             addr: &addr,
@@ -173,6 +184,7 @@ impl NodeBuilder {
             readiness: &readiness,
             http: &http,
             tokens: tokens.as_ref(),
+            loops: &loops,
         };
         let resp = wire::serve_resp(&parts, tls.clone(), shutdown_rx.clone()).await?;
         let (bound, serving) = wire.serve(&parts, tls, shutdown_rx.clone())?;
@@ -192,6 +204,7 @@ impl NodeBuilder {
             serving: std::sync::Mutex::new(Some(serving)),
             resp_bound,
             resp: std::sync::Mutex::new(resp),
+            loops,
             otel,
         };
         if let Err(e) = node.join(shutdown_rx).await {
@@ -337,6 +350,8 @@ pub struct Node {
     /// Where the Redis-protocol front listens, and its task (`server.resp_listen`).
     resp_bound: Option<SocketAddr>,
     resp: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The event loops the fronts' connections live on; stopped once both fronts are.
+    loops: Arc<EventLoops>,
     /// The OpenTelemetry export, when configured; shut down last.
     otel: Option<OtelPipeline>,
 }
@@ -574,6 +589,7 @@ impl Node {
         } {
             tracing::warn!(error = %e, "Redis-protocol front task failed");
         }
+        self.loops.stop().await;
         self.discovery.stop().await?;
         if let Some(otel) = &self.otel {
             // Bounded: an unreachable collector delays the stop by its export timeout at most.

@@ -36,21 +36,23 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::net::loops::EventLoops;
 use crate::server::auth::Tokens;
+use crate::tls::NodeTls;
 
 mod codec;
 mod commands;
 mod reply;
 mod session;
-mod shards;
 
 use codec::{CodecLimits, ProtocolError};
 use reply::Reply;
 use session::{Command, Flow, Session};
-pub(crate) use shards::Shards;
 
 /// Replies buffered past this are written before the next command runs, so that a long
 /// pipeline of large values does not pile up in memory.
@@ -150,18 +152,21 @@ impl Front {
     }
 }
 
-/// Serves RESP on `listener` (over TLS with `tls`) until `shutdown` resolves, with the
-/// connections on `threads` event loops of their own (`resp/shards.rs`); then stops
-/// accepting, closes idle connections, lets the others answer what they have read (for at
-/// most the request deadline), and returns.
+/// Serves RESP on `listener` (over TLS with `tls`) until `shutdown` resolves, each
+/// connection on one of `loops` (`net/loops.rs`); then stops accepting, closes idle
+/// connections, lets the others answer what they have read (for at most the request
+/// deadline and a second), closes what is left, and returns.
 pub(crate) async fn serve(
     listener: TcpListener,
     front: Arc<Front>,
     max_connections: usize,
-    shards: Shards,
+    tls: Option<Arc<NodeTls>>,
+    loops: Arc<EventLoops>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    let connections = TaskTracker::new();
+    let overdue = CancellationToken::new();
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&permits).acquire_owned() => match permit {
@@ -183,11 +188,42 @@ pub(crate) async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
+        // Off this runtime's reactor: the loop registers the socket with its own.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot hand a RESP connection over");
+                continue;
+            }
+        };
         front.stats.connections.fetch_add(1, Ordering::Relaxed);
-        shards.hand(stream, peer, permit);
+        let front = Arc::clone(&front);
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+        let stop = shutdown.clone();
+        let overdue = overdue.clone();
+        loops.spawn(connections.track_future(async move {
+            tokio::select! {
+                () = connection(stream, peer, &front, acceptor, stop) => {}
+                () = overdue.cancelled() => {}
+            }
+            drop(permit);
+        }));
     }
     drop(listener);
-    shards.finish().await;
+    // Connections see the same signal: idle ones close, busy ones finish what they read.
+    connections.close();
+    let limit = front.request_timeout + Duration::from_secs(1);
+    if tokio::time::timeout(limit, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = connections.len(),
+            "RESP connections still busy after the request deadline; closing them"
+        );
+        overdue.cancel();
+        connections.wait().await;
+    }
 }
 
 /// Serves one accepted connection on the loop it was handed to: the TLS handshake, if

@@ -115,10 +115,10 @@ pub struct ServerConfig {
     /// (such keys are refused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resp_default_keyspace: Option<String>,
-    /// Threads the RESP front serves its connections on, each an event loop of its own
-    /// (a connection stays on one from accept to close). Default 0: one per core the node
-    /// may use.
-    pub resp_threads: usize,
+    /// Threads the node serves its HTTP and RESP connections on, each an event loop of its
+    /// own (a connection stays on one from accept to close; loads and background work run
+    /// on the node's runtime). Default 0: one per core the node may use.
+    pub io_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -135,18 +135,18 @@ impl Default for ServerConfig {
             metrics: true,
             resp_listen: None,
             resp_default_keyspace: None,
-            resp_threads: 0,
+            io_threads: 0,
         }
     }
 }
 
-/// The most threads `resp_threads` may ask for.
-const MAX_RESP_THREADS: usize = 256;
+/// The most threads `io_threads` may ask for.
+const MAX_IO_THREADS: usize = 256;
 
 impl ServerConfig {
-    /// The threads the RESP front runs: `resp_threads`, or one per core when it is 0.
-    pub fn resp_threads_in_use(&self) -> usize {
-        match self.resp_threads {
+    /// The event loops the node runs: `io_threads`, or one per core when it is 0.
+    pub fn io_threads_in_use(&self) -> usize {
+        match self.io_threads {
             0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             n => n,
         }
@@ -181,10 +181,10 @@ impl ServerConfig {
         {
             problems.push("resp_default_keyspace", message);
         }
-        if self.resp_threads > MAX_RESP_THREADS {
+        if self.io_threads > MAX_IO_THREADS {
             problems.push(
-                "resp_threads",
-                format!("must be at most {MAX_RESP_THREADS} (0 = one per core)"),
+                "io_threads",
+                format!("must be at most {MAX_IO_THREADS} (0 = one per core)"),
             );
         }
         if self.max_connections == 0 {
@@ -477,13 +477,14 @@ pub(crate) async fn serve(
     router: Router,
     config: &ServerConfig,
     tls: Option<Arc<NodeTls>>,
+    loops: Arc<crate::net::loops::EventLoops>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = listen::ConnectionLimits {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
     };
-    listen::serve(listener, router, limits, tls, shutdown).await
+    listen::serve(listener, router, limits, tls, loops, shutdown).await
 }
 
 async fn not_found(request: Request) -> ApiError {

@@ -139,10 +139,10 @@ pub struct StartArgs {
     /// The keyspace of Redis-protocol keys without a `:` (default: such keys are refused).
     #[arg(long, env = "DISTCACHE_RESP_DEFAULT_KEYSPACE")]
     pub resp_default_keyspace: Option<String>,
-    /// Threads the Redis-protocol front serves connections on, each an event loop of its
-    /// own (default: one per core).
-    #[arg(long, env = "DISTCACHE_RESP_THREADS")]
-    pub resp_threads: Option<usize>,
+    /// Threads serving HTTP and Redis-protocol connections, each an event loop of its own
+    /// (default: one per core).
+    #[arg(long, env = "DISTCACHE_IO_THREADS")]
+    pub io_threads: Option<usize>,
     /// Export traces and metrics over OTLP to this collector, e.g. http://127.0.0.1:4318
     /// (overrides OTEL_EXPORTER_OTLP_ENDPOINT and `[otel] endpoint`; the protocol is
     /// OTEL_EXPORTER_OTLP_PROTOCOL's, default http/protobuf).
@@ -207,8 +207,8 @@ pub fn config(args: StartArgs, token: Option<String>) -> anyhow::Result<NodeConf
     if let Some(keyspace) = args.resp_default_keyspace {
         config.server.resp_default_keyspace = Some(keyspace);
     }
-    if let Some(threads) = args.resp_threads {
-        config.server.resp_threads = threads;
+    if let Some(threads) = args.io_threads {
+        config.server.io_threads = threads;
     }
     if args.metrics_open {
         config.server.metrics_open = true;

@@ -16,6 +16,7 @@ use crate::cluster::Cluster;
 use crate::engine::{Engine, EngineBuilder};
 use crate::error::{Error, Problems, Result};
 use crate::memnet::MemoryNetwork;
+use crate::net::loops::EventLoops;
 use crate::resp::{self, Front};
 use crate::ring::NodeId;
 use crate::server::auth::Tokens;
@@ -79,6 +80,7 @@ impl Wire {
             readiness,
             http,
             tokens,
+            loops,
         } = *parts;
         match self {
             Wire::Http { listener, bound } => {
@@ -94,7 +96,8 @@ impl Wire {
                 };
                 let peer_certificates = tls.as_ref().is_some_and(|tls| tls.verifies_clients());
                 let router = server::router(served, peer_certificates)?;
-                let server = spawn_server(listener, router, &config.server, tls, stop);
+                let loops = Arc::clone(loops);
+                let server = spawn_server(listener, router, &config.server, tls, loops, stop);
                 Ok((Some(bound), Serving::Http(server)))
             }
             Wire::Memory { network } => {
@@ -117,6 +120,8 @@ pub(super) struct Parts<'a> {
     pub http: &'a Arc<server::HttpStats>,
     /// The tokens requests must carry (`None`: the node is open).
     pub tokens: Option<&'a Arc<Tokens>>,
+    /// The event loops both fronts serve connections on.
+    pub loops: &'a Arc<EventLoops>,
 }
 
 /// What a running node serves on, stopped last at shutdown.
@@ -153,11 +158,12 @@ fn spawn_server(
     router: axum::Router,
     config: &ServerConfig,
     tls: Option<Arc<NodeTls>>,
+    loops: Arc<EventLoops>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<std::io::Result<()>> {
     let config = config.clone();
     tokio::spawn(async move {
-        server::serve(listener, router, &config, tls, async move {
+        server::serve(listener, router, &config, tls, loops, async move {
             crate::net::stopped(&mut stop).await;
         })
         .await
@@ -193,19 +199,11 @@ pub(super) async fn serve_resp(
         &config.id,
     );
     let front = Arc::new(front);
-    let threads = config.server.resp_threads_in_use();
-    let shards = resp::Shards::start(threads, &front, tls, &stop).map_err(|e| {
-        let mut p = Problems::new();
-        p.push(
-            "server.resp_threads",
-            format!("cannot start {threads} RESP threads: {e}"),
-        );
-        Error::InvalidConfig(p)
-    })?;
     let max_connections = config.server.max_connections;
+    let loops = Arc::clone(parts.loops);
     let task = tokio::spawn(async move {
-        resp::serve(listener, front, max_connections, shards, stop).await;
+        resp::serve(listener, front, max_connections, tls, loops, stop).await;
     });
-    tracing::info!(addr = %bound, threads, "serving the Redis protocol");
+    tracing::info!(addr = %bound, "serving the Redis protocol");
     Ok(Some((bound, task)))
 }

@@ -6,6 +6,9 @@
 //! the listener stops accepting until one closes, so the kernel's backlog absorbs bursts
 //! instead of the node running out of file descriptors.
 //!
+//! Each accepted connection is served on one of the node's event loops (`net/loops.rs`)
+//! from its first byte to its close.
+//!
 //! With TLS, every connection first completes a handshake with the material current at that
 //! moment (within the same timeout); one that does not, plaintext HTTP included, is closed
 //! without an answer. Whether the client presented a certificate that chains to the cluster
@@ -22,11 +25,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use super::head_errors::JsonHeadErrors;
+use crate::net::loops::EventLoops;
 use crate::tls::NodeTls;
 
 /// On every request of a TLS connection whose client presented a certificate that chains to
@@ -43,13 +47,15 @@ pub(crate) struct ConnectionLimits {
     pub header_read_timeout: Duration,
 }
 
-/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` resolves, then stops
-/// accepting, lets the requests in flight finish, and returns.
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` resolves, each
+/// connection on one of `loops` (`net/loops.rs`), then stops accepting, lets the requests
+/// in flight finish, and returns.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     tls: Option<Arc<NodeTls>>,
+    loops: Arc<EventLoops>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -83,11 +89,26 @@ pub(crate) async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
+        // Off this runtime's reactor: the loop registers the socket with its own.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot hand a connection over");
+                continue;
+            }
+        };
         let router = router.clone();
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
-        tokio::spawn(async move {
+        loops.spawn(async move {
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "cannot serve a connection on its loop");
+                    return;
+                }
+            };
             let ended = match acceptor {
                 None => {
                     let service = service(router, false);

@@ -230,7 +230,7 @@ async fn a_pipeline_of_100_commands_is_answered_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_on_several_loops_share_loads() {
     let cluster = resp_cluster(1, |_, c| {
-        c.server.resp_threads = 3;
+        c.server.io_threads = 3;
     })
     .await;
     let url = format!("redis://{}/", resp_addr(&cluster, 0));
