@@ -30,7 +30,8 @@ bench_memory() {
         redis-benchmark -p "$resp_port" -t set -c "$connections" -P 16 -r 1000000000 -d "$size" \
           -n $(( per_thread * threads )) -q >/dev/null
       else
-        wrk -t"$threads" -c"$connections" -d120s -s scripts/bench/put.lua "http://127.0.0.1:$base" -- "$per_thread" "$size" >/dev/null
+        wrk -t"$threads" -c"$connections" -d120s -s scripts/bench/put.lua "http://127.0.0.1:$base" -- "$per_thread" "$size" >/dev/null &
+        wrk_done $!
       fi
       held="$("$bin" --endpoint "127.0.0.1:$base" stats "$keyspace" -o json | python3 -c 'import json,sys; k=json.load(sys.stdin)["nodes"][0]["keyspaces"][0]; print(k["main_cache_bytes"]+k["hot_cache_bytes"])')"
       after="$(rss_kib "$pid")"
@@ -39,6 +40,17 @@ bench_memory() {
       rm -rf "$work/mem"
     done
   done
+}
+
+# Waits for the wrk of pid `$1` whose threads stop themselves (put.lua): wrk's main thread
+# sleeps the whole -d before it joins them, so once only it is left it is interrupted.
+wrk_done() {
+  local pid="$1" deadline=$((SECONDS + 10))
+  while (($(ls "/proc/$pid/task" 2>/dev/null | wc -l) == 1)) && ((SECONDS < deadline)); do sleep 0.05; done
+  deadline=$((SECONDS + 150))
+  while (($(ls "/proc/$pid/task" 2>/dev/null | wc -l) > 1)) && ((SECONDS < deadline)); do sleep 0.2; done
+  kill -INT "$pid" 2>/dev/null || true
+  wait "$pid" || true
 }
 
 print_memory_table() {
