@@ -1,34 +1,43 @@
 #!/usr/bin/env bash
-# HTTP benchmarks on loopback, measured against redis-server in the same run. The parts live
-# in scripts/bench/: resp.sh (7.), http.sh (1.–3., 5., 6.), memory.sh (4.), common.sh.
+# Benchmarks on loopback, each against a reference measured in the same run: redis-server,
+# and a bare axum + moka server (`distcache-bench reference`, benches/src/reference.rs, built
+# from the workspace's own pinned crates and release profile).
 #
-# Measures GET-hit throughput and p50/p99 latency of
-#   1. one distcache node (the key's owner, main cache), with metrics on (the default) and
-#      with --no-metrics, alternating ROUNDS times between the two (medians; goal: metrics
-#      cost less than 5%),
-#   2. a non-owner of a 3-node cluster (its hot copy), and the owner of the same cluster,
-#   3. redis-server GET with redis-benchmark at the same concurrency (the reference),
-# then prints each distcache figure as a ratio of redis', and
-#   4. memory (goal P6): one node's RSS growth while 3× a keyspace's max_bytes of unique
-#      16 B, 1 KiB and 64 KiB values are PUT, divided by the bytes the keyspace then holds,
-#   5. one node over HTTPS (TLS 1.3, keep-alive) against the same node's plain HTTP figure
-#      measured just before it (goal ≥ 0.8×),
-#   6. the engine's local hit against raw moka (the criterion bench `engine -- get_hit`,
-#      goal ≤ 1.3×),
-#   7. the Redis-protocol front (`--resp-listen`): GET hit of one node against redis-server
-#      with redis-benchmark, unpipelined and -P16, the two servers alternating ROUNDS times
-#      (medians; goal ≥ 1.0×); and the memory runs of 4. again with the values SET over RESP
-#      (redis-benchmark -t set into keyspace `key`).
-# This machine is shared and noisy:
-# only ratios measured side by side mean anything. Installs wrk and redis through apt when
-# missing.
+# Measures
+#   1. the Redis-protocol front (`--resp-listen`): GET hit of one node against redis-server
+#      with redis-benchmark, unpipelined and -P16, the two alternating ROUNDS times (medians,
+#      CPU µs per request of each server; goal ≥ 1.0×)                       [scripts/bench/resp.sh]
+#   2. HTTP GET hit (wrk) of one node with metrics on (the default) and --no-metrics,
+#      alternating ROUNDS times (goal: metrics cost < 5%); the same node over HTTPS (TLS 1.3,
+#      goal ≥ 0.8×); the engine's local hit against raw moka (criterion `engine -- get_hit`,
+#      goal ≤ 1.3×); the owner and a non-owner of 3 nodes; redis-server GET at the same
+#      concurrency, as the reference of that table                         [scripts/bench/http.sh]
+#   3. memory (goal P6): one node's RSS growth while 3× a keyspace's max_bytes of unique 16 B,
+#      1 KiB and 64 KiB values is PUT over HTTP, and SET over RESP, divided by the bytes the
+#      keyspace then holds                                                 [scripts/bench/memory.sh]
+#   4. P2: GET hit of one node at its production defaults plus a tokens file (every request
+#      carries a read token, deadlines and metrics on), P2_KEYS (20000) keys of
+#      P2_VALUE_BYTES (64) read at random, against the reference with the same keys (goal ≥
+#      0.90); a non-owner of 3 nodes answering one hot key from its hot copy against the
+#      reference with that key (goal ≥ 0.85); alternating ROUNDS times, medians, CPU µs per
+#      request and RSS of each server                                      [scripts/bench/p2.sh]
+#   5. scale curves, one table plus JSON in target/bench/scale-<sha>-<time>.json and
+#      scale-latest.json: GET hit at 10k/1M/10M keys, values of 64 B/4 KiB/64 KiB/1 MiB,
+#      get-many of 10/100/1000 keys, 3 nodes through the owner and a non-owner, the miss path
+#      through a source of fixed latency and one fetch for concurrent misses of one key; each
+#      row against the reference doing the same                          [scripts/bench/scale.sh]
+# This machine is shared and noisy: only ratios measured side by side mean anything, and CPU
+# per request moves least. Installs wrk, redis and curl through apt when missing.
 #
-# Environment: CONNECTIONS (50), DURATION (10s), THREADS (2), VALUE_BYTES (128), ROUNDS (3),
-# MEMORY_MAX_BYTES (128MiB, the keyspace of the memory runs), DISTCACHE_BIN (a prebuilt
-# binary to measure instead of building this checkout's), ONLY (`memory`, `tls`, `metrics` or
-# `resp`: just that part; `tls` measures plain HTTP and HTTPS of one node, `metrics` one node
-# with metrics on and off, then the engine's criterion local hit against raw moka, `resp` the
-# Redis-protocol rows of 7. and its memory rows).
+# Environment: CONNECTIONS (50), DURATION (10s, each wrk run), THREADS (2), VALUE_BYTES (128,
+# rows 1–2), ROUNDS (3), MEMORY_MAX_BYTES (128MiB, the keyspace of the memory runs),
+# DISTCACHE_BIN (a prebuilt node binary to measure instead of building this checkout's),
+# BENCH_BIN (a prebuilt distcache-bench), P2_KEYS, P2_VALUE_BYTES, SCALE_* (see
+# scripts/bench/scale.sh), ONLY (one part: `resp` (1 and its RESP memory rows), `metrics` (the
+# metrics pair and criterion), `tls` (the metrics pair and HTTPS), `memory` (3), `p2` (4 and
+# the HTTP memory rows of 3), `scale` (5)). At the defaults `ONLY=p2` takes about 4 minutes
+# and `ONLY=scale` 6 to 8 (the 10M-key row needs ~10 GB of RAM for the node and the reference
+# together; SCALE_KEYS="10000 1000000" leaves it out).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -41,25 +50,32 @@ rounds="${ROUNDS:-3}"
 memory_max_bytes="${MEMORY_MAX_BYTES:-128MiB}"
 only="${ONLY:-}"
 case "$only" in
-  "" | resp | metrics | tls | memory) ;;
-  *) echo "ONLY must be one of resp, metrics, tls, memory (or unset: everything)" >&2; exit 2 ;;
+  "" | resp | metrics | tls | memory | p2 | scale) ;;
+  *) echo "ONLY must be one of resp, metrics, tls, memory, p2, scale (or unset: everything)" >&2; exit 2 ;;
 esac
 work="$(mktemp -d)"
 redis_port=""
 memory_rows=()
 
-for part in common resp http memory; do
+for part in common resp http memory p2 scale; do
   # shellcheck source=/dev/null
   source "scripts/bench/$part.sh"
 done
 trap cleanup EXIT
 
 need
-if [[ -n "${DISTCACHE_BIN:-}" ]]; then
-  bin="$DISTCACHE_BIN"
-else
-  bin="$(cargo build --quiet --release -p distcache-cli >&2 && echo "${CARGO_TARGET_DIR:-$root/target}/release/distcache")"
+# One cargo invocation for both binaries: one feature resolution, so the node and the
+# reference run the same compiled axum, hyper, tokio and moka.
+target="${CARGO_TARGET_DIR:-$root/target}/release"
+if [[ -z "${DISTCACHE_BIN:-}" && -z "${BENCH_BIN:-}" ]]; then
+  cargo build --quiet --release -p distcache-cli -p distcache-bench >&2
+elif [[ -z "${BENCH_BIN:-}" ]]; then
+  cargo build --quiet --release -p distcache-bench >&2
+elif [[ -z "${DISTCACHE_BIN:-}" ]]; then
+  cargo build --quiet --release -p distcache-cli >&2
 fi
+bin="${DISTCACHE_BIN:-$target/distcache}"
+bench_bin="${BENCH_BIN:-$target/distcache-bench}"
 value="$(head -c "$value_bytes" /dev/zero | tr '\0' 'x')"
 
 case "$only" in
@@ -75,12 +91,24 @@ case "$only" in
     bench_memory http resp
     print_memory_table
     ;;
+  p2)
+    bench_p2
+    bench_memory http
+    print_memory_table
+    ;;
+  scale)
+    bench_scale
+    ;;
   "")
     bench_resp
     bench_one_node
     bench_three_and_redis
-    bench_memory http resp
     print_redis_table
+    echo
+    bench_p2
+    bench_memory http resp
     print_memory_table
+    echo
+    bench_scale
     ;;
 esac

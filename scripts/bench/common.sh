@@ -1,6 +1,6 @@
 # What every part of scripts/bench.sh uses: tools, free ports, wrk and its figures, CPU and
-# RSS of a process, and what to stop on exit. Sourced by bench.sh, which sets root, work,
-# connections, duration, threads and bin.
+# RSS of a process, nodes with tokens, the reference server and the processes to stop on exit.
+# Sourced by bench.sh, which sets root, work, connections, duration, threads, bin and bench_bin.
 
 need() {
   local missing=()
@@ -81,6 +81,101 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # Resident memory of process `pid`, in KiB.
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
+# `wrk_cpu "PID…" URL [wrk_run options]`: wrk_run, plus the CPU time each process used per
+# request, in µs. Prints "rps p50_ms p99_ms cpu_us…"; the request count goes to
+# $work/last_requests. Unlike throughput, CPU per request
+# hardly moves when other processes share the cores.
+wrk_cpu() {
+  local pids=($1)
+  shift
+  local before=() after=() pid
+  for pid in "${pids[@]}"; do before+=("$(cpu_ticks "$pid")"); done
+  local run
+  run="$(wrk_run "$@")"
+  for pid in "${pids[@]}"; do after+=("$(cpu_ticks "$pid")"); done
+  local rps p50 p99 requests
+  read -r rps p50 p99 requests <<<"$run"
+  echo "$requests" >"$work/last_requests"
+  local line="$rps $p50 $p99" i
+  for i in "${!pids[@]}"; do
+    line+=" $(awk -v a="${before[$i]}" -v b="${after[$i]}" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+      'BEGIN { printf "%.3f", (b - a) / hz * 1e6 / n }')"
+  done
+  echo "$line"
+}
+
+# Waits until `url` answers 2xx (30 s at most).
+wait_http() {
+  local deadline=$((SECONDS + 30))
+  until curl -sf -o /dev/null "$1"; do
+    if ((SECONDS > deadline)); then echo "$1 did not answer within 30 s" >&2; return 1; fi
+    sleep 0.1
+  done
+}
+
+# `spawn NAME CMD…`: runs a process in the background (log in $work/NAME.log) and records its
+# pid for `stop NAME` and for the clean-up on exit.
+spawn() {
+  local name="$1"
+  shift
+  mkdir -p "$work/procs"
+  "$@" >"$work/$name.log" 2>&1 &
+  echo $! >"$work/procs/$name.pid"
+  # Not a job of this shell: a SIGKILL from `stop` is not reported as "Killed".
+  disown $!
+}
+
+pid_of() { cat "$work/procs/$1.pid"; }
+
+stop() {
+  local f="$work/procs/$1.pid" pid
+  [[ -f "$f" ]] || return 0
+  pid="$(cat "$f")"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 10))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$f"
+}
+
+# `reference_up NAME [reference options]`: the bare axum + moka server on a free port, in
+# $ref_port once it answers.
+reference_up() {
+  local name="$1"
+  shift
+  ref_port="$(free_base 1)"
+  spawn "$name" "$bench_bin" reference --listen "127.0.0.1:$ref_port" "$@"
+  wait_http "http://127.0.0.1:$ref_port/healthz"
+}
+
+# The tokens of the nodes that run with the production defaults plus a tokens file: the
+# cluster token ($cluster_token, admin: fills and administration) and a read-only token
+# ($read_token, what wrk sends).
+make_tokens() {
+  cluster_token="bench-cluster-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+  read_token="bench-reader-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+  cat >"$work/tokens.toml" <<TOML
+[[token]]
+name = "bench-reader"
+token_sha256 = "$(printf %s "$read_token" | sha256sum | cut -d' ' -f1)"
+role = "read"
+TOML
+}
+
+# `secure_up NAME N [node args]`: N nodes with a tokens file and the cluster token, metrics
+# and deadlines at their defaults; the first port in $node_base.
+secure_up() {
+  local name="$1" n="$2"
+  shift 2
+  [[ -n "${cluster_token:-}" ]] || make_tokens
+  node_base="$(free_base "$n")"
+  DISTCACHE_TOKEN="$cluster_token" DISTCACHE_BIN="$bin" BASE_PORT="$node_base" CLUSTER_DIR="$work/$name" \
+    NODE_ARGS="--tokens-file $work/tokens.toml $*" ./scripts/cluster.sh up "$n" >/dev/null
+}
+
+# The CLI against a node started by secure_up, as the cluster's admin.
+admin() { DISTCACHE_TOKEN="$cluster_token" "$bin" "$@"; }
+
 # Stops the nodes of $work/NAME.
 nodes_down() { CLUSTER_DIR="$work/$1" ./scripts/cluster.sh down >/dev/null; }
 
@@ -88,7 +183,11 @@ nodes_down() { CLUSTER_DIR="$work/$1" ./scripts/cluster.sh down >/dev/null; }
 cleanup() {
   local d f
   for d in "$work"/*/; do
+    [[ "$d" == "$work/procs/" ]] && continue
     if compgen -G "$d*.pid" >/dev/null; then CLUSTER_DIR="${d%/}" ./scripts/cluster.sh down >/dev/null 2>&1 || true; fi
+  done
+  for f in "$work"/procs/*.pid; do
+    [[ -f "$f" ]] && stop "$(basename "$f" .pid)"
   done
   if [[ -n "${redis_port:-}" ]]; then redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; fi
   rm -rf "$work"
