@@ -36,8 +36,8 @@
 # scripts/bench/scale.sh), ONLY (one part: `resp` (1 and its RESP memory rows), `metrics` (the
 # metrics pair and criterion), `tls` (the metrics pair and HTTPS), `memory` (3), `p2` (4 and
 # the HTTP memory rows of 3), `scale` (5)). At the defaults `ONLY=p2` takes about 4 minutes
-# and `ONLY=scale` 6 to 8 (the 10M-key row needs ~10 GB of RAM for the node and the reference
-# together; SCALE_KEYS="10000 1000000" leaves it out).
+# and `ONLY=scale` 7 to 10, half of it filling 10M keys into the node and the reference (that
+# row needs ~10 GB of RAM for the two; SCALE_KEYS="10000 1000000" leaves it out).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

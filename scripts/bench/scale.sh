@@ -38,7 +38,7 @@ size_name() { awk -v n="$1" 'BEGIN { if (n >= 1048576) printf "%d MiB", n / 1048
 
 bench_scale() {
   local max_bytes="${SCALE_MAX_BYTES:-8GiB}" counts=(${SCALE_KEYS:-10000 1000000 10000000})
-  local auth=(-H "Authorization: Bearer ${read_token:-}") notes=()
+  local auth notes=()
   : >"$work/scale.rows"
   echo "== scale: keys, values, get-many (one node and the reference)"
   secure_up scale1 1
