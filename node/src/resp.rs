@@ -41,7 +41,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::net::loops::EventLoops;
+use crate::net::loops::{self, EventLoops};
 use crate::server::auth::Tokens;
 use crate::tls::NodeTls;
 
@@ -175,26 +175,12 @@ pub(crate) async fn serve(
             },
             () = crate::net::stopped(&mut shutdown) => break,
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    accept_failed(&e).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = loops::accept(&listener, "RESP") => accepted,
             () = crate::net::stopped(&mut shutdown) => break,
         };
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
-        }
-        // Off this runtime's reactor: the loop registers the socket with its own.
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "cannot hand a RESP connection over");
-                continue;
-            }
+        let Some((stream, peer)) = accepted else {
+            continue;
         };
         front.stats.connections.fetch_add(1, Ordering::Relaxed);
         let front = Arc::clone(&front);
@@ -371,18 +357,4 @@ async fn refuse<S: AsyncWrite + Unpin>(
     reply.error("ERR", &format!("Protocol error: {error}"));
     stream.write_all(reply.buffer()).await?;
     stream.shutdown().await
-}
-
-/// See `server/listen.rs`: neither kind of accept error ends the server.
-async fn accept_failed(error: &std::io::Error) {
-    use std::io::ErrorKind;
-    match error.kind() {
-        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted => {
-            tracing::debug!(error = %error, "a RESP connection failed before it was accepted");
-        }
-        _ => {
-            tracing::warn!(error = %error, "cannot accept RESP connections; retrying in 100ms");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }

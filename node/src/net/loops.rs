@@ -19,6 +19,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -110,6 +114,45 @@ impl EventLoops {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Loop>> {
         self.loops.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Accepts one connection of `front` (`"HTTP"`, `"RESP"`) on `listener`, with `TCP_NODELAY`,
+/// taken off this runtime's reactor so that a loop can register it with its own. `None`
+/// when the accept failed: about one connection (reset before accept), or about the process
+/// (out of file descriptors), which gets a pause so the caller does not spin while nothing
+/// can be accepted. Neither ends the caller's accept loop.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    front: &str,
+) -> Option<(std::net::TcpStream, SocketAddr)> {
+    use std::io::ErrorKind;
+    let (stream, peer) = match listener.accept().await {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            match e.kind() {
+                ErrorKind::ConnectionAborted
+                | ErrorKind::ConnectionReset
+                | ErrorKind::Interrupted => {
+                    tracing::debug!(error = %e, front, "a connection failed before it was accepted");
+                }
+                _ => {
+                    tracing::warn!(error = %e, front, "cannot accept connections; retrying in 100ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            return None;
+        }
+    };
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, front, "cannot set TCP_NODELAY");
+    }
+    match stream.into_std() {
+        Ok(stream) => Some((stream, peer)),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, front, "cannot hand a connection over to a loop");
+            None
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use super::head_errors::JsonHeadErrors;
-use crate::net::loops::EventLoops;
+use crate::net::loops::{self, EventLoops};
 use crate::tls::NodeTls;
 
 /// On every request of a TLS connection whose client presented a certificate that chains to
@@ -76,26 +76,12 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    accept_failed(&e).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = loops::accept(&listener, "HTTP") => accepted,
             () = &mut shutdown => break,
         };
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
-        }
-        // Off this runtime's reactor: the loop registers the socket with its own.
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "cannot hand a connection over");
-                continue;
-            }
+        let Some((stream, peer)) = accepted else {
+            continue;
         };
         let router = router.clone();
         let builder = Arc::clone(&builder);
@@ -175,20 +161,4 @@ fn service(
             request
         }),
     )
-}
-
-/// Accept errors are about one connection (reset before accept) or about the process (out
-/// of file descriptors); neither ends the server. The latter gets a pause so the loop does
-/// not spin while nothing can be accepted.
-async fn accept_failed(error: &std::io::Error) {
-    use std::io::ErrorKind;
-    match error.kind() {
-        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted => {
-            tracing::debug!(error = %error, "a connection failed before it was accepted");
-        }
-        _ => {
-            tracing::warn!(error = %error, "cannot accept connections; retrying in 100ms");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
