@@ -53,6 +53,9 @@ fn report_line(line: &str) {
 /// Prints the row, appends it to `$CHAOS_REPORT`, and asserts the guarantees.
 fn settle(report: &Report, expect_failures: bool) {
     println!("{}\n{report}", Report::header());
+    for example in &report.examples {
+        println!("  {example}");
+    }
     report_line(&report.to_string());
     let why = format!("{report}\n{}", report.examples.join("\n"));
     assert!(report.operations > 100, "too little load: {why}");

@@ -11,7 +11,9 @@
 //! as one table row ([`Report`]).
 //!
 //! Used by `cli/tests/chaos.rs` (bounded tests in the suite) and `scripts/chaos.sh` (the same
-//! scenarios, longer, printing the table).
+//! scenarios, longer, printing the table). To look into a run: `CHAOS_LOG` sets the nodes'
+//! log filter (e.g. `info,distcache::space=debug`), and `CHAOS_KEEP_LOGS=1` keeps their logs
+//! and data when the run ends and prints where.
 
 mod checker;
 mod history;
