@@ -297,6 +297,9 @@ impl Cluster {
             }));
         }
         drop(tracked);
+        if changed {
+            self.publish_news();
+        }
         for e in events {
             tracing::info!(change = ?e.change, peer = %e.node_id, addr = %e.addr, "topology changed");
             // No subscriber is fine; a lagging one loses the oldest events.

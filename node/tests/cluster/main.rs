@@ -21,6 +21,7 @@ mod openapi;
 mod otel;
 mod overload;
 mod ownership;
+mod replicas;
 mod roles;
 mod rolling;
 mod routing;
