@@ -51,7 +51,8 @@ fn report_line(line: &str) {
     }
 }
 
-/// Prints the row, appends it to `$CHAOS_REPORT`, and asserts the guarantees.
+/// Prints the row, appends it to `$CHAOS_REPORT`, and asserts the guarantees; the failure
+/// rate of reads to live nodes too unless `expect_failures` (the source fails on purpose).
 fn settle(report: &Report, expect_failures: bool) {
     println!("{}\n{report}", Report::header());
     for example in &report.examples {
@@ -64,6 +65,12 @@ fn settle(report: &Report, expect_failures: bool) {
     assert_eq!(report.stale, 0, "stale reads: {why}");
     assert_eq!(report.catalog, 0, "catalog anomalies: {why}");
     assert_eq!(report.late, 0, "reads past their deadline: {why}");
+    println!(
+        "live reads: {} of {} failed ({:.3} %)",
+        report.live_read_failures,
+        report.live_reads,
+        report.live_failure_rate() * 100.0
+    );
     if !expect_failures {
         assert!(
             report.live_failure_rate() < 0.001,
@@ -160,10 +167,9 @@ async fn pause_a_node() {
     run.resume(victim);
     run.cluster.wait_ready(&[victim]).await;
     run.run_for(phase()).await;
-    // The failure rate of reads to live nodes is reported, not asserted, here: until the
-    // paused owner is dropped from the ring, reads of its keys through live nodes wait out
-    // their deadline (measured 0-0.24 %, over the 0.1 % goal; issue 17 stays open on it).
-    settle(&run.finish("SIGSTOP node > threshold").await, true);
+    // Reads of the paused node's keys through live nodes answer from the source once it
+    // fails its probes, well within their deadline.
+    settle(&run.finish("SIGSTOP node > threshold").await, false);
 }
 
 /// Every node stopped, then all started again on their data: the catalog survives.
@@ -266,7 +272,9 @@ const RECOVERY: Duration = Duration::from_secs(2);
 
 /// The raft leader cut off from the two other nodes for longer than the failure threshold,
 /// then healed: the majority elects a leader and keeps committing, the cut-off node's catalog
-/// writes fail with UNAVAILABLE and never take effect, reads recover after the heal.
+/// writes fail with UNAVAILABLE and never take effect, under 0.1 % of reads fail (one that
+/// needs the other side answers from the source once that side fails its probes), and every
+/// read succeeds again soon after the heal.
 #[test]
 fn partition_the_leader_from_the_majority() {
     partition_scenario("partition, leader cut off", true);
@@ -347,7 +355,7 @@ async fn namespaced_partition(net: NetLab, name: &str, cut_the_leader: bool) {
         .await;
     let history = Arc::clone(&run.history);
     let report = run.finish(name).await;
-    settle(&report, true);
+    settle(&report, false);
 
     let why = format!("{report}\n{}", report.examples.join("\n"));
     assert!(!cut_writes.is_empty());
@@ -410,7 +418,7 @@ async fn in_process_partition(cut: usize) {
         .await;
     let history = Arc::clone(&run.history);
     let report = run.finish(&format!("in-process: node {cut} cut off")).await;
-    settle(&report, true);
+    settle(&report, false);
     let why = format!("{report}\n{}", report.examples.join("\n"));
     reads_recover(&history, healed, &why);
 }

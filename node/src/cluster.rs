@@ -259,6 +259,14 @@ impl Cluster {
         self.news.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Whether the peer at `addr` is suspect: it failed its last probe, or it is no longer
+    /// in the ring.
+    pub(crate) fn suspects(&self, addr: &str) -> bool {
+        self.lock()
+            .get(addr)
+            .is_none_or(|t| t.failures > 0 || !t.healthy)
+    }
+
     /// The fence of this node's caches, shared with its keyspaces.
     pub(crate) fn fence(&self) -> &Arc<Fence> {
         &self.fence

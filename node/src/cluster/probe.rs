@@ -143,6 +143,7 @@ impl Cluster {
         }
         self.rebuild(events);
         self.fence.renew(started, self.listed_by_ready_peers());
+        self.publish_news();
     }
 
     /// Whether every reachable peer that serves its keys (ready and owning) lists this node in

@@ -162,18 +162,26 @@ impl Engine {
         let space = self.inner.space(keyspace)?;
         self.inner.config.limits.check_key(key)?;
         if let Some((cluster, peer)) = self.pass_on(keyspace, key, from) {
-            match cluster
-                .transport()
-                .get(&peer.addr, keyspace, key, space.settings.read_timeout)
-                .await
-            {
-                Ok(remote) => return Ok(remote.map(|r| (r.value, r.ttl))),
+            let call =
+                cluster
+                    .transport()
+                    .get(&peer.addr, keyspace, key, space.settings.read_timeout);
+            // The owner's answer, unless it stops answering and fails its probes first.
+            let answer = tokio::select! {
+                answer = call => Some(answer),
+                () = space.owner_gone(&peer) => None,
+            };
+            match answer {
+                Some(Ok(remote)) => return Ok(remote.map(|r| (r.value, r.ttl))),
                 // The owner this node knows is gone (the sender already saw it leave):
                 // served here, as a client's read of an unreachable owner is.
-                Err(e) if e.calls_for_fallback() => {
+                Some(Err(e)) if e.calls_for_fallback() => {
                     tracing::warn!(keyspace, peer = %peer.id, error = %e, "owner cannot serve a passed-on read; serving it here");
                 }
-                Err(e) => return Err(e.into_error()),
+                None => {
+                    tracing::warn!(keyspace, peer = %peer.id, "owner of a passed-on read does not answer and fails its probes; serving it here");
+                }
+                Some(Err(e)) => return Err(e.into_error()),
             }
         }
         self.inner

@@ -1,9 +1,11 @@
 //! Where a read goes when the usual place cannot answer, and the replica's part in it.
 //!
-//! - **The owner cannot serve** (nothing answers at its address): the reading node asks the
-//!   keys' replica for the values it holds (a keyspace with `replicas = 2`: the replica holds
-//!   every acknowledged put), then loads the rest from its own data source, all within the
-//!   read's deadline.
+//! - **The owner cannot serve** (nothing answers at its address, or it is silent and fails
+//!   its probes — paused, cut off): the reading node asks the keys' replica for the values it
+//!   holds (a keyspace with `replicas = 2`: the replica holds every acknowledged put), then
+//!   loads the rest from its own data source, all within the read's deadline. Values loaded
+//!   beside a silent owner answer the callers only: the owner may be alive and hold newer
+//!   ones.
 //! - **The owner lacks a key** (restarted, flushed by its peers, new to the key after a
 //!   join, or its cache fence is closed): before its data source, it asks the key's replica
 //!   for the value it holds (read repair), and keeps it.
@@ -30,6 +32,22 @@ impl Space {
     /// The cluster, when this keyspace keeps a replica of each put in it.
     fn replicated(&self) -> Option<&Arc<Cluster>> {
         self.cluster.as_ref().filter(|_| self.settings.replicas > 1)
+    }
+
+    /// Resolves once `owner` has had a quarter of the read timeout to answer and the
+    /// membership suspects it (it failed its last probe, or left the ring); never without a
+    /// cluster. A slow owner that still answers its probes is waited for.
+    pub(crate) async fn owner_gone(&self, owner: &Peer) {
+        let Some(cluster) = &self.cluster else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep(self.settings.read_timeout / 4).await;
+        let mut news = cluster.news();
+        while !cluster.suspects(&owner.addr) {
+            if news.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// Answers `tickets`, whose owner `owner` cannot serve them, by `deadline`: from their

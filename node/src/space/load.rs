@@ -151,8 +151,9 @@ impl Space {
     }
 
     /// Loads `keys` owned by `peer` through it, keeping copies in the hot cache. When the
-    /// peer cannot serve them at all, answers them from their replica or the source instead
-    /// (`space/fallback.rs`; counted in `peer_errors`).
+    /// peer cannot serve them — it cannot be reached, or it does not answer and fails its
+    /// probes — answers them from their replica or the source instead (`space/fallback.rs`;
+    /// counted in `peer_errors`).
     pub fn load_from_peer(
         self: &Arc<Self>,
         transport: &Arc<dyn PeerTransport>,
@@ -221,16 +222,26 @@ impl Space {
             };
             answers
         };
-        let answers = within(cx.as_ref(), call).await;
+        // The owner's answer, unless it stops answering and fails its probes first.
+        let answers = tokio::select! {
+            answers = within(cx.as_ref(), call) => Some(answers),
+            () = self.owner_gone(peer) => None,
+        };
         if let Some(cx) = &cx {
-            let result = answers
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| e.clone().into_error());
+            let result = match &answers {
+                Some(answers) => answers
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| e.clone().into_error()),
+                None => Err(Error::Unavailable(format!(
+                    "peer {} does not answer and fails its probes",
+                    peer.id
+                ))),
+            };
             end_span(Some(cx), None, &result);
         }
         match answers {
-            Ok(answers) => {
+            Some(Ok(answers)) => {
                 self.stats.peer_loads.add(tickets.len() as u64);
                 for (ticket, answer) in tickets.into_iter().zip(answers) {
                     let outcome = match answer {
@@ -251,18 +262,26 @@ impl Space {
                 }
             }
             // Gone (nothing answers there): what is loaded here may be kept as a copy.
-            Err(e) if e.calls_for_fallback() => {
+            Some(Err(e)) if e.calls_for_fallback() => {
                 self.stats.peer_errors.add(tickets.len() as u64);
                 warn!(keyspace = %self.name(), peer = %peer.id, error = %e, keys = tickets.len(), "owner cannot serve; answering from its replica or the source");
                 self.fall_back(peer, tickets, Target::Hot, deadline).await;
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 self.stats.peer_errors.add(tickets.len() as u64);
                 warn!(keyspace = %self.name(), peer = %peer.id, error = %e, "peer load failed");
                 let err = e.into_error();
                 for ticket in tickets {
                     ticket.resolve(Err(err.clone()));
                 }
+            }
+            // Silent, perhaps only paused or cut off: what is loaded here answers the callers
+            // and is not kept beside the owner's value.
+            None => {
+                self.stats.peer_errors.add(tickets.len() as u64);
+                warn!(keyspace = %self.name(), peer = %peer.id, keys = tickets.len(), "owner does not answer and fails its probes; answering from its replica or the source");
+                self.fall_back(peer, tickets, Target::Nowhere, deadline)
+                    .await;
             }
         }
     }

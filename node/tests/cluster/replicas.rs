@@ -1,9 +1,9 @@
 //! `replicas = 2`: every acknowledged put is held by its key's owner and its replica, and
-//! survives the loss of either — a failed write, a flush, a restart — and a cluster that
-//! forms puts each write where later reads look. On the in-memory network, faults placed
-//! between named nodes.
+//! survives the loss of either — a failed write, a flush, a restart, a silent owner — and
+//! reads that cannot reach the owner answer within their deadline. On the in-memory network,
+//! faults placed between named nodes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use distcache::memnet::{Call, Fault};
 use distcache::transport::PeerTransport;
@@ -303,6 +303,49 @@ async fn a_returning_node_takes_its_replica_copies_back() {
         "held by the returned replica"
     );
     assert_eq!(cluster.sources[1].fetches_of(&key), 0, "not loaded");
+    cluster.shutdown().await;
+}
+
+/// An owner that falls silent (its calls lost, as when it is paused or cut off): once it
+/// fails its probes, a read answers from the key's replica, well within the read timeout,
+/// instead of waiting it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_owner_s_puts_are_read_from_its_replica() {
+    let cluster = three().await;
+    let key = key_with(&cluster, 2, 1, "r:");
+    cluster
+        .node(0)
+        .engine()
+        .put("ks", &key, "v1")
+        .await
+        .unwrap();
+    cluster.isolate(2, Fault::Drop);
+
+    let started = Instant::now();
+    let v = cluster.node(0).engine().get("ks", &key).await.unwrap();
+    assert_eq!(v.as_deref(), Some(&b"v1"[..]), "the replica's value");
+    let read_timeout = cluster.node(0).engine().config().read_timeout;
+    assert!(started.elapsed() < read_timeout, "{:?}", started.elapsed());
+    cluster.shutdown().await;
+}
+
+/// Without replicas, an owner that falls silent and fails its probes is read around: the
+/// key is loaded from the source beside it within the read timeout, and not kept (the owner
+/// may be alive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_owner_is_read_around_within_the_deadline() {
+    let cluster = TestCluster::in_memory(3).await;
+    let key = cluster.key_owned_by("ks", 2, "s:");
+    cluster.isolate(2, Fault::Drop);
+
+    let started = Instant::now();
+    let v = cluster.node(0).engine().get("ks", &key).await.unwrap();
+    assert_eq!(v.as_deref(), Some(format!("v:{key}").as_bytes()));
+    let read_timeout = cluster.node(0).engine().config().read_timeout;
+    assert!(started.elapsed() < read_timeout, "{:?}", started.elapsed());
+    assert_eq!(cluster.sources[0].fetches_of(&key), 1, "loaded beside it");
+    let stats = cluster.node(0).engine().keyspace_stats("ks").await.unwrap();
+    assert_eq!(stats.hot_cache_entries, 0, "not kept");
     cluster.shutdown().await;
 }
 
