@@ -7,6 +7,8 @@
 # catalog anomalies and late reads; then the leader failover time (median of 5).
 #
 #   scripts/chaos.sh            each phase 5 s (CHAOS_SECONDS=N to change it)
+#   CHAOS_LOG=info,distcache::space=debug CHAOS_KEEP_LOGS=1 scripts/chaos.sh
+#                               the nodes' log filter; keep their logs and say where
 #
 # Prints one table row per scenario. The same scenarios run, shorter, in ./scripts/test.sh.
 set -euo pipefail

@@ -3,7 +3,8 @@
 //! scenario asserts: no wrong value, no stale read, no catalog anomaly, no read to a live node
 //! past its deadline, and under 0.1 % failed reads to live nodes (the source-failure
 //! scenarios, where failing is the right answer, excepted). Puts lost with their owner are
-//! counted, not failed: a put lives on its owner only (see the README).
+//! counted, not failed, where a put lives on its owner only (see the README); with
+//! `replicas = 2`, no acknowledged put may be lost when one node is killed and restarted.
 //!
 //! Partition scenarios run their nodes in network namespaces ([`NetLab`]); where namespaces
 //! cannot be created (not root, or `CHAOS_NO_NETNS` set) they say so and run the in-process
@@ -50,9 +51,13 @@ fn report_line(line: &str) {
     }
 }
 
-/// Prints the row, appends it to `$CHAOS_REPORT`, and asserts the guarantees.
+/// Prints the row, appends it to `$CHAOS_REPORT`, and asserts the guarantees; the failure
+/// rate of reads to live nodes too unless `expect_failures` (the source fails on purpose).
 fn settle(report: &Report, expect_failures: bool) {
     println!("{}\n{report}", Report::header());
+    for example in &report.examples {
+        println!("  {example}");
+    }
     report_line(&report.to_string());
     let why = format!("{report}\n{}", report.examples.join("\n"));
     assert!(report.operations > 100, "too little load: {why}");
@@ -60,6 +65,12 @@ fn settle(report: &Report, expect_failures: bool) {
     assert_eq!(report.stale, 0, "stale reads: {why}");
     assert_eq!(report.catalog, 0, "catalog anomalies: {why}");
     assert_eq!(report.late, 0, "reads past their deadline: {why}");
+    println!(
+        "live reads: {} of {} failed ({:.3} %)",
+        report.live_read_failures,
+        report.live_reads,
+        report.live_failure_rate() * 100.0
+    );
     if !expect_failures {
         assert!(
             report.live_failure_rate() < 0.001,
@@ -106,7 +117,16 @@ async fn kill_and_restart(victim: Victim, replicas: u8, scenario: &str) {
     run.run_for(phase()).await;
     run.restart(victim).await;
     run.run_for(phase()).await;
-    settle(&run.finish(scenario).await, false);
+    let report = run.finish(scenario).await;
+    settle(&report, false);
+    if replicas > 1 {
+        assert_eq!(
+            report.lost_puts,
+            0,
+            "acknowledged puts lost with one node killed and restarted: {report}\n{}",
+            report.examples.join("\n")
+        );
+    }
 }
 
 /// kill -9 of a follower under load, then a restart on the same data directory.
@@ -127,9 +147,9 @@ async fn kill_the_owner_of_a_hot_key() {
     kill_and_restart(Victim::OwnerOfHotKey, 1, "kill -9 owner of hot key").await;
 }
 
-/// With `replicas = 2`, kill -9 of a hot key's owner and its restart keep every guarantee,
-/// and the replica serves the owner's puts while it is gone. The lost puts are reported, not
-/// asserted: a few remain (issue 17 is open on it; see the README).
+/// With `replicas = 2`, kill -9 of a hot key's owner and its restart keep every guarantee
+/// and lose no acknowledged put: the replica serves the owner's puts while it is gone, and
+/// the owner takes them back when it returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_the_owner_with_replicas() {
     kill_and_restart(Victim::OwnerOfHotKey, 2, "kill -9 owner, replicas=2").await;
@@ -147,10 +167,9 @@ async fn pause_a_node() {
     run.resume(victim);
     run.cluster.wait_ready(&[victim]).await;
     run.run_for(phase()).await;
-    // The failure rate of reads to live nodes is reported, not asserted, here: until the
-    // paused owner is dropped from the ring, reads of its keys through live nodes wait out
-    // their deadline (measured 0-0.24 %, over the 0.1 % goal; issue 17 stays open on it).
-    settle(&run.finish("SIGSTOP node > threshold").await, true);
+    // Reads of the paused node's keys through live nodes answer from the source once it
+    // fails its probes, well within their deadline.
+    settle(&run.finish("SIGSTOP node > threshold").await, false);
 }
 
 /// Every node stopped, then all started again on their data: the catalog survives.
@@ -253,7 +272,9 @@ const RECOVERY: Duration = Duration::from_secs(2);
 
 /// The raft leader cut off from the two other nodes for longer than the failure threshold,
 /// then healed: the majority elects a leader and keeps committing, the cut-off node's catalog
-/// writes fail with UNAVAILABLE and never take effect, reads recover after the heal.
+/// writes fail with UNAVAILABLE and never take effect, under 0.1 % of reads fail (one that
+/// needs the other side answers from the source once that side fails its probes), and every
+/// read succeeds again soon after the heal.
 #[test]
 fn partition_the_leader_from_the_majority() {
     partition_scenario("partition, leader cut off", true);
@@ -334,7 +355,7 @@ async fn namespaced_partition(net: NetLab, name: &str, cut_the_leader: bool) {
         .await;
     let history = Arc::clone(&run.history);
     let report = run.finish(name).await;
-    settle(&report, true);
+    settle(&report, false);
 
     let why = format!("{report}\n{}", report.examples.join("\n"));
     assert!(!cut_writes.is_empty());
@@ -397,7 +418,7 @@ async fn in_process_partition(cut: usize) {
         .await;
     let history = Arc::clone(&run.history);
     let report = run.finish(&format!("in-process: node {cut} cut off")).await;
-    settle(&report, true);
+    settle(&report, false);
     let why = format!("{report}\n{}", report.examples.join("\n"));
     reads_recover(&history, healed, &why);
 }

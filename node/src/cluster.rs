@@ -201,6 +201,9 @@ pub struct Cluster {
     source: Mutex<Option<String>>,
     /// Whether this node's caches may answer (see `fence.rs`), renewed by every probe round.
     fence: Arc<Fence>,
+    /// Bumped whenever the view is replaced or a probe round ends: what waits on the
+    /// membership (a write waiting for an owner, a read watching its owner) looks again.
+    news: tokio::sync::watch::Sender<u64>,
 }
 
 /// How many departed addresses are remembered.
@@ -242,7 +245,26 @@ impl Cluster {
             departed: Mutex::new(Default::default()),
             source: Mutex::new(None),
             fence,
+            news: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Follows membership news: the receiver sees a change whenever the view is replaced or
+    /// a probe round ends.
+    pub(crate) fn news(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.news.subscribe()
+    }
+
+    fn publish_news(&self) {
+        self.news.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Whether the peer at `addr` is suspect: it failed its last probe, or it is no longer
+    /// in the ring.
+    pub(crate) fn suspects(&self, addr: &str) -> bool {
+        self.lock()
+            .get(addr)
+            .is_none_or(|t| t.failures > 0 || !t.healthy)
     }
 
     /// The fence of this node's caches, shared with its keyspaces.

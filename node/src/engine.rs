@@ -232,12 +232,7 @@ impl Inner {
         if let [key] = keys {
             return match cluster.route(space.name(), key) {
                 Route::Local => space.load_owned(keys),
-                Route::Remote(peer) => {
-                    let replica = (space.settings.replicas > 1)
-                        .then(|| cluster.replica_peer(space.name(), key))
-                        .flatten();
-                    space.load_from_peer(cluster.transport(), peer, replica, keys)
-                }
+                Route::Remote(peer) => space.load_from_peer(cluster.transport(), peer, keys),
             };
         }
         let by_owner = cluster.split(space.name(), keys.iter().copied().enumerate(), |(_, k)| k);
@@ -255,7 +250,7 @@ impl Inner {
             let group_keys: Vec<&str> = group.iter().map(|(_, k)| *k).collect();
             place(
                 &group,
-                space.load_from_peer(cluster.transport(), peer, None, &group_keys),
+                space.load_from_peer(cluster.transport(), peer, &group_keys),
             );
         }
         out.into_iter()

@@ -53,6 +53,8 @@ pub enum Call {
     PutMany,
     /// A batch of put values sent to a key's replica.
     Replicate,
+    /// The values a node holds for some keys, from memory (a replica asked).
+    Copies,
     /// A batch of deletes sent to their owner.
     DeleteMany,
     /// Copies dropped after a write elsewhere.
@@ -345,6 +347,26 @@ impl PeerTransport for MemoryTransport {
                 .serve_replicate(keyspace, entries.to_vec())
                 .await?;
             Ok(results.into_iter().map(|r| r.result).collect())
+        })
+        .await
+    }
+
+    async fn copies(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<RemoteGet>, PeerError> {
+        self.call(peer, Call::Copies, timeout, |node, _| async move {
+            let results = node.engine.serve_copies(keyspace, keys).await?;
+            Ok(results
+                .into_iter()
+                .map(|r| {
+                    r.result
+                        .map(|s| s.map(|(value, ttl)| RemoteValue { value, ttl }))
+                })
+                .collect())
         })
         .await
     }

@@ -436,6 +436,7 @@ fn peer_routes(state: AppState) -> Router<AppState> {
             "/_distcache/peer/keyspaces/{ks}/replicate",
             post(peer::replicate),
         )
+        .route("/_distcache/peer/keyspaces/{ks}/copies", post(peer::copies))
         .route(
             "/_distcache/peer/keyspaces/{ks}/delete-many",
             post(peer::delete_many),

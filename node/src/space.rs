@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+use crate::cluster::Cluster;
 use crate::config::{EngineConfig, Settings};
 use crate::error::{Error, Result};
 use crate::fence::Fence;
@@ -22,8 +23,10 @@ use crate::store::{Cached, Store};
 use crate::units::format_duration;
 use hot_keys::HotKeys;
 
+mod fallback;
 pub(crate) mod hot_keys;
 mod load;
+mod order;
 mod takeover;
 mod tasks;
 
@@ -70,6 +73,12 @@ pub(crate) struct Space {
     /// The node's cache fence (`fence.rs`); `None` without a cluster. While it is closed,
     /// lookups find nothing and loads keep nothing.
     pub(crate) fence: Option<Arc<Fence>>,
+    /// The cluster this node serves the keyspace in, for the loads that need the membership
+    /// (a key's replica, whether its owner is suspect); `None` without one.
+    pub(crate) cluster: Option<Arc<Cluster>>,
+    /// Orders an owner's writes of a key, and its read repairs, in a keyspace with replicas
+    /// (`space/order.rs`).
+    pub(crate) write_order: order::WriteOrder,
 }
 
 impl Space {
@@ -113,6 +122,8 @@ impl Space {
             takeover: std::sync::Mutex::new(None),
             spans: crate::telemetry::Spans::default(),
             fence: None,
+            cluster: None,
+            write_order: order::WriteOrder::default(),
         }
     }
 
@@ -138,6 +149,15 @@ impl Space {
             Some(hit) => Some((hit, false)),
             None => self.hot.get(key).await.map(|hit| (hit, true)),
         }
+    }
+
+    /// The entry of `key` in the main cache (what this node holds as the key's owner or
+    /// replica), unless the fence is closed.
+    pub async fn held(&self, key: &str) -> Option<Cached> {
+        if !self.caching() {
+            return None;
+        }
+        self.main.get(key).await
     }
 
     /// Whether the caches may answer and keep what loads bring (the fence is open).
@@ -228,6 +248,15 @@ impl Space {
         let hot = self.hot.remove(key).await;
         self.invalidate_flights(key);
         main || hot
+    }
+
+    /// Removes `key` from the hot cache only (and stops loads in flight from storing it):
+    /// what the main cache holds of it stays. Returns whether anything was removed.
+    pub async fn remove_copy(&self, key: &str) -> bool {
+        self.invalidate_flights(key);
+        let hot = self.hot.remove(key).await;
+        self.invalidate_flights(key);
+        hot
     }
 
     /// Runs both caches' pending maintenance, so that their sizes are exact.

@@ -104,9 +104,11 @@ pub struct KeySpaceSpec {
     pub max_queued_loads: Option<u32>,
     /// How many nodes hold each value a put stores: 1 (its owner) or 2 (its owner and its
     /// replica, the node that owns the key once the owner is gone). With 2, a put is
-    /// acknowledged once both hold it; while the owner is unreachable a single-key read asks
-    /// the replica before the source, the replica owns the key once the owner leaves the
-    /// ring, and hands it back when the owner returns. Default 1.
+    /// acknowledged once both hold it, and no acknowledged put is lost with one node lost:
+    /// a read whose owner cannot serve it answers from the replica, an owner that lacks a
+    /// key asks the replica before the source, the replica owns the key once the owner
+    /// leaves the ring, and a node that returns takes its keys and its replica copies back.
+    /// Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u8>,
     /// Where values come from on a miss. Default: `none` (a put-only keyspace).

@@ -150,6 +150,18 @@ pub trait PeerTransport: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<Vec<Result<(), Error>>, PeerError>;
 
+    /// The values the node at `peer` holds for `keys` in its main cache — as their owner, or
+    /// as their replica — from memory only: never loaded, never passed on. One result per key
+    /// in order; `Ok(None)` for a key it holds no value of (or while its caches may not
+    /// answer).
+    async fn copies(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<RemoteGet>, PeerError>;
+
     /// Deletes `keys` on their owner at `peer`, which drops every other node's copies; one
     /// result per key in order.
     async fn delete_many(

@@ -11,7 +11,9 @@
 //! as one table row ([`Report`]).
 //!
 //! Used by `cli/tests/chaos.rs` (bounded tests in the suite) and `scripts/chaos.sh` (the same
-//! scenarios, longer, printing the table).
+//! scenarios, longer, printing the table). To look into a run: `CHAOS_LOG` sets the nodes'
+//! log filter (e.g. `info,distcache::space=debug`), and `CHAOS_KEEP_LOGS=1` keeps their logs
+//! and data when the run ends and prints where.
 
 mod checker;
 mod history;
@@ -296,7 +298,10 @@ fn over_http(nodes: Vec<Client>) -> Dispatch {
 }
 
 /// One data client: reads (70 %), puts (22 %) and deletes of the [`KEYS`] keys on random
-/// nodes of `nodes`, each recorded, until `stop`.
+/// nodes of `nodes`, each recorded, until `stop`. Like a client behind a health-checking
+/// balancer, it sends nothing to a node that is down (killed, stopped or paused) while
+/// another is up: the live nodes keep their load while one is gone, so the failure rate of
+/// reads to them is measured over as many reads as before.
 pub(crate) async fn data_client(
     id: usize,
     nodes: usize,
@@ -307,7 +312,13 @@ pub(crate) async fn data_client(
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1).wrapping_mul(0x1000_0000_01b3));
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let node = (rng.next() % nodes as u64) as usize;
+        let mut node = (rng.next() % nodes as u64) as usize;
+        for _ in 0..nodes {
+            if !history.is_down(node) {
+                break;
+            }
+            node = (node + 1) % nodes;
+        }
         let key = format!("k{}", rng.next() % KEYS);
         let roll = rng.next() % 100;
         let action = if roll < 70 {

@@ -82,6 +82,32 @@ impl Cluster {
             .is_some_and(|replica| *replica == self.me)
     }
 
+    /// Whether `node` holds the replica of `(keyspace, key)` in this node's ring.
+    pub(crate) fn replica_is(&self, node: &str, keyspace: &str, key: &str) -> bool {
+        self.view
+            .load()
+            .ring
+            .replica(keyspace, key)
+            .is_some_and(|replica| replica.as_str() == node)
+    }
+
+    /// Whether a write of this node's keys may go ahead: this node serves them itself, or it
+    /// is joining and every other member of its ring serves its keys — so the member a write
+    /// is forwarded to stays the one that holds it until this node takes its keys over. While
+    /// other members are joining too (a cluster forming), the member a key is forwarded to
+    /// changes as each of them becomes owning, and a write stored on one would be missed by
+    /// reads sent to the next.
+    pub(crate) fn writes_settled(&self) -> bool {
+        let view = self.view.load();
+        view.owning
+            || (!view.owners.is_empty()
+                && view
+                    .ring
+                    .members()
+                    .filter(|m| **m != self.me)
+                    .all(|m| view.owners.contains(m)))
+    }
+
     /// Whether `node` owns `(keyspace, key)` in this node's ring.
     pub(crate) fn owner_is(&self, node: &str, keyspace: &str, key: &str) -> bool {
         self.view

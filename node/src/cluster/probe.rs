@@ -143,6 +143,7 @@ impl Cluster {
         }
         self.rebuild(events);
         self.fence.renew(started, self.listed_by_ready_peers());
+        self.publish_news();
     }
 
     /// Whether every reachable peer that serves its keys (ready and owning) lists this node in
@@ -297,6 +298,9 @@ impl Cluster {
             }));
         }
         drop(tracked);
+        if changed {
+            self.publish_news();
+        }
         for e in events {
             tracing::info!(change = ?e.change, peer = %e.node_id, addr = %e.addr, "topology changed");
             // No subscriber is fine; a lagging one loses the oldest events.

@@ -13,21 +13,35 @@ use crate::wire::HandoffEntry;
 impl Inner {
     /// While this node is joining, a write of its keys is forwarded to their previous owner;
     /// it holds the join gate shared, so the takeover (which holds it exclusively) starts only
-    /// once every forwarded write landed, and none lands later. Waits at most `timeout`.
+    /// once every forwarded write landed, and none lands later. While other members are
+    /// joining too (a cluster forming), a write waits until they serve their keys
+    /// ([`Cluster::writes_settled`](crate::cluster::Cluster::writes_settled)). Waits at most
+    /// `timeout` in all.
     pub(crate) async fn write_gate(
         &self,
         timeout: Duration,
     ) -> Result<Option<RwLockReadGuard<'_, ()>>> {
         match &self.cluster {
             Some(cluster) if !cluster.is_owning() => {
-                tokio::time::timeout(timeout, self.join_gate.read())
+                let gate = async {
+                    let mut news = cluster.news();
+                    while !cluster.writes_settled() {
+                        if news.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    self.join_gate.read().await
+                };
+                tokio::time::timeout(timeout, gate)
                     .await
                     .map(Some)
                     .map_err(|_| {
-                        Error::Unavailable(
+                        let why = if cluster.writes_settled() {
                             "this node is taking its keys over from their previous owners; retry"
-                                .into(),
-                        )
+                        } else {
+                            "members of the cluster are still taking their keys over; retry"
+                        };
+                        Error::Unavailable(why.into())
                     })
             }
             _ => Ok(None),
@@ -36,8 +50,9 @@ impl Inner {
 }
 
 impl Engine {
-    /// The entries this node caches for keys that node `to` owns in its ring, for `to` to
-    /// take over, collected once the writes this node is applying are done. Values are
+    /// The entries this node caches for keys that node `to` owns in its ring (and, in a
+    /// keyspace with replicas, for keys whose replica `to` is), for `to` to take over,
+    /// collected once the writes this node is applying are done. Values are
     /// shared, not copied. Fails while `to` is not in the ring: its
     /// keys are still this node's to serve, and it would miss some.
     pub(crate) async fn handoff_entries(&self, to: &str) -> Result<Vec<HandoffEntry>> {
@@ -56,7 +71,12 @@ impl Engine {
         let mut out = Vec::new();
         for space in self.inner.spaces_now().values() {
             let name = space.name();
-            for (key, cached) in space.main.entries_where(|k| cluster.owner_is(to, name, k)) {
+            // Its own keys, and the copies it keeps as their replica.
+            let replicas = space.settings.replicas > 1;
+            let wanted = |k: &str| {
+                cluster.owner_is(to, name, k) || (replicas && cluster.replica_is(to, name, k))
+            };
+            for (key, cached) in space.main.entries_where(wanted) {
                 let ttl_ms = cached
                     .remaining()
                     .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));

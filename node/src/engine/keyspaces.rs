@@ -350,6 +350,7 @@ fn apply(
         );
         space.spans = inner.telemetry.spans.clone();
         space.fence = inner.cluster.as_ref().map(|c| Arc::clone(c.fence()));
+        space.cluster = inner.cluster.clone();
         tracing::info!(
             keyspace = %name,
             revision = state.revision,

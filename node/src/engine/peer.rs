@@ -15,6 +15,10 @@ use crate::error::{Error, Result};
 use crate::space::Space;
 use crate::store::Cached;
 
+/// Which copies an invalidation leaves alone: a peer and a key it keeps (the key's replica,
+/// which gets the new value instead).
+pub(super) type Keeps<'a> = dyn Fn(&Peer, &str) -> bool + Sync + 'a;
+
 /// A value served to a peer, with its remaining time to live here.
 pub(crate) type Served = Option<(Bytes, Option<Duration>)>;
 
@@ -24,9 +28,15 @@ fn served(cached: Cached) -> Served {
 }
 
 impl Inner {
-    /// Removes `keys` from every peer in the ring. Fails, naming them, when some peers did
-    /// not confirm: they may still hold the old values.
-    pub(super) async fn invalidate_peers(&self, space: &Space, keys: &[String]) -> Result<()> {
+    /// Removes `keys` from every peer in the ring, except the copies `keeps` names (a peer
+    /// and a key it keeps). Fails, naming them, when some peers did not confirm: they may
+    /// still hold the old values.
+    pub(super) async fn invalidate_peers(
+        &self,
+        space: &Space,
+        keys: &[String],
+        keeps: Option<&Keeps<'_>>,
+    ) -> Result<()> {
         let Some(cluster) = &self.cluster else {
             return Ok(());
         };
@@ -38,12 +48,23 @@ impl Inner {
         // be stale rather than a bare time-out.
         let timeout = space.settings.write_timeout / 2;
         let peers = cluster.live_peers();
-        let calls = peers.iter().map(|peer| async move {
-            let result = cluster
-                .transport()
-                .invalidate(&peer.addr, space.name(), keys, timeout)
-                .await;
-            (peer, result)
+        let calls = peers.iter().filter_map(|peer| {
+            let theirs: std::borrow::Cow<'_, [String]> = match keeps {
+                None => keys.into(),
+                Some(keeps) => keys
+                    .iter()
+                    .filter(|k| !keeps(peer, k))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .into(),
+            };
+            (!theirs.is_empty()).then_some(async move {
+                let result = cluster
+                    .transport()
+                    .invalidate(&peer.addr, space.name(), &theirs, timeout)
+                    .await;
+                (peer, result)
+            })
         });
         let failed: Vec<String> = futures::future::join_all(calls)
             .await
@@ -67,8 +88,25 @@ impl Inner {
         }
     }
 
-    /// Stores `entries` on their owner `peer`, after dropping this node's own copies. The
-    /// owner invalidates every other node's copies, this one's included.
+    /// Drops this node's copies of `key` before a write of it goes to its owner — but not
+    /// the value it holds as the key's replica (in a keyspace with replicas): should the
+    /// owner not take the write, that value is still the last one acknowledged, and the
+    /// owner replaces or removes it when it does. Returns whether anything was removed.
+    pub(super) async fn drop_before_forwarding(&self, space: &Space, key: &str) -> bool {
+        match &self.cluster {
+            Some(cluster)
+                if space.settings.replicas > 1 && cluster.is_replica(space.name(), key) =>
+            {
+                space.remove_copy(key).await
+            }
+            _ => space.remove(key).await,
+        }
+    }
+
+    /// Stores `entries` on their owner `peer`, after dropping this node's own copies — but
+    /// not the value it holds as a key's replica: should the owner not take the put, that
+    /// value is still the last one acknowledged. The owner invalidates every other node's
+    /// copies, this one's included (and replaces the replica's).
     pub(super) async fn put_remote(
         &self,
         space: &Space,
@@ -76,7 +114,7 @@ impl Inner {
         entries: Vec<Entry>,
     ) -> Vec<KeyResult<()>> {
         for entry in &entries {
-            space.remove(&entry.key).await;
+            self.drop_before_forwarding(space, &entry.key).await;
         }
         let Some(cluster) = &self.cluster else {
             return entries
@@ -124,18 +162,26 @@ impl Engine {
         let space = self.inner.space(keyspace)?;
         self.inner.config.limits.check_key(key)?;
         if let Some((cluster, peer)) = self.pass_on(keyspace, key, from) {
-            match cluster
-                .transport()
-                .get(&peer.addr, keyspace, key, space.settings.read_timeout)
-                .await
-            {
-                Ok(remote) => return Ok(remote.map(|r| (r.value, r.ttl))),
+            let call =
+                cluster
+                    .transport()
+                    .get(&peer.addr, keyspace, key, space.settings.read_timeout);
+            // The owner's answer, unless it stops answering and fails its probes first.
+            let answer = tokio::select! {
+                answer = call => Some(answer),
+                () = space.owner_gone(&peer) => None,
+            };
+            match answer {
+                Some(Ok(remote)) => return Ok(remote.map(|r| (r.value, r.ttl))),
                 // The owner this node knows is gone (the sender already saw it leave):
                 // served here, as a client's read of an unreachable owner is.
-                Err(e) if e.calls_for_fallback() => {
+                Some(Err(e)) if e.calls_for_fallback() => {
                     tracing::warn!(keyspace, peer = %peer.id, error = %e, "owner cannot serve a passed-on read; serving it here");
                 }
-                Err(e) => return Err(e.into_error()),
+                None => {
+                    tracing::warn!(keyspace, peer = %peer.id, "owner of a passed-on read does not answer and fails its probes; serving it here");
+                }
+                Some(Err(e)) => return Err(e.into_error()),
             }
         }
         self.inner
@@ -237,6 +283,31 @@ impl Engine {
             };
             results.push(KeyResult {
                 key: entry.key,
+                result,
+            });
+        }
+        Ok(results)
+    }
+
+    /// Answers a peer's question for the values this node holds of `keys` in its main cache
+    /// (as their owner or their replica): from memory only, never loaded, never passed on,
+    /// and nothing while the cache fence is closed (what is held may be stale then).
+    pub(crate) async fn serve_copies(
+        &self,
+        keyspace: &str,
+        keys: &[String],
+    ) -> Result<Vec<KeyResult<Served>>> {
+        let space = self.inner.space(keyspace)?;
+        let limits = &self.inner.config.limits;
+        limits.check_batch(keys.len())?;
+        let mut results = Vec::with_capacity(keys.len());
+        for key in keys {
+            let result = match limits.check_key(key) {
+                Ok(()) => Ok(space.held(key).await.and_then(served)),
+                Err(e) => Err(e),
+            };
+            results.push(KeyResult {
+                key: key.clone(),
                 result,
             });
         }

@@ -1,5 +1,7 @@
 //! Writes on the node that serves the key: puts and deletes go to the key's owner, which
-//! applies them and then drops every other node's copy.
+//! applies them and then drops every other node's copy — in a keyspace with replicas, all
+//! but the replica's, which a put replaces with its value, the owner's writes of one key in
+//! the order it applied them (`space/order.rs`).
 //!
 //! A node applies its writes holding the owner gate shared; a node handing entries over to a
 //! joining peer holds it exclusively while it collects them (`engine/handoff.rs`), so a write
@@ -7,6 +9,7 @@
 //! or arrives later and is passed on to the new owner (`engine/peer.rs`); none is lost in
 //! between.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -17,10 +20,24 @@ use crate::error::Error;
 use crate::space::Space;
 
 impl Inner {
-    /// Stores puts of keys this node serves, then drops every other node's copies. One
-    /// result per entry, in order.
+    /// Stores puts of keys this node serves, then drops every other node's copies; in a
+    /// keyspace with replicas, sends each value to its key's replica instead of dropping the
+    /// replica's copy. One result per entry, in order.
     pub(super) async fn put_local(&self, space: &Space, entries: Vec<Entry>) -> Vec<KeyResult<()>> {
         let _applying = self.owner_gate.read().await;
+        let cluster = self
+            .cluster
+            .as_ref()
+            .filter(|_| space.settings.replicas > 1);
+        let _ordered = match cluster {
+            Some(_) => Some(
+                space
+                    .write_order
+                    .lock(space.name(), entries.iter().map(|e| &e.key))
+                    .await,
+            ),
+            None => None,
+        };
         let mut results = Vec::with_capacity(entries.len());
         let mut stored = Vec::new();
         let mut replicated = Vec::new();
@@ -30,7 +47,7 @@ impl Inner {
                 .await;
             if result.is_ok() {
                 stored.push(entry.key.clone());
-                if space.settings.replicas > 1 {
+                if cluster.is_some() {
                     replicated.push((results.len(), entry.clone()));
                 }
             }
@@ -39,37 +56,58 @@ impl Inner {
                 result,
             });
         }
-        self.confirm(space, &stored, &mut results).await;
-        // After the invalidations (which drop the replica's old copy too): the new values.
-        self.replicate(space, replicated, &mut results).await;
+        let Some(cluster) = cluster else {
+            self.confirm(space, &stored, &mut results).await;
+            return results;
+        };
+        // The replica's copy is replaced, never dropped first: were this node to die between
+        // the two, the replica would hold nothing of the puts acknowledged before.
+        let replicas: HashMap<&str, Arc<Peer>> = replicated
+            .iter()
+            .filter_map(|(_, e)| {
+                cluster
+                    .replica_peer(space.name(), &e.key)
+                    .map(|peer| (e.key.as_str(), peer))
+            })
+            .collect();
+        let holds = |peer: &Peer, key: &str| replicas.get(key).is_some_and(|r| r.id == peer.id);
+        let (invalidated, refused) = futures::join!(
+            self.invalidate_peers(space, &stored, Some(&holds)),
+            self.replicate(space, &replicated, &replicas)
+        );
+        if let Err(e) = invalidated {
+            for r in results.iter_mut().filter(|r| r.result.is_ok()) {
+                r.result = Err(e.clone());
+            }
+        }
+        for (slot, e) in refused {
+            results[slot].result = Err(e);
+        }
         results
     }
 
     /// Sends put values to their keys' replicas (the nodes that own them once this node is
-    /// gone); a put whose replica did not confirm fails with that error, though its owner
-    /// keeps it. Without a replica (a ring of one) the owner's copy is all there is.
+    /// gone); returns the slots of the puts whose replica did not confirm, with the error
+    /// (their owner keeps them). Without a replica (a ring of one) the owner's copy is all
+    /// there is.
     async fn replicate(
         &self,
         space: &Space,
-        entries: Vec<(usize, Entry)>,
-        results: &mut [KeyResult<()>],
-    ) {
+        entries: &[(usize, Entry)],
+        replicas: &HashMap<&str, Arc<Peer>>,
+    ) -> Vec<(usize, Error)> {
         let Some(cluster) = &self.cluster else {
-            return;
+            return Vec::new();
         };
-        type Batch = (Arc<Peer>, Vec<(usize, Entry)>);
-        let mut by_replica: std::collections::HashMap<String, Batch> =
-            std::collections::HashMap::new();
-        for (slot, entry) in entries {
-            if results[slot].result.is_err() {
-                continue;
-            }
-            if let Some(peer) = cluster.replica_peer(space.name(), &entry.key) {
+        type Batch<'a> = (Arc<Peer>, Vec<&'a (usize, Entry)>);
+        let mut by_replica: HashMap<String, Batch<'_>> = HashMap::new();
+        for slotted in entries {
+            if let Some(peer) = replicas.get(slotted.1.key.as_str()) {
                 by_replica
                     .entry(peer.id.to_string())
-                    .or_insert_with(|| (peer, Vec::new()))
+                    .or_insert_with(|| (Arc::clone(peer), Vec::new()))
                     .1
-                    .push((slot, entry));
+                    .push(slotted);
             }
         }
         let timeout = space.settings.write_timeout / 2;
@@ -81,29 +119,37 @@ impl Inner {
                 .await;
             (peer, batch, answer)
         });
+        let mut refused = Vec::new();
         for (peer, batch, answer) in futures::future::join_all(calls).await {
             match answer {
                 Ok(answers) => {
                     for ((slot, _), answer) in batch.iter().zip(answers) {
                         if let Err(e) = answer {
-                            results[*slot].result = Err(Error::Unavailable(format!(
-                                "stored on its owner, but its replica {} refused it: {e}",
-                                peer.id
-                            )));
+                            refused.push((
+                                *slot,
+                                Error::Unavailable(format!(
+                                    "stored on its owner, but its replica {} refused it: {e}",
+                                    peer.id
+                                )),
+                            ));
                         }
                     }
                 }
                 Err(e) => {
                     tracing::warn!(peer = %peer.id, error = %e, keys = batch.len(), "replication not confirmed");
                     for (slot, _) in &batch {
-                        results[*slot].result = Err(Error::Unavailable(format!(
-                            "stored on its owner, but its replica {} did not confirm it: {e}",
-                            peer.id
-                        )));
+                        refused.push((
+                            *slot,
+                            Error::Unavailable(format!(
+                                "stored on its owner, but its replica {} did not confirm it: {e}",
+                                peer.id
+                            )),
+                        ));
                     }
                 }
             }
         }
+        refused
     }
 
     /// Removes keys this node serves, then drops every other node's copies.
@@ -113,6 +159,13 @@ impl Inner {
         keys: Vec<String>,
     ) -> Vec<KeyResult<()>> {
         let _applying = self.owner_gate.read().await;
+        // Ordered with the puts of the same keys, whose values reach the replica.
+        let _ordered = match &self.cluster {
+            Some(_) if space.settings.replicas > 1 => {
+                Some(space.write_order.lock(space.name(), &keys).await)
+            }
+            _ => None,
+        };
         for key in &keys {
             if space.remove(key).await {
                 space.stats.removed_keys.inc();
@@ -126,15 +179,16 @@ impl Inner {
     /// Drops `keys` from every peer; where some peer did not confirm, the results that were
     /// fine become that error (it may still serve the old value).
     async fn confirm(&self, space: &Space, keys: &[String], results: &mut [KeyResult<()>]) {
-        if let Err(e) = self.invalidate_peers(space, keys).await {
+        if let Err(e) = self.invalidate_peers(space, keys, None).await {
             for r in results.iter_mut().filter(|r| r.result.is_ok()) {
                 r.result = Err(e.clone());
             }
         }
     }
 
-    /// Deletes `keys` on their owner `peer`, after dropping this node's copies. When the owner
-    /// cannot be reached at all, drops them on every node from here instead.
+    /// Deletes `keys` on their owner `peer`, after dropping this node's copies (not the value
+    /// it holds as a key's replica: the owner removes that). When the owner cannot be reached
+    /// at all, drops them on every node from here instead, this one included.
     pub(super) async fn delete_remote(
         &self,
         space: &Space,
@@ -142,7 +196,7 @@ impl Inner {
         keys: Vec<String>,
     ) -> Vec<KeyResult<()>> {
         for key in &keys {
-            if space.remove(key).await {
+            if self.drop_before_forwarding(space, key).await {
                 space.stats.removed_keys.inc();
             }
         }
@@ -166,6 +220,11 @@ impl Inner {
                 .collect(),
             Err(e) if e.calls_for_fallback() => {
                 tracing::debug!(peer = %peer.id, error = %e, "owner unreachable; deleting from every node");
+                for key in &keys {
+                    if space.remove(key).await {
+                        space.stats.removed_keys.inc();
+                    }
+                }
                 let mut results = all_ok(&keys);
                 self.confirm(space, &keys, &mut results).await;
                 results

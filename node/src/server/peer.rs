@@ -124,6 +124,22 @@ pub(super) async fn get_many(
     }))
 }
 
+/// The values this node holds for some keys, from memory only (see
+/// `PeerTransport::copies`).
+pub(super) async fn copies(
+    State(state): State<AppState>,
+    ApiPath(ks): ApiPath<String>,
+    ApiJson(request): ApiJson<KeysRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let results = state.engine.serve_copies(&ks, &request.keys).await?;
+    Ok(Json(BatchResponse {
+        results: results
+            .into_iter()
+            .map(|r| KeyOutcome::from_get(r.key, r.result))
+            .collect(),
+    }))
+}
+
 pub(super) async fn put_many(
     State(state): State<AppState>,
     headers: HeaderMap,

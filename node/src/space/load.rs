@@ -29,18 +29,21 @@ use opentelemetry::{Context, KeyValue};
 
 /// Which cache a loaded value goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+pub(super) enum Target {
     /// Keys this node owns.
     Main,
     /// Copies of keys other nodes own.
     Hot,
+    /// None: the value answers the callers only (loaded beside an owner that may be alive).
+    Nowhere,
 }
 
 impl Space {
-    fn store(&self, target: Target) -> &Store {
+    pub(super) fn store(&self, target: Target) -> Option<&Store> {
         match target {
-            Target::Main => &self.main,
-            Target::Hot => &self.hot,
+            Target::Main => Some(&self.main),
+            Target::Hot => Some(&self.hot),
+            Target::Nowhere => None,
         }
     }
 
@@ -64,7 +67,7 @@ impl Space {
     /// Admits the loads of `tickets` through the keyspace's load gate: returns those that
     /// may call the data source and their pass, and fails the rest at once with
     /// `OVERLOADED`.
-    fn admit(&self, mut tickets: Vec<Ticket>) -> Option<(Vec<Ticket>, Pass)> {
+    pub(super) fn admit(&self, mut tickets: Vec<Ticket>) -> Option<(Vec<Ticket>, Pass)> {
         let admitted = self.loads.admit(tickets.len());
         let fits = admitted.as_ref().map_or(0, |(_, n)| *n);
         if fits < tickets.len() {
@@ -80,14 +83,15 @@ impl Space {
         admitted.map(|(pass, _)| (tickets, pass))
     }
 
-    /// Waits for `pass`'s call slot (at most `read_timeout`); fails every ticket with
-    /// `OVERLOADED` when none frees in time.
-    async fn slot(
+    /// Waits for `pass`'s call slot (at most `wait`); fails every ticket with `OVERLOADED`
+    /// when none frees in time.
+    pub(super) async fn slot(
         &self,
         pass: Pass,
         tickets: Vec<Ticket>,
+        wait: Duration,
     ) -> Option<(tokio::sync::OwnedSemaphorePermit, Vec<Ticket>)> {
-        match pass.slot(self.settings.read_timeout).await {
+        match pass.slot(wait).await {
             Ok(slot) => Some((slot, tickets)),
             Err(err) => {
                 self.stats.overloaded.add(tickets.len() as u64);
@@ -100,7 +104,9 @@ impl Space {
         }
     }
 
-    /// Loads `keys` that this node owns from its data source into the main cache.
+    /// Loads `keys` that this node owns into the main cache: from the keys' replica when it
+    /// holds them (a keyspace with replicas; see `space/fallback.rs`), else from the data
+    /// source.
     pub fn load_owned(self: &Arc<Self>, keys: &[&str]) -> Vec<Pending> {
         let (pending, tickets) = self.claim(keys, &self.flights);
         if let Some((tickets, pass)) = self.admit(tickets) {
@@ -108,12 +114,16 @@ impl Space {
             let space = Arc::clone(self);
             self.tasks.spawn(
                 async move {
-                    let Some((_slot, tickets)) = space.slot(pass, tickets).await else {
+                    let tickets = space.repair(tickets).await;
+                    let wait = space.settings.read_timeout;
+                    let Some((_slot, tickets)) = space.slot(pass, tickets, wait).await else {
                         return;
                     };
                     let tickets = space.drop_hits(tickets).await;
                     space.stats.loads_deduped.add(tickets.len() as u64);
-                    space.fetch_local(tickets, Target::Main).await;
+                    space
+                        .fetch_local(tickets, Target::Main, space.settings.read_timeout)
+                        .await;
                 }
                 .instrument(span)
                 .with_context(Context::current()),
@@ -129,25 +139,25 @@ impl Space {
         if let Some((tickets, pass)) = self.admit(tickets) {
             let space = Arc::clone(self);
             self.tasks.spawn(async move {
-                let Some((_slot, tickets)) = space.slot(pass, tickets).await else {
+                let wait = space.settings.read_timeout;
+                let Some((_slot, tickets)) = space.slot(pass, tickets, wait).await else {
                     return;
                 };
                 space.stats.loads_deduped.add(tickets.len() as u64);
-                space.fetch_local(tickets, Target::Main).await;
+                space.fetch_local(tickets, Target::Main, wait).await;
             });
         }
         pending
     }
 
     /// Loads `keys` owned by `peer` through it, keeping copies in the hot cache. When the
-    /// peer cannot serve them at all, asks the keys' `replica` (a single key of a keyspace
-    /// with replicas: it holds the owner's puts), else loads them here (counted in
-    /// `peer_errors`).
+    /// peer cannot serve them — it cannot be reached, or it does not answer and fails its
+    /// probes — answers them from their replica or the source instead (`space/fallback.rs`;
+    /// counted in `peer_errors`).
     pub fn load_from_peer(
         self: &Arc<Self>,
         transport: &Arc<dyn PeerTransport>,
         peer: Arc<Peer>,
-        replica: Option<Arc<Peer>>,
         keys: &[&str],
     ) -> Vec<Pending> {
         let (pending, tickets) = self.claim(keys, &self.peer_flights);
@@ -159,9 +169,7 @@ impl Space {
                 async move {
                     let tickets = space.drop_hits(tickets).await;
                     space.stats.loads_deduped.add(tickets.len() as u64);
-                    space
-                        .fetch_remote(transport.as_ref(), &peer, replica, tickets)
-                        .await;
+                    space.fetch_remote(transport.as_ref(), &peer, tickets).await;
                 }
                 .instrument(span)
                 .with_context(Context::current()),
@@ -172,7 +180,7 @@ impl Space {
 
     /// Answers tickets whose key is cached by now (a put landed since the miss); returns the
     /// rest.
-    async fn drop_hits(&self, tickets: Vec<Ticket>) -> Vec<Ticket> {
+    pub(super) async fn drop_hits(&self, tickets: Vec<Ticket>) -> Vec<Ticket> {
         let mut rest = Vec::with_capacity(tickets.len());
         for ticket in tickets {
             match self.cached(ticket.key()).await {
@@ -183,17 +191,12 @@ impl Space {
         rest
     }
 
-    async fn fetch_remote(
-        &self,
-        transport: &dyn PeerTransport,
-        peer: &Peer,
-        replica: Option<Arc<Peer>>,
-        tickets: Vec<Ticket>,
-    ) {
+    async fn fetch_remote(&self, transport: &dyn PeerTransport, peer: &Peer, tickets: Vec<Ticket>) {
         if tickets.is_empty() {
             return;
         }
         let timeout = self.settings.read_timeout;
+        let deadline = Instant::now() + timeout;
         let cx = self.spans.start(
             "distcache.peer",
             SpanKind::Client,
@@ -219,16 +222,26 @@ impl Space {
             };
             answers
         };
-        let answers = within(cx.as_ref(), call).await;
+        // The owner's answer, unless it stops answering and fails its probes first.
+        let answers = tokio::select! {
+            answers = within(cx.as_ref(), call) => Some(answers),
+            () = self.owner_gone(peer) => None,
+        };
         if let Some(cx) = &cx {
-            let result = answers
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| e.clone().into_error());
+            let result = match &answers {
+                Some(answers) => answers
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| e.clone().into_error()),
+                None => Err(Error::Unavailable(format!(
+                    "peer {} does not answer and fails its probes",
+                    peer.id
+                ))),
+            };
             end_span(Some(cx), None, &result);
         }
         match answers {
-            Ok(answers) => {
+            Some(Ok(answers)) => {
                 self.stats.peer_loads.add(tickets.len() as u64);
                 for (ticket, answer) in tickets.into_iter().zip(answers) {
                     let outcome = match answer {
@@ -248,42 +261,13 @@ impl Space {
                     ticket.resolve(outcome);
                 }
             }
-            Err(e) if e.calls_for_fallback() => {
+            // Gone (nothing answers there): what is loaded here may be kept as a copy.
+            Some(Err(e)) if e.calls_for_fallback() => {
                 self.stats.peer_errors.add(tickets.len() as u64);
-                if let (Some(replica), [ticket]) = (&replica, tickets.as_slice()) {
-                    let timeout = self.settings.read_timeout;
-                    match transport
-                        .get(&replica.addr, self.name(), ticket.key(), timeout)
-                        .await
-                    {
-                        Ok(answer) => {
-                            warn!(keyspace = %self.name(), peer = %peer.id, replica = %replica.id, error = %e, "owner cannot serve; read its replica");
-                            let outcome = match answer {
-                                Some(remote) => {
-                                    let expires_at =
-                                        remote.ttl.and_then(|t| Instant::now().checked_add(t));
-                                    Ok(Cached::found(remote.value, expires_at))
-                                }
-                                None => Ok(Cached::missing()),
-                            };
-                            for ticket in tickets {
-                                ticket.resolve(outcome.clone());
-                            }
-                            return;
-                        }
-                        Err(replica_error) => {
-                            warn!(keyspace = %self.name(), replica = %replica.id, error = %replica_error, "the replica cannot serve either");
-                        }
-                    }
-                }
-                warn!(keyspace = %self.name(), peer = %peer.id, error = %e, keys = tickets.len(), "owner cannot serve; loading here");
-                if let Some((tickets, pass)) = self.admit(tickets)
-                    && let Some((_slot, tickets)) = self.slot(pass, tickets).await
-                {
-                    self.fetch_local(tickets, Target::Hot).await;
-                }
+                warn!(keyspace = %self.name(), peer = %peer.id, error = %e, keys = tickets.len(), "owner cannot serve; answering from its replica or the source");
+                self.fall_back(peer, tickets, Target::Hot, deadline).await;
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 self.stats.peer_errors.add(tickets.len() as u64);
                 warn!(keyspace = %self.name(), peer = %peer.id, error = %e, "peer load failed");
                 let err = e.into_error();
@@ -291,34 +275,45 @@ impl Space {
                     ticket.resolve(Err(err.clone()));
                 }
             }
+            // Silent, perhaps only paused or cut off: what is loaded here answers the callers
+            // and is not kept beside the owner's value.
+            None => {
+                self.stats.peer_errors.add(tickets.len() as u64);
+                warn!(keyspace = %self.name(), peer = %peer.id, keys = tickets.len(), "owner does not answer and fails its probes; answering from its replica or the source");
+                self.fall_back(peer, tickets, Target::Nowhere, deadline)
+                    .await;
+            }
         }
     }
 
-    /// Fetches from this node's data source: one `fetch` for one key, one `fetch_many` for
-    /// several.
-    async fn fetch_local(&self, mut tickets: Vec<Ticket>, target: Target) {
+    /// Fetches from this node's data source within `timeout`: one `fetch` for one key, one
+    /// `fetch_many` for several.
+    pub(super) async fn fetch_local(
+        &self,
+        mut tickets: Vec<Ticket>,
+        target: Target,
+        timeout: Duration,
+    ) {
         if tickets.len() > 1 {
-            self.fetch_batch(tickets, target).await;
+            self.fetch_batch(tickets, target, timeout).await;
         } else if let Some(ticket) = tickets.pop() {
             let started = Instant::now();
             let cx = self.fetch_span(1);
-            let call = self.guard.call(
-                self.settings.read_timeout,
-                self.source.fetch(ticket.key()),
-                |_| false,
-            );
+            let call = self
+                .guard
+                .call(timeout, self.source.fetch(ticket.key()), |_| false);
             let result = within(cx.as_ref(), call).await;
             end_fetch_span(cx.as_ref(), &result);
             self.settle(ticket, result, target, started.elapsed()).await;
         }
     }
 
-    async fn fetch_batch(&self, tickets: Vec<Ticket>, target: Target) {
+    async fn fetch_batch(&self, tickets: Vec<Ticket>, target: Target, timeout: Duration) {
         let keys: Vec<String> = tickets.iter().map(|t| t.key().to_owned()).collect();
         let started = Instant::now();
         let cx = self.fetch_span(keys.len());
         let call = self.guard.call(
-            self.settings.read_timeout,
+            timeout,
             async { Ok(self.source.fetch_many(&keys).await) },
             |results: &Vec<FetchResult>| results.iter().all(Result::is_err),
         );
@@ -390,7 +385,8 @@ impl Space {
                 match self.deadline(key, fetched.ttl, Instant::now()) {
                     Deadline::At(expires_at) => {
                         let entry = Cached::found(fetched.value, expires_at);
-                        if self.caching()
+                        if let Some(store) = store
+                            && self.caching()
                             && !store
                                 .insert_unless(key, entry.clone(), ticket.cancelled())
                                 .await
@@ -412,6 +408,7 @@ impl Space {
                 self.stats.local_loads.inc();
                 self.stats.not_found.inc();
                 if let Some(ttl) = self.settings.negative_ttl
+                    && let Some(store) = store
                     && self.caching()
                 {
                     let entry = Cached {

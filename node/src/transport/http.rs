@@ -428,6 +428,27 @@ impl PeerTransport for HttpTransport {
             .await
     }
 
+    async fn copies(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<RemoteGet>, PeerError> {
+        let batch = self
+            .keys_batch(peer, keyspace, "copies", keys, timeout)
+            .await?;
+        Ok(batch
+            .results
+            .into_iter()
+            .map(|outcome| {
+                outcome
+                    .into_get()
+                    .map(|found| found.map(|(value, ttl)| RemoteValue { value, ttl }))
+            })
+            .collect())
+    }
+
     async fn replicate(
         &self,
         peer: &str,

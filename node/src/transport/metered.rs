@@ -110,6 +110,21 @@ impl PeerTransport for MeteredTransport {
         )
     }
 
+    async fn copies(
+        &self,
+        peer: &str,
+        keyspace: &str,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<RemoteGet>, PeerError> {
+        metered!(
+            self,
+            peer,
+            "copies",
+            self.inner.copies(peer, keyspace, keys, timeout)
+        )
+    }
+
     async fn delete_many(
         &self,
         peer: &str,

@@ -21,6 +21,7 @@ mod openapi;
 mod otel;
 mod overload;
 mod ownership;
+mod replicas;
 mod resp;
 mod resp_wire;
 mod roles;

@@ -90,7 +90,7 @@ impl Report {
     }
 
     fn note(&mut self, example: String) {
-        if self.examples.len() < 8 {
+        if self.examples.len() < 12 {
             self.examples.push(example);
         }
     }
@@ -254,8 +254,13 @@ fn check_key(key: &str, ops: &[&Record], history: &History, rules: &Rules, repor
         };
         // A write acknowledged on the far side of a partition does not make a read stale,
         // only one the read's side could have seen.
-        let newer = newer_writes().find(|w| !cut_off(w));
-        let missed_cut_off_write = newer_writes().find(|w| cut_off(w));
+        // The latest such write: the one the read missed most plainly.
+        let newer = newer_writes()
+            .filter(|w| !cut_off(w))
+            .max_by_key(|w| w.completed);
+        let missed_cut_off_write = newer_writes()
+            .filter(|w| cut_off(w))
+            .max_by_key(|w| w.completed);
         if let Some(newer) = newer.or(missed_cut_off_write) {
             if cut_off(read) {
                 report.cut_off += 1;
@@ -264,7 +269,7 @@ fn check_key(key: &str, ops: &[&Record], history: &History, rules: &Rules, repor
                 report.note(format!("lost on the cut-off side: {newer:?} then {read:?}"));
             } else if *value == source && matches!(newer.action, Action::Put { .. }) {
                 report.lost_puts += 1;
-                if report.lost_puts <= 2 {
+                if report.lost_puts <= 6 {
                     report.note(format!("lost put: {newer:?} then {read:?}"));
                 }
             } else {

@@ -159,6 +159,15 @@ impl History {
         }
     }
 
+    /// Whether `node` is down now (killed, stopped or paused, and not up again).
+    pub fn is_down(&self, node: usize) -> bool {
+        self.downs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|&(n, _, up)| n == node && up.is_none())
+    }
+
     /// Marks `minority` partitioned from the other nodes from now.
     pub fn cut(&self, minority: &[usize]) {
         let now = self.now();

@@ -107,7 +107,11 @@ impl ProcCluster {
         let child = command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
+            // The nodes' log filter: `CHAOS_LOG` (e.g. `info,distcache::engine=debug`), else info.
+            .env(
+                "DISTCACHE_LOG",
+                std::env::var("CHAOS_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -273,6 +277,11 @@ impl Drop for ProcCluster {
         for i in 0..self.len() {
             self.resume(i);
             self.kill(i);
+        }
+        // For a look at the nodes' logs after a run: `CHAOS_KEEP_LOGS=1`.
+        if std::env::var_os("CHAOS_KEEP_LOGS").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("chaos: node logs kept in {}", self.dir.path().display());
         }
     }
 }
