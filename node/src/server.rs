@@ -55,6 +55,7 @@ mod extract;
 mod front;
 mod head_errors;
 mod http_metrics;
+mod linger;
 
 pub(crate) use http_metrics::HttpStats;
 pub(crate) use metrics::raft_status;

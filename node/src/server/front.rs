@@ -11,6 +11,11 @@
 //! boxes and clones the service below it for every request, and a hit costs little more
 //! than that. The deadline shares the clock read of the timing, and its timer is registered
 //! only if the handler does not answer on its first poll (a hit answers at once).
+//!
+//! An HTTP/1 error answer to a request that came with a body says `Connection: close`: the
+//! node may have answered before reading that body (a value over the limit, a bad query, a
+//! refused token), and hyper then closes the connection without saying so. A client that put
+//! the connection back in its pool would send its next request into a closing socket.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,7 +24,9 @@ use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::{Duration, Instant};
 
+use axum::body::HttpBody;
 use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, Version, header};
 use axum::response::{IntoResponse, Response};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
@@ -95,6 +102,8 @@ where
         });
         let span = server_span(state, &request, method, template);
         let limit = state.config.request_timeout;
+        let close_on_error = matches!(request.version(), Version::HTTP_10 | Version::HTTP_11)
+            && !request.body().is_end_stream();
         let slot = InFlight::enter(state, &request);
         let admitted = match &slot {
             _ if template.starts_with("/v1/") && !state.readiness.is_ready() => {
@@ -123,6 +132,7 @@ where
             timing,
             span,
             slot: slot.ok().flatten(),
+            close_on_error,
         }
     }
 }
@@ -213,6 +223,8 @@ pin_project! {
         timing: Option<Timing>,
         span: Option<Context>,
         slot: Option<InFlight>,
+        // An HTTP/1 request with a body: an error answer closes the connection.
+        close_on_error: bool,
     }
 }
 
@@ -224,7 +236,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = {
+        let mut response = {
             // The handler runs inside the server span, so that its spans are children.
             let _in_span = this.span.clone().map(Context::attach);
             match this.answer.project() {
@@ -244,6 +256,11 @@ where
         };
         this.slot.take();
         let status = response.status();
+        if *this.close_on_error && (status.is_client_error() || status.is_server_error()) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(span) = this.span.take() {
             let span = span.span();
             span.set_attribute(KeyValue::new(

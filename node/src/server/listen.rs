@@ -6,6 +6,9 @@
 //! the listener stops accepting until one closes, so the kernel's backlog absorbs bursts
 //! instead of the node running out of file descriptors.
 //!
+//! A connection closes with a lingering close (`linger.rs`), so that a client still sending a
+//! body the node answered without reading gets that answer instead of a reset.
+//!
 //! Each accepted connection is served on one of the node's event loops (`net/loops.rs`)
 //! from its first byte to its close.
 //!
@@ -30,6 +33,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use super::head_errors::JsonHeadErrors;
+use super::linger::LingeringClose;
 use crate::net::loops::{self, EventLoops};
 use crate::tls::NodeTls;
 
@@ -98,7 +102,7 @@ pub(crate) async fn serve(
             let ended = match acceptor {
                 None => {
                     let service = service(router, false);
-                    let io = TokioIo::new(JsonHeadErrors::new(stream));
+                    let io = TokioIo::new(JsonHeadErrors::new(LingeringClose::new(stream)));
                     let connection = builder.serve_connection(io, service).into_owned();
                     watcher.watch(connection).await
                 }
@@ -123,7 +127,7 @@ pub(crate) async fn serve(
                         .peer_certificates()
                         .is_some_and(|certs| !certs.is_empty());
                     let service = service(router, verified);
-                    let io = TokioIo::new(JsonHeadErrors::new(stream));
+                    let io = TokioIo::new(JsonHeadErrors::new(LingeringClose::new(stream)));
                     let connection = builder.serve_connection(io, service).into_owned();
                     watcher.watch(connection).await
                 }
