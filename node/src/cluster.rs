@@ -267,6 +267,12 @@ impl Cluster {
             .is_none_or(|t| t.failures > 0 || !t.healthy)
     }
 
+    /// Whether the peer at `addr` is out of the ring (it failed `failure_threshold` probes
+    /// in a row, or left): it is flushed before it serves again.
+    pub(crate) fn dropped(&self, addr: &str) -> bool {
+        self.lock().get(addr).is_none_or(|t| !t.healthy)
+    }
+
     /// The fence of this node's caches, shared with its keyspaces.
     pub(crate) fn fence(&self) -> &Arc<Fence> {
         &self.fence

@@ -175,6 +175,20 @@ impl Ring {
         }
         second.map(|(_, id)| id)
     }
+
+    /// The member that owns `(keyspace, key)` without `without`: the key's replica while
+    /// `without` owns it, its owner while `without` is not a member (or not its owner).
+    pub fn owner_without(&self, keyspace: &str, key: &str, without: &NodeId) -> Option<&NodeId> {
+        let hash = key_hash(keyspace, key);
+        let mut best: Option<(u64, &NodeId)> = None;
+        for (seed, id) in self.members.iter().filter(|(_, id)| id != without) {
+            let s = score(hash, *seed);
+            if best.is_none_or(|(b, _)| s > b) {
+                best = Some((s, id));
+            }
+        }
+        best.map(|(_, id)| id)
+    }
 }
 
 #[cfg(test)]
@@ -195,6 +209,15 @@ mod tests {
             assert_eq!(without.owner("ks", &key), Some(&replica), "{key}");
         }
         assert_eq!(ring(1).replica("ks", "k"), None);
+        // Without the owner: the replica, whether or not the owner is still a member.
+        for i in 0..200 {
+            let key = format!("k{i}");
+            let owner = full.owner("ks", &key).expect("an owner").clone();
+            let replica = full.replica("ks", &key).cloned();
+            assert_eq!(full.owner_without("ks", &key, &owner).cloned(), replica);
+            let without = Ring::new(full.members().filter(|m| **m != owner).cloned());
+            assert_eq!(without.owner_without("ks", &key, &owner).cloned(), replica);
+        }
     }
 
     fn ring(n: usize) -> Ring {

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use super::{Cluster, Peer};
+use crate::ring::NodeId;
 
 impl Cluster {
     /// `Ok` when every reachable peer is ready and lists this node in its ring, so every
@@ -70,6 +71,22 @@ impl Cluster {
             .replica(keyspace, key)
             .filter(|replica| **replica != self.me)
             .and_then(|replica| view.peers.get(replica))
+            .cloned()
+    }
+
+    /// The peer that holds `(keyspace, key)` once `owner` is gone: its replica while `owner`
+    /// is in this node's ring, its owner once `owner` has left it (`None`: this node).
+    pub(crate) fn successor_peer(
+        &self,
+        keyspace: &str,
+        key: &str,
+        owner: &NodeId,
+    ) -> Option<Arc<Peer>> {
+        let view = self.view.load();
+        view.ring
+            .owner_without(keyspace, key, owner)
+            .filter(|next| **next != self.me)
+            .and_then(|next| view.peers.get(next))
             .cloned()
     }
 

@@ -19,11 +19,14 @@ use crate::wire::{
     REVISION_HEADER, Status, TTL_HEADER,
 };
 
-/// Sets up every peer request: waits until this node applied the catalog revision the
-/// sender had applied (its `x-distcache-revision`), at most half the engine's read timeout,
-/// so a keyspace created through the sender is known here too (after the wait the request is
-/// served whatever the revision: a node cut off from the control plane still serves); and
-/// serves it counting the nodes it went through (`x-distcache-hops`), which bounds how often
+/// Sets up every peer request: unless it names a keyspace this node serves already, waits
+/// until this node applied the catalog revision the sender had applied (its
+/// `x-distcache-revision`), at most half the engine's read timeout, so a keyspace created
+/// through the sender is known here too (after the wait the request is served whatever the
+/// revision: a node cut off from the control plane still serves). A request for a keyspace
+/// this node serves does not wait: while the control plane lags — its leader killed — every
+/// peer call would otherwise stall behind it, past the callers' deadlines. Then serves the
+/// request counting the nodes it went through (`x-distcache-hops`), which bounds how often
 /// it is passed on.
 pub(super) async fn peer_context(
     State(state): State<AppState>,
@@ -35,7 +38,10 @@ pub(super) async fn peer_context(
         .get(REVISION_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let served_here = keyspace_of(request.uri().path())
+        .is_some_and(|name| state.engine.inner.space(name).is_ok());
     if let Some(wanted) = wanted
+        && !served_here
         && state.engine.revision() < wanted
     {
         let mut applied = state.engine.watch_revision();
@@ -58,6 +64,15 @@ pub(super) async fn peer_context(
         .and_then(|v| v.parse::<u8>().ok())
         .unwrap_or(1);
     crate::transport::HOPS.scope(hops, next.run(request)).await
+}
+
+/// The keyspace a peer route's path names (`/_distcache/peer/keyspaces/{ks}/…`), as sent:
+/// valid keyspace names need no escaping.
+fn keyspace_of(path: &str) -> Option<&str> {
+    path.strip_prefix("/_distcache/peer/keyspaces/")?
+        .split('/')
+        .next()
+        .filter(|name| !name.is_empty())
 }
 
 fn from(headers: &HeaderMap) -> &str {

@@ -1,11 +1,12 @@
 //! Where a read goes when the usual place cannot answer, and the replica's part in it.
 //!
 //! - **The owner cannot serve** (nothing answers at its address, or it is silent and fails
-//!   its probes — paused, cut off): the reading node asks the keys' replica for the values it
-//!   holds (a keyspace with `replicas = 2`: the replica holds every acknowledged put), then
-//!   loads the rest from its own data source, all within the read's deadline. Values loaded
-//!   beside a silent owner answer the callers only: the owner may be alive and hold newer
-//!   ones.
+//!   its probes — paused, cut off): the reading node asks the node that holds the keys once
+//!   that owner is gone — their replica, or their new owner when the ring dropped the owner
+//!   since the read was sent — for the values it holds (a keyspace with `replicas = 2`: the
+//!   replica holds every acknowledged put), then loads the rest from its own data source,
+//!   all within the read's deadline. Values loaded beside a silent owner answer the callers
+//!   only: the owner may be alive and hold newer ones.
 //! - **The owner lacks a key** (restarted, flushed by its peers, new to the key after a
 //!   join, or its cache fence is closed): before its data source, it asks the key's replica
 //!   for the value it holds (read repair), and keeps it.
@@ -35,15 +36,27 @@ impl Space {
     }
 
     /// Resolves once `owner` has had a quarter of the read timeout to answer and the
-    /// membership suspects it (it failed its last probe, or left the ring); never without a
-    /// cluster. A slow owner that still answers its probes is waited for.
+    /// membership gives up on it; never without a cluster. In a keyspace with replicas, that
+    /// is as soon as it fails a probe: the replica holds every acknowledged put. Without,
+    /// only once it is out of the ring: it is flushed before it serves again, so the source
+    /// is then what any node would answer — before that, a slow owner that may come back
+    /// with its puts is waited for (the read fails at its deadline rather than answer an
+    /// older value).
     pub(crate) async fn owner_gone(&self, owner: &Peer) {
         let Some(cluster) = &self.cluster else {
             return std::future::pending().await;
         };
         tokio::time::sleep(self.settings.read_timeout / 4).await;
+        let replicated = self.replicated().is_some();
+        let gone = || {
+            if replicated {
+                cluster.suspects(&owner.addr)
+            } else {
+                cluster.dropped(&owner.addr)
+            }
+        };
         let mut news = cluster.news();
-        while !cluster.suspects(&owner.addr) {
+        while !gone() {
             if news.changed().await.is_err() {
                 return std::future::pending().await;
             }
@@ -63,7 +76,11 @@ impl Space {
         let remaining = || deadline.saturating_duration_since(Instant::now());
         let tickets = match self.replicated() {
             Some(cluster) => {
-                let by_replica = group_by_replica(cluster, self.name(), tickets, Some(owner));
+                // Who holds a copy once the owner is gone: its replica, or — the ring having
+                // dropped the owner since the read was sent — the key's new owner.
+                let by_replica = group_by(tickets, |key| {
+                    cluster.successor_peer(self.name(), key, &owner.id)
+                });
                 // Half the time left: the source may still have to be asked.
                 self.ask_replicas(cluster, by_replica, remaining() / 2, Target::Nowhere)
                     .await
@@ -110,7 +127,7 @@ impl Space {
             .await;
         // Landed meanwhile.
         let tickets = self.drop_hits(tickets).await;
-        let by_replica = group_by_replica(cluster, self.name(), tickets, None);
+        let by_replica = group_by(tickets, |key| cluster.replica_peer(self.name(), key));
         // A quarter of the read: a replica that does not answer by then leaves the source
         // time to.
         let timeout = self.settings.read_timeout / 4;
@@ -185,35 +202,27 @@ impl Space {
     }
 }
 
-/// Tickets by the replica of their key, and those without one to ask.
+/// Tickets by the peer holding a copy of their key, and those without one to ask.
 struct ByReplica {
-    /// Tickets whose replica is this node, or `skip`, or that have none.
+    /// Tickets whose copy this node holds, or nobody.
     rest: Vec<Ticket>,
-    /// Tickets by their replica's id.
+    /// Tickets by their holder's id.
     groups: HashMap<String, (Arc<Peer>, Vec<Ticket>)>,
 }
 
-/// Groups `tickets` by the replica of their key in this node's ring, leaving aside keys whose
-/// replica is this node or `skip` (the owner that cannot serve).
-fn group_by_replica(
-    cluster: &Cluster,
-    keyspace: &str,
-    tickets: Vec<Ticket>,
-    skip: Option<&Peer>,
-) -> ByReplica {
+/// Groups `tickets` by the peer `holder` names for their key; those it names none for (this
+/// node holds the copy, or nobody) are left aside.
+fn group_by(tickets: Vec<Ticket>, holder: impl Fn(&str) -> Option<Arc<Peer>>) -> ByReplica {
     let mut by = ByReplica {
         rest: Vec::new(),
         groups: HashMap::new(),
     };
     for ticket in tickets {
-        match cluster
-            .replica_peer(keyspace, ticket.key())
-            .filter(|replica| skip.is_none_or(|owner| owner.id != replica.id))
-        {
-            Some(replica) => by
+        match holder(ticket.key()) {
+            Some(peer) => by
                 .groups
-                .entry(replica.id.to_string())
-                .or_insert_with(|| (replica, Vec::new()))
+                .entry(peer.id.to_string())
+                .or_insert_with(|| (peer, Vec::new()))
                 .1
                 .push(ticket),
             None => by.rest.push(ticket),

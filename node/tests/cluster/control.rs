@@ -496,3 +496,43 @@ async fn issue_17_a_retried_change_commits_once_across_a_leader_change() {
     );
     cluster.shutdown().await;
 }
+
+/// Issue 17: a peer request for a keyspace the node serves does not wait for a catalog
+/// revision the node has not applied yet (while the control plane lags, its leader killed,
+/// every peer call would stall behind it); one for a keyspace the node does not know yet
+/// still waits, bounded, for the revision that may create it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_17_peer_calls_for_a_served_keyspace_do_not_wait_for_the_catalog() {
+    let cluster = TestCluster::start(1).await;
+    let http = reqwest::Client::new();
+    let ahead = (cluster.node(0).engine().revision() + 1_000).to_string();
+    let copies = |keyspace: &str| {
+        http.post(format!(
+            "http://{}/_distcache/peer/keyspaces/{keyspace}/copies",
+            cluster.addrs[0]
+        ))
+        .header(distcache::wire::REVISION_HEADER, &ahead)
+        .json(&serde_json::json!({ "keys": ["k"] }))
+        .send()
+    };
+    let wait = cluster.node(0).engine().config().read_timeout / 2;
+
+    let started = std::time::Instant::now();
+    let served = copies("ks").await.unwrap();
+    assert_eq!(served.status(), reqwest::StatusCode::OK);
+    assert!(
+        started.elapsed() < wait / 2,
+        "waited {:?}",
+        started.elapsed()
+    );
+
+    let started = std::time::Instant::now();
+    let unknown = copies("not-yet").await.unwrap();
+    assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
+    assert!(
+        started.elapsed() >= wait,
+        "waited only {:?}",
+        started.elapsed()
+    );
+    cluster.shutdown().await;
+}

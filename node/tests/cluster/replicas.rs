@@ -329,6 +329,37 @@ async fn a_silent_owner_s_puts_are_read_from_its_replica() {
     cluster.shutdown().await;
 }
 
+/// A read sent to an owner that the ring drops before the read gives up on it asks the key's
+/// new owner — the old owner's replica — not the replica in the new ring (which would be
+/// this node, holding nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_whose_owner_left_the_ring_meanwhile_asks_its_successor() {
+    let cluster = TestCluster::builder(3)
+        .in_memory()
+        .specs(vec![replicated()])
+        // A quarter of it, the least an owner is waited for, outlasts its leaving the ring.
+        .edit(|_, c| c.engine.read_timeout = Duration::from_secs(4))
+        .build()
+        .await;
+    let key = key_with(&cluster, 2, 1, "r:");
+    cluster
+        .node(0)
+        .engine()
+        .put("ks", &key, "v1")
+        .await
+        .unwrap();
+    cluster.isolate(2, Fault::Drop);
+
+    let v = cluster.node(0).engine().get("ks", &key).await.unwrap();
+    assert_eq!(v.as_deref(), Some(&b"v1"[..]), "the successor's value");
+    assert_eq!(
+        cluster.node(0).cluster().ring_members().len(),
+        2,
+        "the owner left the ring meanwhile"
+    );
+    cluster.shutdown().await;
+}
+
 /// Without replicas, an owner that falls silent and fails its probes is read around: the
 /// key is loaded from the source beside it within the read timeout, and not kept (the owner
 /// may be alive).
