@@ -1,7 +1,7 @@
 //! Where a node's loads run: on the runtime the engine was built in, whichever thread asks.
 //!
-//! The Redis-protocol front serves its connections on event loops of its own
-//! (`resp/shards.rs`). A load started by one of them must not belong to that loop: it would
+//! The HTTP and Redis-protocol fronts serve their connections on event loops of their own
+//! (`net/loops.rs`). A load started by one of them must not belong to that loop: it would
 //! stop with it at shutdown while other callers wait on the same single-flight load, and a
 //! busy connection would delay it. So every load is spawned on the engine's runtime, and
 //! tracked so that `stop` can wait for them.
