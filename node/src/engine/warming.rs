@@ -213,7 +213,8 @@ impl Engine {
         };
         let engine = self.clone();
         let keyspace = keyspace.to_owned();
-        tokio::spawn(async move {
+        // Not on the event loop that served the request: the warmup outlives it.
+        self.inner.tasks.spawn_detached(async move {
             engine.coordinate(&keyspace, keys, id).await;
             engine.inner.warmups.finish(id);
             if let Some(space) = engine.inner.spaces_now().get(&keyspace) {
@@ -402,7 +403,7 @@ async fn prefetch(
     match tokio::time::timeout(deadline, load.clone()).await {
         Ok(outcome) => outcome.map(|found| found.value.is_some()),
         Err(_) => {
-            tokio::spawn(async move {
+            space.tasks.spawn_detached(async move {
                 let _ = load.await;
                 drop(slot);
             });

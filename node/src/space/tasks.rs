@@ -1,4 +1,5 @@
-//! Where a node's loads run: on the runtime the engine was built in, whichever thread asks.
+//! Where a node's loads (and the work a request leaves running, such as a demand warmup)
+//! run: on the runtime the engine was built in, whichever thread asks.
 //!
 //! The HTTP and Redis-protocol fronts serve their connections on event loops of their own
 //! (`net/loops.rs`). A load started by one of them must not belong to that loop: it would
@@ -39,6 +40,19 @@ impl LoadTasks {
         }
     }
 
+    /// Starts `task` on the engine's runtime without tracking it: work a request starts that
+    /// may outlive it (a demand warmup, a slot held until a load ends), which must not run on
+    /// the event loop that served the request, and which `stop` does not wait for.
+    pub fn spawn_detached<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match &self.runtime {
+            Some(runtime) => drop(runtime.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
+    }
+
     /// No more tasks are expected: [`wait`](Self::wait) ends once the running ones do.
     pub fn close(&self) {
         self.tracker.close();
@@ -59,7 +73,8 @@ impl LoadTasks {
 mod tests {
     use super::*;
 
-    /// A task started from a thread with a runtime of its own runs on the engine's runtime.
+    /// A task started from a thread with a runtime of its own runs on the engine's runtime,
+    /// tracked or not.
     #[test]
     fn tasks_run_on_the_runtime_they_were_made_in() {
         let engine_rt = tokio::runtime::Builder::new_multi_thread()
@@ -74,12 +89,19 @@ mod tests {
             .build()
             .expect("a runtime");
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let (detached_tx, detached_rx) = tokio::sync::oneshot::channel();
         other.block_on(async {
             tasks.spawn(async move {
                 let name = std::thread::current().name().map(str::to_owned);
                 let _ = tx.send(name);
             });
+            tasks.spawn_detached(async move {
+                let name = std::thread::current().name().map(str::to_owned);
+                let _ = detached_tx.send(name);
+            });
             let ran_on = rx.await.expect("the task ran");
+            assert_eq!(ran_on.as_deref(), Some("engine-rt"));
+            let ran_on = detached_rx.await.expect("the detached task ran");
             assert_eq!(ran_on.as_deref(), Some("engine-rt"));
         });
         tasks.close();
