@@ -28,17 +28,29 @@ enum Closing {
     Done,
 }
 
+/// Most reads of a closing connection in one poll: a client that keeps sending gets the
+/// event loop back in turn with every other connection on it, not for the whole linger.
+const DRAIN_READS_PER_POLL: usize = 16;
+
 /// A connection whose close lingers (see the module docs).
 pub(crate) struct LingeringClose<IO> {
     io: IO,
     closing: Closing,
+    linger: Duration,
 }
 
 impl<IO> LingeringClose<IO> {
+    /// `io`, lingering [`LINGER`] at its close.
     pub(crate) fn new(io: IO) -> Self {
+        Self::with_linger(io, LINGER)
+    }
+
+    /// `io`, lingering `linger` at its close.
+    pub(crate) fn with_linger(io: IO, linger: Duration) -> Self {
         LingeringClose {
             io,
             closing: Closing::Open,
+            linger,
         }
     }
 }
@@ -84,21 +96,32 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LingeringClose<IO> {
             match &mut this.closing {
                 Closing::Open => {
                     ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
-                    this.closing = Closing::Draining(Box::pin(tokio::time::sleep(LINGER)));
+                    this.closing = Closing::Draining(Box::pin(tokio::time::sleep(this.linger)));
                 }
                 Closing::Draining(deadline) => {
+                    // Polled first, so that its timer wakes this task even while the client
+                    // keeps sending.
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        this.closing = Closing::Done;
+                        continue;
+                    }
                     let mut scratch = [0u8; 4096];
-                    let mut buf = ReadBuf::new(&mut scratch);
-                    match Pin::new(&mut this.io).poll_read(cx, &mut buf) {
-                        // More of what the client sends: dropped; read on.
-                        Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
-                        // The client's EOF, or its reset: nothing more to wait for.
-                        Poll::Ready(_) => this.closing = Closing::Done,
-                        Poll::Pending => {
-                            ready!(deadline.as_mut().poll(cx));
-                            this.closing = Closing::Done;
+                    for _ in 0..DRAIN_READS_PER_POLL {
+                        let mut buf = ReadBuf::new(&mut scratch);
+                        match Pin::new(&mut this.io).poll_read(cx, &mut buf) {
+                            // More of what the client sends: dropped; read on.
+                            Poll::Ready(Ok(())) if !buf.filled().is_empty() => {}
+                            // The client's EOF, or its reset: nothing more to wait for.
+                            Poll::Ready(_) => {
+                                this.closing = Closing::Done;
+                                return Poll::Ready(Ok(()));
+                            }
+                            Poll::Pending => return Poll::Pending,
                         }
                     }
+                    // Still sending: the other connections of this loop go first.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
                 Closing::Done => return Poll::Ready(Ok(())),
             }
@@ -140,6 +163,47 @@ mod tests {
             .await
             .expect("answer read");
         assert_eq!(answer, b"answer");
+    }
+
+    /// A client that never stops sending holds the close only until the deadline, and the
+    /// loop serving the connection keeps serving its other tasks meanwhile.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_client_that_keeps_sending_is_cut_off_at_the_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut client = std::net::TcpStream::connect(addr).expect("connect");
+            let chunk = [7u8; 65536];
+            // Ends with an error once the node's side is gone.
+            while client.write_all(&chunk).is_ok() {}
+        });
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        let server = tokio::net::TcpStream::from_std(server).expect("a tokio stream");
+        let mut server = LingeringClose::with_linger(server, Duration::from_millis(300));
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ticker = {
+            let ticks = std::sync::Arc::clone(&ticks);
+            tokio::spawn(async move {
+                loop {
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let closed = tokio::time::timeout(Duration::from_secs(30), server.shutdown()).await;
+        assert!(
+            closed.is_ok(),
+            "the close ends at the deadline though the client sends on"
+        );
+        assert!(
+            ticks.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "another task of the loop ran while the connection drained"
+        );
+        ticker.abort();
+        drop(server);
+        writer.join().expect("writer thread");
     }
 
     /// A client that neither sends nor closes holds the close for at most [`LINGER`].
