@@ -27,6 +27,20 @@ async fn three() -> TestCluster {
         .await
 }
 
+/// [`three`], and a key that node 2 owns and node 1 holds the replica of, put as `v1`
+/// through node 0.
+async fn three_with_a_put() -> (TestCluster, String) {
+    let cluster = three().await;
+    let key = key_with(&cluster, 2, 1, "r:");
+    cluster
+        .node(0)
+        .engine()
+        .put("ks", &key, "v1")
+        .await
+        .unwrap();
+    (cluster, key)
+}
+
 /// A key of `ks` that node `owner` owns and node `replica` holds the replica of, among all
 /// of `cluster`'s nodes.
 fn key_with(cluster: &TestCluster, owner: usize, replica: usize, prefix: &str) -> String {
@@ -45,14 +59,7 @@ fn key_with(cluster: &TestCluster, owner: usize, replica: usize, prefix: &str) -
 /// the one it holds as the key's replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_put_through_the_replica_keeps_its_value() {
-    let cluster = three().await;
-    let key = key_with(&cluster, 2, 1, "r:");
-    cluster
-        .node(0)
-        .engine()
-        .put("ks", &key, "v1")
-        .await
-        .unwrap();
+    let (cluster, key) = three_with_a_put().await;
     cluster.isolate(2, Fault::Refuse);
 
     let failed = cluster.node(1).engine().put("ks", &key, "v2").await;
@@ -96,15 +103,8 @@ async fn a_failed_delete_through_the_replica_keeps_its_value() {
 /// no moment leaves the replica without the last acknowledged put.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_the_replica_refuses_leaves_it_the_last_value() {
-    let cluster = three().await;
+    let (cluster, key) = three_with_a_put().await;
     let network = cluster.network().unwrap();
-    let key = key_with(&cluster, 2, 1, "r:");
-    cluster
-        .node(0)
-        .engine()
-        .put("ks", &key, "v1")
-        .await
-        .unwrap();
     network.set_call_fault("node-2", "node-1", Call::Replicate, Fault::Refuse);
 
     let failed = cluster.node(2).engine().put("ks", &key, "v2").await;
@@ -157,15 +157,8 @@ async fn overlapping_puts_reach_the_replica_in_order() {
 /// `get_many` asks the replica for the keys whose owner cannot be reached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_many_asks_the_replica_when_the_owner_is_gone() {
-    let cluster = three().await;
-    let key = key_with(&cluster, 2, 1, "r:");
+    let (cluster, key) = three_with_a_put().await;
     let other = cluster.key_owned_by("ks", 1, "o:");
-    cluster
-        .node(0)
-        .engine()
-        .put("ks", &key, "v1")
-        .await
-        .unwrap();
     cluster.isolate(2, Fault::Refuse);
 
     let results = cluster
@@ -193,15 +186,8 @@ async fn get_many_asks_the_replica_when_the_owner_is_gone() {
 /// asks the key's replica before its source, and keeps the answer (read repair).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_that_lacks_a_key_asks_the_replica_first() {
-    let cluster = three().await;
+    let (cluster, key) = three_with_a_put().await;
     let network = cluster.network().unwrap();
-    let key = key_with(&cluster, 2, 1, "r:");
-    cluster
-        .node(0)
-        .engine()
-        .put("ks", &key, "v1")
-        .await
-        .unwrap();
     network
         .transport("node-0")
         .flush(&cluster.addrs[2], Duration::from_secs(2))
@@ -311,14 +297,7 @@ async fn a_returning_node_takes_its_replica_copies_back() {
 /// instead of waiting it out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_owner_s_puts_are_read_from_its_replica() {
-    let cluster = three().await;
-    let key = key_with(&cluster, 2, 1, "r:");
-    cluster
-        .node(0)
-        .engine()
-        .put("ks", &key, "v1")
-        .await
-        .unwrap();
+    let (cluster, key) = three_with_a_put().await;
     cluster.isolate(2, Fault::Drop);
 
     let started = Instant::now();
