@@ -28,8 +28,8 @@ enum Closing {
     Done,
 }
 
-/// Most reads of a closing connection in one poll: a client that keeps sending gets the
-/// event loop back in turn with every other connection on it, not for the whole linger.
+/// Most reads of a closing connection in one poll, so that a client that keeps sending
+/// cannot keep its event loop from the other connections on it.
 const DRAIN_READS_PER_POLL: usize = 16;
 
 /// A connection whose close lingers (see the module docs).
