@@ -146,15 +146,7 @@ impl Ring {
     /// The owner of a key by its [`key_hash`].
     #[inline]
     pub fn owner_of_hash(&self, hash: u64) -> Option<&NodeId> {
-        let mut best: Option<(u64, &NodeId)> = None;
-        for (seed, id) in &self.members {
-            let s = score(hash, *seed);
-            // Ties (vanishingly rare) go to the smaller name, so every node agrees.
-            if best.is_none_or(|(b, _)| s > b) {
-                best = Some((s, id));
-            }
-        }
-        best.map(|(_, id)| id)
+        highest(hash, &self.members)
     }
 
     /// The replica of `(keyspace, key)`: the member that would own it without its owner (the
@@ -179,16 +171,26 @@ impl Ring {
     /// The member that owns `(keyspace, key)` without `without`: the key's replica while
     /// `without` owns it, its owner while `without` is not a member (or not its owner).
     pub fn owner_without(&self, keyspace: &str, key: &str, without: &NodeId) -> Option<&NodeId> {
-        let hash = key_hash(keyspace, key);
-        let mut best: Option<(u64, &NodeId)> = None;
-        for (seed, id) in self.members.iter().filter(|(_, id)| id != without) {
-            let s = score(hash, *seed);
-            if best.is_none_or(|(b, _)| s > b) {
-                best = Some((s, id));
-            }
-        }
-        best.map(|(_, id)| id)
+        let others = self.members.iter().filter(|(_, id)| id != without);
+        highest(key_hash(keyspace, key), others)
     }
+}
+
+/// The member of `members` with the highest score for `hash`. Ties (vanishingly rare) go to
+/// the one listed first — members are sorted by name — so every node agrees.
+#[inline]
+fn highest<'a>(
+    hash: u64,
+    members: impl IntoIterator<Item = &'a (u64, NodeId)>,
+) -> Option<&'a NodeId> {
+    let mut best: Option<(u64, &NodeId)> = None;
+    for (seed, id) in members {
+        let s = score(hash, *seed);
+        if best.is_none_or(|(b, _)| s > b) {
+            best = Some((s, id));
+        }
+    }
+    best.map(|(_, id)| id)
 }
 
 #[cfg(test)]
