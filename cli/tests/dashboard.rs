@@ -125,7 +125,10 @@ async fn dashboard_in_tmux() {
     assert!(screen.contains("15 bytes · owner node-"), "{screen}");
 
     // Back on the keyspaces view, `w` asks first; `y` starts the warmup and the footer follows it.
+    // Esc and `w` sent together would reach the dashboard as one Alt+w, so wait between them.
     tmux.cmd(&["send-keys", "-t", "dash", "Escape"]);
+    tmux.wait_for("the keyspaces view again", |s| s.contains("KEYSPACE"))
+        .await;
     tmux.cmd(&["send-keys", "-t", "dash", "w"]);
     tmux.wait_for("the warmup confirmation", |s| {
         s.contains("Warm up `scratch` across the cluster?")

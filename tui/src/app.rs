@@ -332,7 +332,12 @@ pub fn command_for(app: &App, key: KeyEvent) -> Option<Command> {
         };
     }
     if app.view == View::Lookup && !app.help {
-        // Typing goes to the field; only a few keys keep their meaning.
+        // Typing goes to the field; only a few keys keep their meaning. A terminal sends Esc
+        // pressed just before a key, and Alt with that key, as the same bytes (ESC, key): that
+        // is never text for the field, so it leaves the field as Esc does.
+        if key.modifiers.contains(KeyModifiers::ALT) && matches!(key.code, KeyCode::Char(_)) {
+            return Some(Command::Back);
+        }
         return match key.code {
             KeyCode::Enter => Some(Command::Submit),
             KeyCode::Backspace => Some(Command::Erase),
@@ -413,6 +418,8 @@ mod tests {
         );
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert_eq!(command_for(&app, ctrl_c), Some(Command::Quit));
+        let esc_then_w = KeyEvent::new(KeyCode::Char('w'), KeyModifiers::ALT);
+        assert_eq!(command_for(&app, esc_then_w), Some(Command::Back));
     }
 
     /// Selection stays in range; Enter opens the detail; Esc goes back.
