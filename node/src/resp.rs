@@ -46,13 +46,15 @@ use crate::server::auth::Tokens;
 use crate::tls::NodeTls;
 
 mod codec;
+mod command;
 mod commands;
 mod reply;
 mod session;
 
 use codec::{CodecLimits, ProtocolError};
+use command::Command;
 use reply::Reply;
-use session::{Command, Flow, Session};
+use session::{Flow, Session};
 
 /// Replies buffered past this are written before the next command runs, so that a long
 /// pipeline of large values does not pile up in memory.
@@ -278,7 +280,7 @@ where
                 continue;
             };
             commands += 1;
-            let flow = if input.get(name.clone()).is_some_and(session::keeps_values) {
+            let flow = if input.get(name.clone()).is_some_and(command::keeps_values) {
                 let frame = input.split_to(len).freeze();
                 let command = Command::shared(&frame, &args, received);
                 session.execute(front, command, &mut reply).await

@@ -13,41 +13,11 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::Front;
+use super::command::{Access, Command, Done, Failure, parse_int, wrong_arity};
 use super::reply::Reply;
-use super::session::{Command, Done, Session, parse_int, wrong_arity};
 use crate::entry::Entry;
 use crate::error::Error;
 use crate::server::auth::Role;
-
-/// Why a command was not done, written instead of its reply.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// An engine error: `-<CODE> message`.
-    Engine(Error),
-    /// A Redis-style error with this code (`ERR`, `NOPROTO`).
-    Plain(&'static str, String),
-}
-
-impl Failure {
-    /// `-ERR message`.
-    pub fn err(message: impl Into<String>) -> Self {
-        Failure::Plain("ERR", message.into())
-    }
-
-    /// Appends the error reply.
-    pub fn write(&self, out: &mut Reply) {
-        match self {
-            Failure::Engine(e) => out.engine_error(e),
-            Failure::Plain(code, message) => out.error(code, message),
-        }
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure::Engine(e)
-    }
-}
 
 /// The keyspace and key a Redis key names.
 fn split<'a>(front: &'a Front, raw: &'a [u8]) -> Result<(&'a str, &'a str), Failure> {
@@ -72,7 +42,7 @@ fn split<'a>(front: &'a Front, raw: &'a [u8]) -> Result<(&'a str, &'a str), Fail
 /// neither the cache nor the source has it.
 pub(super) async fn get(
     front: &Front,
-    session: &Session,
+    access: &Access,
     cmd: &Command<'_>,
     out: &mut Reply,
 ) -> Done {
@@ -80,7 +50,7 @@ pub(super) async fn get(
         return Err(wrong_arity("get"));
     }
     let (keyspace, key) = split(front, cmd.arg(1))?;
-    session.permit(Role::Read, keyspace, "GET")?;
+    access.permit(Role::Read, keyspace, "GET")?;
     let value = front
         .bounded(cmd.received(), front.engine.get(keyspace, key))
         .await?;
@@ -92,7 +62,7 @@ pub(super) async fn get(
 /// refused by name.
 pub(super) async fn set(
     front: &Front,
-    session: &Session,
+    access: &Access,
     cmd: &Command<'_>,
     out: &mut Reply,
 ) -> Done {
@@ -101,7 +71,7 @@ pub(super) async fn set(
     }
     let (keyspace, key) = split(front, cmd.arg(1))?;
     let ttl = set_ttl(cmd)?;
-    session.permit(Role::Write, keyspace, "SET")?;
+    access.permit(Role::Write, keyspace, "SET")?;
     let value = cmd.value(2);
     let engine = &front.engine;
     match ttl {
@@ -164,7 +134,7 @@ fn set_ttl(cmd: &Command<'_>) -> Result<Option<Duration>, Failure> {
 /// the batch limit and the token's `role` on every keyspace.
 fn grouped<'a>(
     front: &'a Front,
-    session: &Session,
+    access: &Access,
     cmd: &Command<'a>,
     args: impl Iterator<Item = usize>,
     role: Role,
@@ -178,7 +148,7 @@ fn grouped<'a>(
         match groups.iter_mut().find(|g| g.keyspace == keyspace) {
             Some(group) => group.keys.push((slot, arg, key)),
             None => {
-                session.permit(role, keyspace, action)?;
+                access.permit(role, keyspace, action)?;
                 groups.push(Group {
                     keyspace,
                     keys: vec![(slot, arg, key)],
@@ -206,11 +176,11 @@ impl Group<'_> {
 /// place), and the keys' count.
 async fn read_all(
     front: &Front,
-    session: &Session,
+    access: &Access,
     cmd: &Command<'_>,
     action: &str,
 ) -> Result<Vec<Result<Option<Bytes>, Error>>, Failure> {
-    let groups = grouped(front, session, cmd, 1..cmd.len(), Role::Read, action)?;
+    let groups = grouped(front, access, cmd, 1..cmd.len(), Role::Read, action)?;
     let mut answers: Vec<Result<Option<Bytes>, Error>> = Vec::new();
     answers.resize_with(cmd.len() - 1, || Ok(None));
     front
@@ -234,14 +204,14 @@ async fn read_all(
 /// error in its place for a key that failed alone.
 pub(super) async fn mget(
     front: &Front,
-    session: &Session,
+    access: &Access,
     cmd: &Command<'_>,
     out: &mut Reply,
 ) -> Done {
     if cmd.len() < 2 {
         return Err(wrong_arity("mget"));
     }
-    let answers = read_all(front, session, cmd, "MGET").await?;
+    let answers = read_all(front, access, cmd, "MGET").await?;
     out.array(answers.len());
     for answer in &answers {
         match answer {
@@ -255,7 +225,7 @@ pub(super) async fn mget(
 /// `EXISTS key…`: how many of the keys a read finds (a key listed twice counts twice).
 pub(super) async fn exists(
     front: &Front,
-    session: &Session,
+    access: &Access,
     cmd: &Command<'_>,
     out: &mut Reply,
 ) -> Done {
@@ -263,7 +233,7 @@ pub(super) async fn exists(
         return Err(wrong_arity("exists"));
     }
     let mut found = 0;
-    for answer in read_all(front, session, cmd, "EXISTS").await? {
+    for answer in read_all(front, access, cmd, "EXISTS").await? {
         if answer?.is_some() {
             found += 1;
         }
@@ -276,7 +246,7 @@ pub(super) async fn exists(
 /// fails fails alone, and the first failure is the reply).
 pub(super) async fn mset(
     front: &Front,
-    session: &Session,
+    access: &Access,
     cmd: &Command<'_>,
     out: &mut Reply,
 ) -> Done {
@@ -284,7 +254,7 @@ pub(super) async fn mset(
         return Err(wrong_arity("mset"));
     }
     let keys = (1..cmd.len()).step_by(2);
-    let groups = grouped(front, session, cmd, keys, Role::Write, "MSET")?;
+    let groups = grouped(front, access, cmd, keys, Role::Write, "MSET")?;
     front
         .bounded(cmd.received(), async {
             for group in &groups {
@@ -309,14 +279,14 @@ pub(super) async fn mset(
 /// removed without error.
 pub(super) async fn del(
     front: &Front,
-    session: &Session,
+    access: &Access,
     cmd: &Command<'_>,
     out: &mut Reply,
 ) -> Done {
     if cmd.len() < 2 {
         return Err(wrong_arity("del"));
     }
-    let groups = grouped(front, session, cmd, 1..cmd.len(), Role::Write, "DEL")?;
+    let groups = grouped(front, access, cmd, 1..cmd.len(), Role::Write, "DEL")?;
     let removed = front
         .bounded(cmd.received(), async {
             let mut removed = 0;

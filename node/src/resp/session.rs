@@ -4,98 +4,15 @@
 //! `CONFIG GET` — with what clients' handshakes expect of them.
 
 use std::fmt::Write as _;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
-
 use super::Front;
-use super::commands::{self, Failure};
+use super::command::{Access, Command, Done, Failure, arity, parse_int, wrong_arity};
+use super::commands;
 use super::reply::{Protocol, Reply};
 use crate::error::Error;
-use crate::server::auth::{self, Grant, Role};
-
-/// One command as read: its bytes, where each argument lies in them, and when it was read.
-pub(crate) struct Command<'a> {
-    frame: &'a [u8],
-    /// The same bytes split off the read buffer, for commands that keep values (`SET`).
-    shared: Option<&'a Bytes>,
-    args: &'a [Range<usize>],
-    received: tokio::time::Instant,
-}
-
-impl<'a> Command<'a> {
-    /// The command of `args` (at least one) in `frame`, borrowed from the read buffer.
-    pub fn borrowed(
-        frame: &'a [u8],
-        args: &'a [Range<usize>],
-        received: tokio::time::Instant,
-    ) -> Self {
-        Command {
-            frame,
-            shared: None,
-            args,
-            received,
-        }
-    }
-
-    /// The command of `args` in `frame`, split off the read buffer: its values are kept
-    /// without a copy.
-    pub fn shared(
-        frame: &'a Bytes,
-        args: &'a [Range<usize>],
-        received: tokio::time::Instant,
-    ) -> Self {
-        Command {
-            frame,
-            shared: Some(frame),
-            args,
-            received,
-        }
-    }
-
-    /// When the command was read: its deadline runs from then.
-    pub fn received(&self) -> tokio::time::Instant {
-        self.received
-    }
-
-    /// Arguments, the name included.
-    pub fn len(&self) -> usize {
-        self.args.len()
-    }
-
-    /// Argument `i` (0 is the name); empty past the end.
-    pub fn arg(&self, i: usize) -> &'a [u8] {
-        self.args
-            .get(i)
-            .and_then(|r| self.frame.get(r.clone()))
-            .unwrap_or_default()
-    }
-
-    /// Argument `i` as bytes of its own: sharing the read buffer when the command was
-    /// split off it ([`keeps_values`]), else copied.
-    pub fn value(&self, i: usize) -> Bytes {
-        let Some(range) = self.args.get(i).filter(|r| r.end <= self.frame.len()) else {
-            return Bytes::new();
-        };
-        match self.shared {
-            Some(shared) => shared.slice(range.clone()),
-            None => Bytes::copy_from_slice(&self.frame[range.clone()]),
-        }
-    }
-
-    /// Arguments from `i` on.
-    pub fn rest(&self, i: usize) -> impl Iterator<Item = &'a [u8]> + '_ {
-        (i..self.len()).map(|i| self.arg(i))
-    }
-}
-
-/// Whether a command named `name` stores values: it is split off the read buffer, so that
-/// the values reach the engine without a copy. Every other command is read in place.
-pub(crate) fn keeps_values(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"SET") || name.eq_ignore_ascii_case(b"MSET")
-}
+use crate::server::auth::Grant;
 
 /// Whether the connection goes on after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,9 +27,8 @@ pub(crate) enum Flow {
 pub(crate) struct Session {
     id: u64,
     name: Option<String>,
-    /// The token the connection authenticated with; `None` before `AUTH`, and always on an
-    /// open node.
-    grant: Option<Arc<Grant>>,
+    /// What the connection's token allows.
+    access: Access,
     /// The node has tokens: data commands need a grant.
     guarded: bool,
 }
@@ -125,7 +41,7 @@ impl Session {
         Session {
             id: front.stats.next_id.fetch_add(1, Ordering::Relaxed),
             name: None,
-            grant: None,
+            access: Access::default(),
             guarded: front.tokens.is_some(),
         }
     }
@@ -143,7 +59,7 @@ impl Session {
             None => b"",
         };
         let open = matches!(name, b"HELLO" | b"AUTH" | b"PING" | b"QUIT");
-        if self.guarded && self.grant.is_none() && !open {
+        if self.guarded && !self.access.granted() && !open {
             Failure::from(Error::Unauthorized(
                 "this node requires a token: AUTH <token> (or HELLO 3 AUTH <user> <token>)".into(),
             ))
@@ -151,12 +67,12 @@ impl Session {
             return Flow::Continue;
         }
         let done = match name {
-            b"GET" => commands::get(front, self, &command, out).await,
-            b"SET" => commands::set(front, self, &command, out).await,
-            b"MGET" => commands::mget(front, self, &command, out).await,
-            b"MSET" => commands::mset(front, self, &command, out).await,
-            b"DEL" => commands::del(front, self, &command, out).await,
-            b"EXISTS" => commands::exists(front, self, &command, out).await,
+            b"GET" => commands::get(front, &self.access, &command, out).await,
+            b"SET" => commands::set(front, &self.access, &command, out).await,
+            b"MGET" => commands::mget(front, &self.access, &command, out).await,
+            b"MSET" => commands::mset(front, &self.access, &command, out).await,
+            b"DEL" => commands::del(front, &self.access, &command, out).await,
+            b"EXISTS" => commands::exists(front, &self.access, &command, out).await,
             b"PING" => ping(&command, out),
             b"ECHO" => arity(&command, 2, "echo").map(|()| out.bulk(command.arg(1))),
             b"HELLO" => self.hello(front, &command, out),
@@ -176,15 +92,6 @@ impl Session {
             failure.write(out);
         }
         Flow::Continue
-    }
-
-    /// `FORBIDDEN` unless the connection's token may do `action` (needing `role`) on
-    /// `keyspace`; an open node allows everything.
-    pub(super) fn permit(&self, role: Role, keyspace: &str, action: &str) -> Result<(), Error> {
-        match &self.grant {
-            Some(grant) => auth::permit(grant, role, Some(keyspace), action),
-            None => Ok(()),
-        }
     }
 
     /// `HELLO [2|3 [AUTH user token] [SETNAME name]]`: switches the protocol and answers
@@ -214,7 +121,7 @@ impl Session {
             let option = command.arg(i);
             if option.eq_ignore_ascii_case(b"AUTH") && i + 2 < command.len() {
                 let grant = self.authenticate(front, command.arg(i + 1), command.arg(i + 2))?;
-                self.grant = Some(grant);
+                self.access.grant(grant);
                 i += 3;
             } else if option.eq_ignore_ascii_case(b"SETNAME") && i + 1 < command.len() {
                 name = Some(client_name(command.arg(i + 1))?);
@@ -226,7 +133,7 @@ impl Session {
                 )));
             }
         }
-        if self.guarded && self.grant.is_none() {
+        if self.guarded && !self.access.granted() {
             return Err(Error::Unauthorized(
                 "HELLO needs a token on this node: HELLO 3 AUTH <user> <token>".into(),
             )
@@ -264,7 +171,7 @@ impl Session {
             _ => return Err(wrong_arity("auth")),
         };
         let grant = self.authenticate(front, user, token)?;
-        self.grant = Some(grant);
+        self.access.grant(grant);
         out.ok();
         Ok(())
     }
@@ -323,30 +230,8 @@ impl Session {
     }
 }
 
-/// What a command answers besides what it wrote: a failure to write instead.
-pub(super) type Done = Result<(), Failure>;
-
 /// The Redis version clients are told the server is compatible with.
 const REDIS_VERSION: &str = "7.2.0";
-
-/// `-ERR wrong number of arguments for '<name>' command`, Redis' words.
-pub(super) fn wrong_arity(name: &str) -> Failure {
-    Failure::err(format!("wrong number of arguments for '{name}' command"))
-}
-
-/// A failure unless `command` has exactly `n` arguments (the name included).
-pub(super) fn arity(command: &Command<'_>, n: usize, name: &str) -> Done {
-    if command.len() == n {
-        Ok(())
-    } else {
-        Err(wrong_arity(name))
-    }
-}
-
-/// A whole decimal number, as Redis accepts them.
-pub(super) fn parse_int(arg: &[u8]) -> Option<i64> {
-    std::str::from_utf8(arg).ok()?.parse().ok()
-}
 
 fn unknown(command: &Command<'_>) -> Failure {
     let name = String::from_utf8_lossy(command.arg(0));
