@@ -29,9 +29,13 @@ use crate::wire::{
     Owner, PutManyRequest,
 };
 
+mod endpoint;
 mod fleet;
 
+pub(crate) use endpoint::{default_scheme, http_client, scheme_of};
 pub use fleet::{Answer, Answers, Fleet, Member};
+
+use endpoint::endpoint_url;
 
 /// A client of one cluster (any of its nodes).
 pub struct Client {
@@ -533,51 +537,6 @@ impl WarmupFollower {
             }
         }
     }
-}
-
-/// The reqwest client of the TLS settings `tls`.
-pub(crate) fn http_client(tls: &ClientTls) -> Result<reqwest::Client> {
-    net::client_builder_with(tls)
-        .map_err(|e| {
-            let mut problems = crate::error::Problems::new();
-            problems.push("tls", e.to_string());
-            Error::InvalidConfig(problems)
-        })?
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))
-}
-
-/// The scheme of bare `host:port` endpoints: https when `tls` sets anything.
-pub(crate) fn default_scheme(tls: &ClientTls) -> &'static str {
-    if tls.is_configured() { "https" } else { "http" }
-}
-
-/// `endpoint` as a base URL: its own scheme (http or https), or `scheme` when it has none.
-/// `None` for an empty endpoint.
-fn endpoint_url(endpoint: &str, scheme: &str) -> Result<Option<String>> {
-    if endpoint.is_empty() {
-        return Ok(None);
-    }
-    let url = if endpoint.contains("://") {
-        endpoint.to_owned()
-    } else {
-        format!("{scheme}://{endpoint}")
-    };
-    let parsed = reqwest::Url::parse(&url)
-        .map_err(|e| Error::InvalidRequest(format!("endpoint `{endpoint}` is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(Error::InvalidRequest(format!(
-            "endpoint `{endpoint}`: the scheme must be http or https"
-        )));
-    }
-    Ok(Some(url))
-}
-
-/// The scheme of a base URL made by [`endpoint_url`].
-pub(crate) fn scheme_of(endpoint: &str) -> &str {
-    endpoint
-        .split_once("://")
-        .map_or("http", |(scheme, _)| scheme)
 }
 
 async fn body_of(response: reqwest::Response) -> Result<ErrorBody> {

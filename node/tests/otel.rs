@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use distcache::otel::{Exporter, OtelConfig, OtelError, OtelPipeline, OtlpProtocol, TracesSampler};
+use distcache::otel::{Exporter, OtelConfig, OtelError, OtelPipeline, OtlpProtocol};
 use distcache::{Engine, EngineConfig};
 use distcache_testkit::{
     OtlpReceiver, ReceivedMetric, ReceivedPoint, ReceivedSpan, TestSource, hanging_collector,
@@ -17,6 +17,9 @@ use distcache_testkit::{
 use opentelemetry::metrics::MeterProvider;
 use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
+
+#[path = "otel/config.rs"]
+mod config;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -194,158 +197,6 @@ async fn a_signal_goes_alone_to_its_own_endpoint() {
     pipeline.shutdown().await.unwrap();
 }
 
-/// Variables win over the `[otel]` table; the table's values stay where no variable is set.
-#[test]
-fn variables_win_over_the_file() {
-    let file: OtelConfig = toml::from_str(
-        r#"
-        endpoint = "http://collector.file:4318"
-        protocol = "http/json"
-        service_name = "from-file"
-        traces_sampler = "always_off"
-        metrics_export_interval = "30s"
-        export_timeout = "3s"
-        resource_attributes = { region = "eu", team = "cache" }
-        headers = { x-tenant = "file" }
-        [metrics]
-        exporter = "none"
-        "#,
-    )
-    .unwrap();
-    let resolved = file
-        .clone()
-        .resolve(env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector.env:4317"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-            ("OTEL_SERVICE_NAME", "from-env"),
-            (
-                "OTEL_RESOURCE_ATTRIBUTES",
-                "region=us%20east,k8s.pod.name=p-1",
-            ),
-            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
-            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "1500"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20abc"),
-            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=env"),
-            ("OTEL_METRICS_EXPORTER", "otlp"),
-            ("OTEL_SDK_DISABLED", ""), // empty: unset
-        ]))
-        .unwrap();
-    assert_eq!(
-        resolved.endpoint.as_deref(),
-        Some("http://collector.env:4317")
-    );
-    assert_eq!(resolved.protocol, OtlpProtocol::Grpc);
-    assert_eq!(resolved.service_name.as_deref(), Some("from-env"));
-    assert_eq!(resolved.resource_attributes["region"], "us east");
-    assert_eq!(resolved.resource_attributes["team"], "cache");
-    assert_eq!(resolved.resource_attributes["k8s.pod.name"], "p-1");
-    assert_eq!(
-        resolved.traces_sampler,
-        TracesSampler::ParentBasedTraceIdRatio
-    );
-    assert_eq!(resolved.traces_sampler_arg, Some(0.25));
-    assert_eq!(
-        resolved.metrics_export_interval,
-        Duration::from_millis(1500)
-    );
-    assert_eq!(resolved.export_timeout, Duration::from_secs(3));
-    assert_eq!(resolved.headers["authorization"], "Bearer abc");
-    assert_eq!(resolved.headers["x-tenant"], "file");
-    assert_eq!(resolved.traces.headers["x-tenant"], "env");
-    assert_eq!(resolved.metrics.exporter, Exporter::Otlp);
-    assert!(!resolved.disabled);
-    // Without variables the file stands.
-    let alone = file.clone().resolve(env(&[])).unwrap();
-    assert_eq!(alone, file);
-    assert_eq!(alone.effective_service_name(), "from-file");
-}
-
-/// `service.name` comes from `OTEL_SERVICE_NAME`, else `OTEL_RESOURCE_ATTRIBUTES`, else
-/// `distcache`.
-#[test]
-fn the_service_name_falls_back_as_the_specification_says() {
-    let from_attrs = OtelConfig::default()
-        .resolve(env(&[(
-            "OTEL_RESOURCE_ATTRIBUTES",
-            "service.name=cache-eu",
-        )]))
-        .unwrap();
-    assert_eq!(from_attrs.effective_service_name(), "cache-eu");
-    assert_eq!(OtelConfig::default().effective_service_name(), "distcache");
-}
-
-/// Every bad variable is an error naming it, all at once.
-#[test]
-fn every_bad_variable_is_named() {
-    let bad = [
-        ("OTEL_SDK_DISABLED", "yes please"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml"),
-        ("OTEL_RESOURCE_ATTRIBUTES", "region"),
-        ("OTEL_TRACES_SAMPLER", "sometimes"),
-        ("OTEL_TRACES_SAMPLER_ARG", "2"),
-        ("OTEL_METRIC_EXPORT_INTERVAL", "60s"),
-        ("OTEL_EXPORTER_OTLP_HEADERS", "bad header=secret-value"),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", "0"),
-        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://x"),
-        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "udp"),
-        ("OTEL_TRACES_EXPORTER", "jaeger"),
-    ];
-    for (var, value) in bad {
-        let err = OtelConfig::default()
-            .resolve(env(&[(var, value)]))
-            .unwrap_err();
-        let text = err.to_string();
-        assert!(matches!(err, OtelError::Invalid(_)), "{var}: {text}");
-        assert!(text.contains(var), "{var} not named: {text}");
-        if var.ends_with("HEADERS") {
-            assert!(
-                !text.contains("secret-value"),
-                "a header value leaked: {text}"
-            );
-        } else {
-            assert!(text.contains(value), "{value} not shown: {text}");
-        }
-    }
-    let Err(OtelError::Invalid(all)) = OtelConfig::default().resolve(env(&bad)) else {
-        panic!("bad variables accepted");
-    };
-    assert_eq!(all.0.len(), bad.len(), "{all}");
-}
-
-/// Bad values in the `[otel]` table are named by their key; unknown keys are refused.
-#[test]
-fn bad_file_values_are_named_by_key() {
-    let file: OtelConfig = toml::from_str(
-        r#"
-        endpoint = "not a url"
-        traces_sampler_arg = -1.0
-        export_timeout = "0s"
-        [traces]
-        endpoint = "ftp://collector:4317"
-        protocol = "grpc"
-        [tls]
-        cert = "/etc/node.pem"
-        "#,
-    )
-    .unwrap();
-    let text = file.resolve(env(&[])).unwrap_err().to_string();
-    for key in [
-        "otel.endpoint",
-        "otel.traces_sampler_arg",
-        "otel.export_timeout",
-        "otel.traces.endpoint",
-        "otel.tls.key",
-    ] {
-        assert!(text.contains(key), "{key} not named: {text}");
-    }
-    let unknown = toml::from_str::<OtelConfig>("endpoint_url = \"http://x\"").unwrap_err();
-    assert!(unknown.to_string().contains("endpoint_url"), "{unknown}");
-    let sampler = toml::from_str::<OtelConfig>("traces_sampler = \"sometimes\"").unwrap_err();
-    assert!(sampler.to_string().contains("sometimes"), "{sampler}");
-}
-
 /// Starts a pipeline to `endpoint` with short deadlines; checks that making more spans than
 /// the queue holds costs callers nothing, that the runtime keeps running while a flush
 /// waits, and that flush and shutdown return within their bound.
@@ -436,18 +287,6 @@ fn starting_outside_a_runtime_is_an_error() {
     let config = config_for("http://127.0.0.1:1", OtlpProtocol::HttpProtobuf);
     let err = OtelPipeline::start(&config, "n").unwrap_err();
     assert!(matches!(err, OtelError::NoRuntime(_)), "{err}");
-}
-
-/// The example node files carry an `[otel]` table that parses, with the defaults.
-#[test]
-fn the_example_node_files_have_a_valid_otel_table() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster");
-    for n in 1..=3 {
-        let text = std::fs::read_to_string(dir.join(format!("node-{n}.toml"))).unwrap();
-        let config: distcache::NodeConfig = toml::from_str(&text).unwrap();
-        assert_eq!(config.otel, OtelConfig::default(), "node-{n}.toml");
-        assert!(config.problems().is_empty(), "{}", config.problems());
-    }
 }
 
 /// The point of `metric` whose attributes include every pair of `want`.
@@ -619,34 +458,4 @@ async fn exports_over_tls_with_a_private_ca_and_a_client_certificate() {
         assert!(refused_receiver.spans().is_empty(), "{protocol:?}");
         pipeline.shutdown().await.ok();
     }
-}
-
-/// `OTEL_EXPORTER_OTLP_CERTIFICATE` and the client pair are read; half a pair is named.
-#[test]
-fn tls_variables_are_read_and_half_a_pair_is_named() {
-    let config = OtelConfig::default()
-        .resolve(env(&[
-            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
-            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/node.pem"),
-            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/node-key.pem"),
-        ]))
-        .unwrap();
-    assert_eq!(
-        config.tls.ca.as_deref(),
-        Some(std::path::Path::new("/etc/ca.pem"))
-    );
-    assert_eq!(
-        config.tls.key.as_deref(),
-        Some(std::path::Path::new("/etc/node-key.pem"))
-    );
-    let err = OtelConfig::default()
-        .resolve(env(&[(
-            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
-            "/etc/node.pem",
-        )]))
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("OTEL_EXPORTER_OTLP_CLIENT_KEY"),
-        "{err}"
-    );
 }

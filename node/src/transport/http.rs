@@ -4,13 +4,12 @@
 //! A peer is not trusted: every answer is read under a size cap for its kind of call (from the
 //! engine's [`Limits`] and the length of what was asked) and checked against what was asked.
 //! An answer that breaks either is a [`PeerError::Protocol`] (the caller treats the peer as
-//! failed), logged with the peer's address.
+//! failed), logged with the peer's address (`http/answer.rs` reads answers that way).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use reqwest::StatusCode;
 use tokio::sync::watch;
 
@@ -21,8 +20,9 @@ use crate::limits::Limits;
 use crate::net;
 use crate::wire::{
     BatchResponse, ErrorBody, HOP_HEADER, HOPS_HEADER, HandoffEntry, Health, KeysRequest,
-    PutManyRequest, REVISION_HEADER, TTL_HEADER, WarmOutcome,
+    PutManyRequest, REVISION_HEADER, WarmOutcome,
 };
+use answer::{ERROR_BODY_CAP, classify, encode, nonsense, read_capped, remote_error, ttl_of};
 
 /// Peer calls over HTTP/1.1 with pooled connections.
 #[derive(Clone)]
@@ -38,8 +38,6 @@ pub struct HttpTransport {
     limits: Limits,
 }
 
-/// Largest error body read from a peer.
-const ERROR_BODY_CAP: usize = 64 << 10;
 /// Largest `/healthz` or warm summary read from a peer, before the per-key failures.
 const SMALL_ANSWER_CAP: usize = 1 << 20;
 /// Most hot keys a valid node lists per keyspace: the ceiling `warmup.max_hot_keys`
@@ -264,104 +262,6 @@ impl HttpTransport {
         }
         Ok(())
     }
-}
-
-/// A peer answered something no valid node sends: logged, and a protocol error (the caller
-/// treats the peer as failed).
-fn nonsense(peer: &str, reason: String) -> PeerError {
-    tracing::warn!(peer, %reason, "peer answered nonsense; treating it as failed");
-    PeerError::Protocol {
-        peer: peer.to_owned(),
-        reason,
-    }
-}
-
-/// The body of `response`, read chunk by chunk and refused past `cap` bytes (a declared
-/// length over it is refused before reading).
-async fn read_capped(
-    peer: &str,
-    mut response: reqwest::Response,
-    cap: usize,
-    timeout: Duration,
-) -> Result<Bytes, PeerError> {
-    let too_large = |len: u64| {
-        nonsense(
-            peer,
-            format!("answer of {len}+ bytes, over the cap of {cap}"),
-        )
-    };
-    if let Some(len) = response.content_length()
-        && len > cap as u64
-    {
-        return Err(too_large(len));
-    }
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| classify(peer, timeout, e))?
-    {
-        if body.len().saturating_add(chunk.len()) > cap {
-            return Err(too_large((body.len() + chunk.len()) as u64));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-fn classify(peer: &str, timeout: Duration, e: reqwest::Error) -> PeerError {
-    if e.is_timeout() {
-        PeerError::Timeout {
-            peer: peer.to_owned(),
-            after: timeout,
-        }
-    } else if e.is_decode() || e.is_builder() {
-        PeerError::Protocol {
-            peer: peer.to_owned(),
-            reason: e.to_string(),
-        }
-    } else {
-        // Connect failures and connections that died before an answer.
-        PeerError::Unreachable {
-            peer: peer.to_owned(),
-            reason: crate::error::with_causes(&e),
-        }
-    }
-}
-
-async fn remote_error(peer: &str, response: reqwest::Response, timeout: Duration) -> PeerError {
-    let status = response.status();
-    match read_capped(peer, response, ERROR_BODY_CAP, timeout).await {
-        Ok(body) => match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(err) => PeerError::Remote(err.into_error()),
-            Err(_) => nonsense(
-                peer,
-                format!(
-                    "status {status} without an error body: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(200)])
-                ),
-            ),
-        },
-        Err(e) => e,
-    }
-}
-
-fn ttl_of(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(TTL_HEADER)?
-        .to_str()
-        .ok()?
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_millis)
-}
-
-fn encode(peer: &str, value: &impl serde::Serialize) -> Result<Vec<u8>, PeerError> {
-    serde_json::to_vec(value).map_err(|e| PeerError::Protocol {
-        peer: peer.to_owned(),
-        reason: format!("cannot encode the request: {e}"),
-    })
 }
 
 #[async_trait]
@@ -619,5 +519,6 @@ impl PeerTransport for HttpTransport {
     }
 }
 
+mod answer;
 #[cfg(test)]
 mod tests;
