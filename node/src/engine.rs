@@ -179,12 +179,29 @@ impl Inner {
     /// failed `op` with no keyspace label (names that do not exist must not grow the labels).
     #[inline]
     pub(crate) fn space_for(&self, op: Op, name: &str) -> Result<Arc<Space>> {
-        self.space(name).inspect_err(|e| {
-            self.telemetry
-                .ops
-                .of(op, "")
-                .finish(Instant::now(), &Err::<(), _>(e.clone()));
-        })
+        self.space(name).map_err(|e| self.refused(op, e))
+    }
+
+    /// The live keyspaces, for an operation `op` that borrows its keyspace from them rather
+    /// than holding a reference of its own: a single `get` does, because a reference count is
+    /// a cache line that every reader of the keyspace writes. Fails (and counts) when the
+    /// engine is not running; a keyspace not found in them goes through
+    /// [`refused`](Self::refused).
+    #[inline]
+    pub(crate) fn live_spaces(&self, op: Op) -> Result<arc_swap::Guard<Arc<Spaces>>> {
+        self.ensure_running()
+            .map(|()| self.spaces.load())
+            .map_err(|e| self.refused(op, e))
+    }
+
+    /// `e`, counted as a failed `op` with no keyspace label.
+    #[cold]
+    pub(crate) fn refused(&self, op: Op, e: Error) -> Error {
+        self.telemetry
+            .ops
+            .of(op, "")
+            .finish(Instant::now(), &Err::<(), _>(e.clone()));
+        e
     }
 
     /// Runs `operation` on `keyspace` inside its `distcache.<operation>` span (when the engine
@@ -362,9 +379,13 @@ impl Engine {
     /// Reads `key`: from the cache, else through the data source (once for all concurrent
     /// callers). `Ok(None)` means the source does not have the key.
     pub async fn get(&self, keyspace: &str, key: &str) -> Result<Option<Bytes>> {
-        let space = self.inner.space_for(Op::Get, keyspace)?;
+        let spaces = self.inner.live_spaces(Op::Get)?;
+        let Some(space) = spaces.get(keyspace) else {
+            let missing = Error::KeySpaceNotFound(keyspace.to_owned());
+            return Err(self.inner.refused(Op::Get, missing));
+        };
         self.inner
-            .read_one(&space, key, ReadMode::Client)
+            .read_one(space, key, ReadMode::Client)
             .await
             .map(|c| c.value)
     }

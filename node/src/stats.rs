@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::protection::BreakerState;
-use crate::telemetry::{Counter, FetchDurations, KeyOps, Op, OpSnapshot};
+use crate::telemetry::{Counter, FetchDurations, KeyOps, Op, OpSnapshot, StripedCounter};
 
 mod families;
 mod rates;
@@ -38,7 +38,8 @@ pub use rates::Rates;
 /// Live counters of one keyspace. Survive keyspace updates; dropped with the keyspace.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub cache_hits: Counter,
+    /// Added to by every hit: striped, so that hits on several threads share no line.
+    pub cache_hits: StripedCounter,
     pub peer_loads: Counter,
     pub peer_errors: Counter,
     pub loads: Counter,
@@ -56,7 +57,7 @@ pub(crate) struct Counters {
     pub warmed_keys: Counter,
     pub peer_requests: Counter,
     /// Hits answered from the hot cache (copies of keys other nodes own); in `cache_hits` too.
-    pub hot_hits: Counter,
+    pub hot_hits: StripedCounter,
     /// Keys read by `get_many` (in `cache_hits` or `loads` too): what tells single gets apart.
     pub batch_keys: Counter,
     /// Calls of each operation on keys, their errors and durations. A `get` that passed
