@@ -27,18 +27,23 @@ async fn three() -> TestCluster {
         .await
 }
 
-/// [`three`], and a key that node 2 owns and node 1 holds the replica of, put as `v1`
-/// through node 0.
+/// [`three`], and a key put as in [`put_replicated`].
 async fn three_with_a_put() -> (TestCluster, String) {
     let cluster = three().await;
-    let key = key_with(&cluster, 2, 1, "r:");
+    let key = put_replicated(&cluster).await;
+    (cluster, key)
+}
+
+/// A key that node 2 owns and node 1 holds the replica of, put as `v1` through node 0.
+async fn put_replicated(cluster: &TestCluster) -> String {
+    let key = key_with(cluster, 2, 1, "r:");
     cluster
         .node(0)
         .engine()
         .put("ks", &key, "v1")
         .await
         .unwrap();
-    (cluster, key)
+    key
 }
 
 /// A key of `ks` that node `owner` owns and node `replica` holds the replica of, among all
@@ -81,13 +86,7 @@ async fn a_failed_delete_through_the_replica_keeps_its_value() {
         .build()
         .await;
     let network = cluster.network().unwrap();
-    let key = key_with(&cluster, 2, 1, "r:");
-    cluster
-        .node(0)
-        .engine()
-        .put("ks", &key, "v1")
-        .await
-        .unwrap();
+    let key = put_replicated(&cluster).await;
     network.set_call_fault("node-1", "node-2", Call::DeleteMany, Fault::Drop);
 
     let failed = cluster.node(1).engine().delete("ks", &key).await;
@@ -320,13 +319,7 @@ async fn a_read_whose_owner_left_the_ring_meanwhile_asks_its_successor() {
         .edit(|_, c| c.engine.read_timeout = Duration::from_secs(4))
         .build()
         .await;
-    let key = key_with(&cluster, 2, 1, "r:");
-    cluster
-        .node(0)
-        .engine()
-        .put("ks", &key, "v1")
-        .await
-        .unwrap();
+    let key = put_replicated(&cluster).await;
     cluster.isolate(2, Fault::Drop);
 
     let v = cluster.node(0).engine().get("ks", &key).await.unwrap();
