@@ -78,6 +78,8 @@ pub(crate) struct Front {
     pub limits: CodecLimits,
     /// The node's name, as `INFO` says.
     pub node_id: String,
+    /// How many of the node's event loops (the first ones) connections spread over.
+    pub io_threads: usize,
     pub(crate) stats: FrontStats,
 }
 
@@ -124,6 +126,7 @@ impl Front {
             request_timeout: config.request_timeout,
             partial_timeout: config.header_read_timeout,
             node_id: node_id.to_owned(),
+            io_threads: config.resp_io_threads_in_use(),
             stats: FrontStats::default(),
         }
     }
@@ -155,7 +158,8 @@ impl Front {
 }
 
 /// Serves RESP on `listener` (over TLS with `tls`) until `shutdown` resolves, each
-/// connection on one of `loops` (`net/loops.rs`); then stops accepting, closes idle
+/// connection on one of the first `front.io_threads` of `loops` (`net/loops.rs`); then
+/// stops accepting, closes idle
 /// connections, lets the others answer what they have read (for at most the request
 /// deadline and a second), closes what is left, and returns.
 pub(crate) async fn serve(
@@ -185,17 +189,19 @@ pub(crate) async fn serve(
             continue;
         };
         front.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let width = front.io_threads;
         let front = Arc::clone(&front);
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         let stop = shutdown.clone();
         let overdue = overdue.clone();
-        loops.spawn(connections.track_future(async move {
+        let task = connections.track_future(async move {
             tokio::select! {
                 () = connection(stream, peer, &front, acceptor, stop) => {}
                 () = overdue.cancelled() => {}
             }
             drop(permit);
-        }));
+        });
+        loops.spawn_within(width, task);
     }
     drop(listener);
     // Connections see the same signal: idle ones close, busy ones finish what they read.

@@ -140,7 +140,7 @@ pub struct StartArgs {
     #[arg(long, env = "DISTCACHE_RESP_DEFAULT_KEYSPACE")]
     pub resp_default_keyspace: Option<String>,
     /// Threads serving HTTP and Redis-protocol connections, each an event loop of its own
-    /// (default: one per core).
+    /// (default: one per core plus one, Redis-protocol connections on one per core of them).
     #[arg(long, env = "DISTCACHE_IO_THREADS")]
     pub io_threads: Option<usize>,
     /// Export traces and metrics over OTLP to this collector, e.g. http://127.0.0.1:4318

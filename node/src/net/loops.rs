@@ -83,9 +83,16 @@ impl EventLoops {
     /// Runs `task` on the loop running the fewest tasks. A task handed over after
     /// [`stop`](Self::stop) is dropped.
     pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.spawn_within(usize::MAX, task);
+    }
+
+    /// Runs `task` on whichever of the first `width` loops (at least one) runs the fewest
+    /// tasks: a front whose connections do better on fewer loops than the node runs.
+    pub fn spawn_within(&self, width: usize, task: impl Future<Output = ()> + Send + 'static) {
         let loops = self.lock();
         let Some(chosen) = loops
             .iter()
+            .take(width.max(1))
             .min_by_key(|l| l.running.load(Ordering::Relaxed))
         else {
             return;
@@ -221,5 +228,43 @@ mod tests {
             );
             loops.stop().await;
         });
+    }
+
+    /// `spawn_within` keeps to the first loops, spread over those; `spawn` spreads over all.
+    #[test]
+    fn spawn_within_keeps_to_the_first_loops() {
+        let loops = EventLoops::start("test-within", 3).expect("loops start");
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let waiting = || {
+            let gate = Arc::clone(&gate);
+            async move {
+                let _pass = gate.acquire().await;
+            }
+        };
+        for _ in 0..4 {
+            loops.spawn_within(2, waiting());
+        }
+        loops.spawn_within(0, waiting());
+        let running = |loops: &EventLoops| -> Vec<usize> {
+            loops
+                .lock()
+                .iter()
+                .map(|l| l.running.load(Ordering::Relaxed))
+                .collect()
+        };
+        assert_eq!(running(&loops), vec![3, 2, 0], "width 0 counts as 1");
+        loops.spawn(waiting());
+        assert_eq!(running(&loops), vec![3, 2, 1]);
+        gate.add_permits(6);
+        let main = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        main.block_on(loops.stop());
+        assert_eq!(
+            running(&loops),
+            Vec::<usize>::new(),
+            "stopped loops are gone"
+        );
     }
 }
