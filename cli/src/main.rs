@@ -22,6 +22,12 @@ use cmd::Cli;
 /// allocates cached values all the time, and glibc's per-thread arenas keep what was freed.
 /// Writing 3× a keyspace's max_bytes of 64 KiB values grew RSS by 1.36× the bytes held with
 /// glibc, 1.10× with mimalloc; idle RSS 17 MB against 20 MB (`ONLY=memory scripts/bench.sh`).
+///
+/// mimalloc's v2 line (the `v2` feature), not v3: v3 hands freed pages back to the system a
+/// second after they empty (its `purge_delay` default is 1000 ms; v2's is 10 ms), so while
+/// 64 KiB values churn the pages freed by evictions pile up beside the new ones. SET of 64 KiB
+/// values over RESP (-P16) grew RSS by 1.46× the bytes held with v3 and 1.22× with v2 in the
+/// same `scripts/bench.sh` run; GET throughput was the same with both.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
