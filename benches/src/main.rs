@@ -12,20 +12,61 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
 use distcache_bench::{delay_source, reference, runtime};
 use tokio::net::TcpListener;
 
-const USAGE: &str = "usage: distcache-bench reference --listen ADDR [--keyspace KS] [--node-id ID] [--max-bytes N[KiB|MiB|GiB]] [--source URL]
-       distcache-bench delay-source --listen ADDR [--value-bytes N] [--delay-ms N]";
+/// The servers `scripts/bench.sh` measures distcache against.
+#[derive(Parser)]
+#[command(name = "distcache-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
+#[derive(Subcommand)]
 enum Command {
-    Reference(String, reference::Config),
-    DelaySource(String, delay_source::Config),
+    /// A bare axum + moka::future server answering distcache's key routes for one keyspace.
+    Reference(ReferenceArgs),
+    /// An HTTP data source answering every key after a fixed delay.
+    DelaySource(DelaySourceArgs),
+}
+
+#[derive(Args)]
+struct ReferenceArgs {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long)]
+    listen: String,
+    /// The one keyspace it serves; others are answered 404.
+    #[arg(long, default_value = "scratch")]
+    keyspace: String,
+    /// Sent as `x-distcache-node`, as a node sends its id.
+    #[arg(long, default_value = "node-1")]
+    node_id: String,
+    /// Most bytes (keys plus values) the cache holds: N, or N with a unit (KiB, MiB, GiB).
+    #[arg(long, default_value = "1GiB", value_parser = byte_size)]
+    max_bytes: u64,
+    /// A URL template with `{key}` that misses are read through; without it a miss is a 404.
+    #[arg(long)]
+    source: Option<String>,
+}
+
+#[derive(Args)]
+struct DelaySourceArgs {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long)]
+    listen: String,
+    /// Length of every value: N, or N with a unit (KiB, MiB).
+    #[arg(long, default_value = "64", value_parser = byte_size)]
+    value_bytes: u64,
+    /// The wait before each answer, in milliseconds, when the URL names none.
+    #[arg(long, default_value_t = 1)]
+    delay_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
-    let command = parse(std::env::args().skip(1).collect())?;
+    let command = Cli::parse().command;
     runtime::node_shaped()
         .context("cannot start the async runtime")?
         .block_on(run(command))
@@ -33,7 +74,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     let listen = match &command {
-        Command::Reference(listen, _) | Command::DelaySource(listen, _) => listen.clone(),
+        Command::Reference(args) => args.listen.clone(),
+        Command::DelaySource(args) => args.listen.clone(),
     };
     let listener = TcpListener::bind(&listen)
         .await
@@ -46,10 +88,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
         std::process::exit(0)
     });
     match command {
-        Command::Reference(_, config) => {
+        Command::Reference(args) => {
+            let mut config = reference::Config::new(args.keyspace);
+            config.node_id = args.node_id;
+            config.max_bytes = args.max_bytes;
+            config.source = args.source;
             reference::serve(listener, config, std::future::pending()).await?
         }
-        Command::DelaySource(_, config) => {
+        Command::DelaySource(args) => {
+            let config = delay_source::Config {
+                value_bytes: usize::try_from(args.value_bytes)
+                    .context("--value-bytes does not fit this machine's memory")?,
+                delay: Duration::from_millis(args.delay_ms),
+            };
             delay_source::serve(listener, config, std::future::pending()).await?
         }
     }
@@ -72,60 +123,10 @@ async fn stopped() {
     }
 }
 
-fn parse(args: Vec<String>) -> anyhow::Result<Command> {
-    let Some((name, rest)) = args.split_first() else {
-        bail!("{USAGE}");
-    };
-    if rest.len() % 2 != 0 {
-        bail!("every option takes a value\n{USAGE}");
-    }
-    let mut listen = None;
-    let mut reference = reference::Config::new("scratch");
-    let mut delay = delay_source::Config {
-        value_bytes: 64,
-        delay: Duration::from_millis(1),
-    };
-    for pair in rest.chunks(2) {
-        let (flag, value) = (pair[0].as_str(), pair[1].clone());
-        match (name.as_str(), flag) {
-            (_, "--listen") => listen = Some(value),
-            ("reference", "--keyspace") => reference.keyspace = value,
-            ("reference", "--node-id") => reference.node_id = value,
-            ("reference", "--max-bytes") => reference.max_bytes = bytes(&value)?,
-            ("reference", "--source") => reference.source = Some(value),
-            ("delay-source", "--value-bytes") => {
-                delay.value_bytes = usize::try_from(bytes(&value)?)?;
-            }
-            ("delay-source", "--delay-ms") => {
-                delay.delay = Duration::from_millis(value.parse().context("--delay-ms")?);
-            }
-            _ => bail!("unknown option {flag} for `{name}`\n{USAGE}"),
-        }
-    }
-    let Some(listen) = listen else {
-        bail!("--listen is required\n{USAGE}");
-    };
-    Ok(match name.as_str() {
-        "reference" => Command::Reference(listen, reference),
-        "delay-source" => Command::DelaySource(listen, delay),
-        other => bail!("unknown command `{other}`\n{USAGE}"),
-    })
-}
-
-/// `N`, `NKiB`, `NMiB` or `NGiB`.
-fn bytes(text: &str) -> anyhow::Result<u64> {
-    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, ""),
-    };
-    let shift = match unit {
-        "" => 0,
-        "KiB" => 10,
-        "MiB" => 20,
-        "GiB" => 30,
-        _ => bail!("`{text}`: a size is N, NKiB, NMiB or NGiB"),
-    };
-    let n: u64 = digits.parse().with_context(|| format!("`{text}`"))?;
-    n.checked_mul(1 << shift)
-        .with_context(|| format!("`{text}` is too large"))
+/// A byte size: `N`, or `N` with a unit (`KiB`, `MiB`, `GiB`, `KB`, …).
+fn byte_size(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|e| format!("`{text}` is not a byte size ({e}); try 1048576 or 1MiB"))
 }
