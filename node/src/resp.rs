@@ -159,9 +159,8 @@ impl Front {
 
 /// Serves RESP on `listener` (over TLS with `tls`) until `shutdown` resolves, each
 /// connection on one of the first `front.io_threads` of `loops` (`net/loops.rs`); then
-/// stops accepting, closes idle
-/// connections, lets the others answer what they have read (for at most the request
-/// deadline and a second), closes what is left, and returns.
+/// stops accepting, closes idle connections, lets the others answer what they have read
+/// (for at most the request deadline and a second), closes what is left, and returns.
 pub(crate) async fn serve(
     listener: TcpListener,
     front: Arc<Front>,
