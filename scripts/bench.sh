@@ -8,10 +8,11 @@
 #      with redis-benchmark, unpipelined and -P16, the two alternating ROUNDS times (medians,
 #      CPU µs per request of each server; goal ≥ 1.0×)                       [scripts/bench/resp.sh]
 #   2. HTTP GET hit (wrk) of one node with metrics on (the default) and --no-metrics,
-#      alternating ROUNDS times (goal: metrics cost < 5%); the same node over HTTPS (TLS 1.3,
-#      goal ≥ 0.8×); the engine's local hit against raw moka (criterion `engine -- get_hit`,
-#      goal ≤ 1.3×); the owner and a non-owner of 3 nodes; redis-server GET at the same
-#      concurrency, as the reference of that table                         [scripts/bench/http.sh]
+#      alternating ROUNDS times (goal: metrics cost < 5%; CPU µs per request of both); the
+#      same node over HTTPS (TLS 1.3, goal ≥ 0.8×); the engine's local hit against raw moka
+#      (criterion `engine -- get_hit`, goal ≤ 1.3×); the owner and a non-owner of 3 nodes;
+#      redis-server GET at the same concurrency, as the reference of that table
+#                                                                          [scripts/bench/http.sh]
 #   3. memory (goal P6): one node's RSS growth while 3× a keyspace's max_bytes of unique 16 B,
 #      1 KiB and 64 KiB values is PUT over HTTP, and SET over RESP, divided by the bytes the
 #      keyspace then holds                                                 [scripts/bench/memory.sh]
