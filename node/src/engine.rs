@@ -189,9 +189,13 @@ impl Inner {
     /// [`refused`](Self::refused).
     #[inline]
     pub(crate) fn live_spaces(&self, op: Op) -> Result<arc_swap::Guard<Arc<Spaces>>> {
-        self.ensure_running()
-            .map(|()| self.spaces.load())
-            .map_err(|e| self.refused(op, e))
+        self.running_spaces().map_err(|e| self.refused(op, e))
+    }
+
+    /// The keyspaces, once the engine is running.
+    #[inline]
+    fn running_spaces(&self) -> Result<arc_swap::Guard<Arc<Spaces>>> {
+        self.ensure_running().map(|()| self.spaces.load())
     }
 
     /// `e`, counted as a failed `op` with no keyspace label.
@@ -222,9 +226,7 @@ impl Inner {
     /// The live keyspace `name`.
     #[inline]
     pub(crate) fn space(&self, name: &str) -> Result<Arc<Space>> {
-        self.ensure_running()?;
-        self.spaces
-            .load()
+        self.running_spaces()?
             .get(name)
             .cloned()
             .ok_or_else(|| Error::KeySpaceNotFound(name.to_owned()))
