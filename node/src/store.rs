@@ -8,10 +8,14 @@
 //! so a 16-byte value can never keep kilobytes of someone else's buffer alive. Each entry carries its own deadline,
 //! which moka's per-entry expiry honours. A remembered not-found is an entry without a value.
 //! Writes go through moka's per-key compute so that a put or delete and a finishing load of the
-//! same key are ordered, never interleaved.
+//! same key are ordered, never interleaved. A thread that reads a key again and again is
+//! answered from its own copy of the entry (`store/copies.rs`), which every write of the key
+//! makes stale at once.
+
+mod copies;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,6 +25,7 @@ use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 
 use crate::spec::Eviction;
+use copies::{Lookup, Versions};
 
 /// Bytes an entry costs beyond its key and value: moka's entry record, access-order and
 /// timer-wheel nodes, hash-table slot and frequency-sketch share, the key's `String` and the
@@ -109,7 +114,14 @@ impl Expiry<String, Cached> for PerEntryExpiry {
 pub(crate) struct Store {
     cache: Cache<String, Cached>,
     capacity: u64,
+    /// Names this store in threads' copies.
+    id: u64,
+    /// Bumped by every write, so threads' copies of what it changed are not served.
+    versions: Versions,
 }
+
+/// The id the next store takes.
+static NEXT_STORE: AtomicU64 = AtomicU64::new(1);
 
 impl Store {
     /// A cache holding at most `capacity` bytes, evicting by `eviction`.
@@ -124,7 +136,12 @@ impl Store {
             .expire_after(PerEntryExpiry)
             .eviction_policy(policy)
             .build();
-        Store { cache, capacity }
+        Store {
+            cache,
+            capacity,
+            id: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
+            versions: Versions::new(),
+        }
     }
 
     /// Bytes this cache may hold.
@@ -137,10 +154,22 @@ impl Store {
         value.weight_with(key) <= self.capacity
     }
 
-    /// The live entry for `key`, if any.
+    /// The live entry for `key`, if any: the calling thread's copy when it has a current
+    /// one, else moka's entry.
     #[inline]
     pub async fn get(&self, key: &str) -> Option<Cached> {
-        self.cache.get(key).await
+        let hash = self.versions.hash(key);
+        let keep = match copies::lookup(self.id, hash, key, &self.versions) {
+            Lookup::Hit(copy) => return Some(copy),
+            Lookup::Miss { keep } => keep,
+        };
+        // Read before moka: a write that lands in between leaves the copy stale.
+        let version = self.versions.current(hash);
+        let found = self.cache.get(key).await;
+        if keep {
+            copies::keep(self.id, hash, key, found.as_ref(), version);
+        }
+        found
     }
 
     /// Stores `value` if `store` (asked under the key's lock, so ordered with every other
@@ -151,7 +180,7 @@ impl Store {
             return false;
         }
         let value = value.compacted();
-        let result = self
+        let stored = self
             .cache
             .entry_by_ref(key)
             .and_compute_with(|existing| async move {
@@ -162,10 +191,14 @@ impl Store {
                 }
             })
             .await;
-        matches!(
-            result,
+        let stored = matches!(
+            stored,
             CompResult::Inserted(_) | CompResult::ReplacedWith(_)
-        )
+        );
+        if stored {
+            self.versions.bump(self.versions.hash(key));
+        }
+        stored
     }
 
     /// Stores `value` unless `cancelled` is set when the per-key lock is held. Returns whether
@@ -207,12 +240,15 @@ impl Store {
             .entry_by_ref(key)
             .and_compute_with(|_| async { Op::Remove })
             .await;
+        // Bumped even when moka had nothing: a thread may hold a copy moka has evicted.
+        self.versions.bump(self.versions.hash(key));
         matches!(result, CompResult::Removed(_))
     }
 
     /// Drops every entry.
     pub fn clear(&self) {
         self.cache.invalidate_all();
+        self.versions.bump_all();
     }
 
     /// Runs moka's pending maintenance (evictions, expirations) so sizes are exact.
@@ -325,6 +361,105 @@ mod tests {
         );
         store.settle().await;
         assert_eq!(store.bytes(), (ENTRY_OVERHEAD + 1 + 16) as u64);
+    }
+
+    /// A read that starts after a write has finished sees that write, on every thread,
+    /// while threads answer the key from their own copies between writes.
+    #[test]
+    fn reads_after_a_write_see_it_on_every_thread() {
+        const WRITES: u64 = 500;
+        const READERS: usize = 3;
+        let store = Arc::new(Store::new(1 << 20, Eviction::TinyLfu));
+        let written = Arc::new(AtomicU64::new(0));
+        let reads = Arc::new(AtomicU64::new(0));
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime")
+        };
+        let readers: Vec<_> = (0..READERS)
+            .map(|_| {
+                let (store, written, reads) = (store.clone(), written.clone(), reads.clone());
+                std::thread::spawn(move || {
+                    runtime().block_on(async {
+                        loop {
+                            let floor = written.load(Ordering::Acquire);
+                            let got = store.get("k").await.and_then(|c| c.value);
+                            let got: u64 = got
+                                .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+                                .unwrap_or(0);
+                            assert!(got >= floor, "read {got} after write {floor} had finished");
+                            reads.fetch_add(1, Ordering::Release);
+                            if floor == WRITES {
+                                return copies::served();
+                            }
+                        }
+                    })
+                })
+            })
+            .collect();
+        runtime().block_on(async {
+            for n in 1..=WRITES {
+                store
+                    .insert("k", Cached::found(Bytes::from(n.to_string()), None))
+                    .await;
+                written.store(n, Ordering::Release);
+                if n == WRITES {
+                    break;
+                }
+                // Let every reader read the value a few times, so they copy it.
+                let target = reads.load(Ordering::Acquire) + 8 * READERS as u64;
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while reads.load(Ordering::Acquire) < target {
+                    assert!(Instant::now() < deadline, "the readers stopped reading");
+                    std::thread::yield_now();
+                }
+            }
+        });
+        let served: u64 = readers
+            .into_iter()
+            .map(|reader| reader.join().expect("a reader failed"))
+            .sum();
+        assert!(served > WRITES, "copies served only {served} reads");
+    }
+
+    /// A copy of an entry moka evicted is served at most until its next sampled read.
+    #[tokio::test]
+    async fn evicted_entries_stop_being_served() {
+        let store = Store::new(ENTRY_OVERHEAD as u64 * 8, Eviction::Lru);
+        store.insert("first", value(b"v")).await;
+        for _ in 0..3 {
+            assert!(store.get("first").await.is_some());
+        }
+        for i in 0..64 {
+            store.insert(&format!("other-{i}"), value(b"v")).await;
+            store.settle().await;
+        }
+        assert!(store.cache.get("first").await.is_none(), "moka kept it");
+        let mut served = 0;
+        while store.get("first").await.is_some() {
+            served += 1;
+            assert!(served < copies::SAMPLE_EVERY, "still served after eviction");
+        }
+    }
+
+    /// Removing or clearing makes every thread's copy stale at once.
+    #[tokio::test]
+    async fn removal_and_clear_drop_copies() {
+        let store = Store::new(1 << 20, Eviction::TinyLfu);
+        for key in ["a", "b"] {
+            store.insert(key, value(b"v")).await;
+            for _ in 0..3 {
+                assert!(store.get(key).await.is_some());
+            }
+        }
+        let before = copies::served();
+        assert!(store.get("a").await.is_some());
+        assert_eq!(copies::served(), before + 1, "the copy was not used");
+        store.remove("a").await;
+        assert!(store.get("a").await.is_none());
+        store.clear();
+        assert!(store.get("b").await.is_none());
     }
 
     /// A cancelled load does not store; an uncancelled one does.
