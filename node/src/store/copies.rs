@@ -232,7 +232,8 @@ impl Table {
                 *slot = None;
                 found = Some(Lookup::Miss { keep: true });
             } else {
-                copy.hits = copy.hits.saturating_add(1);
+                // Wrapping past 0 would skip a sample; a count that wraps starts again at 1.
+                copy.hits = copy.hits.wrapping_add(1).max(1);
                 found = Some(if copy.hits % SAMPLE_EVERY == 0 {
                     Lookup::Miss { keep: true }
                 } else {
@@ -420,6 +421,32 @@ mod tests {
             assert!(served < SAMPLE_EVERY, "the evicted entry was still served");
         }
         assert!(!read(&versions, 5, "k", None).0);
+    }
+
+    /// A hit count that wraps keeps sampling.
+    #[test]
+    fn sampling_survives_a_wrapping_count() {
+        let versions = Versions::new();
+        let value = entry(b"v");
+        read(&versions, 9, "k", Some(&value));
+        read(&versions, 9, "k", Some(&value));
+        TABLE.with(|t| {
+            for copy in t
+                .borrow_mut()
+                .iter_mut()
+                .flat_map(|t| t.sets.iter_mut())
+                .flatten()
+                .flatten()
+            {
+                if copy.store == 9 {
+                    copy.hits = u32::MAX - 2;
+                }
+            }
+        });
+        let misses = (0..SAMPLE_EVERY * 3)
+            .filter(|_| !read(&versions, 9, "k", Some(&value)).0)
+            .count();
+        assert_eq!(misses, 2);
     }
 
     /// An expired copy is not served.
