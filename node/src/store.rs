@@ -159,17 +159,17 @@ impl Store {
     #[inline]
     pub async fn get(&self, key: &str) -> Option<Cached> {
         let hash = self.versions.hash(key);
-        let keep = match copies::lookup(self.id, hash, key, &self.versions) {
-            Lookup::Hit(copy) => return Some(copy),
-            Lookup::Miss { keep } => keep,
-        };
-        // Read before moka: a write that lands in between leaves the copy stale.
-        let version = self.versions.current(hash);
-        let found = self.cache.get(key).await;
-        if keep {
-            copies::keep(self.id, hash, key, found.as_ref(), version);
+        match copies::lookup(self.id, hash, key, &self.versions) {
+            Lookup::Hit(copy) => Some(copy),
+            Lookup::Miss { keep: false } => self.cache.get(key).await,
+            Lookup::Miss { keep: true } => {
+                // Read before moka: a write that lands in between leaves the copy stale.
+                let version = self.versions.current(hash);
+                let found = self.cache.get(key).await;
+                copies::keep(self.id, hash, key, found.as_ref(), version);
+                found
+            }
         }
-        found
     }
 
     /// Stores `value` if `store` (asked under the key's lock, so ordered with every other

@@ -48,7 +48,7 @@ pub(crate) const MAX_VALUE: usize = 4096;
 pub(crate) const BUDGET: usize = 1 << 20;
 /// One hit of a copy in this many is served by moka instead.
 pub(crate) const SAMPLE_EVERY: u32 = 16;
-/// Slots of the table of recently read hashes that admits keys.
+/// Places in the table of recently read hashes that admits keys.
 const RECENT: usize = 4096;
 
 /// The version stripes of one store, and the hash that picks a key's stripe and slot.
@@ -195,9 +195,13 @@ fn expired(entry: &Cached) -> bool {
 
 /// One thread's copies.
 struct Table {
+    /// Per set, the hash of each slot's copy (0: none), so that a read of a key without a
+    /// copy touches one short line rather than the copies themselves.
+    tags: Box<[[u64; WAYS]]>,
     sets: Box<[[Option<Copy>; WAYS]]>,
-    /// Hashes of keys read lately, one per slot: a key is copied when its hash is found here.
-    recent: Box<[u64]>,
+    /// The high halves of the hashes of keys read lately: a key is copied when its own is
+    /// found in its place here.
+    recent: Box<[u32]>,
     /// Bytes of keys and values held.
     bytes: usize,
     /// Copies made so far.
@@ -207,6 +211,7 @@ struct Table {
 impl Table {
     fn new() -> Box<Table> {
         Box::new(Table {
+            tags: vec![[0; WAYS]; SETS].into_boxed_slice(),
             sets: (0..SETS).map(|_| [const { None }; WAYS]).collect(),
             recent: vec![0; RECENT].into_boxed_slice(),
             bytes: 0,
@@ -214,65 +219,68 @@ impl Table {
         })
     }
 
-    fn set(&mut self, hash: u64) -> &mut [Option<Copy>; WAYS] {
-        let index = hash as usize % self.sets.len();
-        &mut self.sets[index]
+    /// The set of a key hashing to `hash`.
+    fn set_of(&self, hash: u64) -> usize {
+        hash as usize % self.sets.len()
+    }
+
+    /// The slot of the copy of `key`, if the set holds one.
+    fn way_of(&self, set: usize, store: u64, hash: u64, key: &str) -> Option<usize> {
+        (0..WAYS).find(|&way| {
+            self.tags[set][way] == hash
+                && self.sets[set][way]
+                    .as_ref()
+                    .is_some_and(|copy| copy.is(store, hash, key))
+        })
+    }
+
+    fn drop_copy(&mut self, set: usize, way: usize) {
+        if let Some(copy) = self.sets[set][way].take() {
+            self.bytes -= copy.size();
+        }
+        self.tags[set][way] = 0;
     }
 
     fn lookup(&mut self, store: u64, hash: u64, key: &str, versions: &Versions) -> Lookup {
-        let mut freed = 0;
-        let mut found = None;
-        for slot in self.set(hash).iter_mut() {
-            let Some(copy) = slot else { continue };
-            if !copy.is(store, hash, key) {
-                continue;
-            }
+        let set = self.set_of(hash);
+        if let Some(way) = self.way_of(set, store, hash, key) {
+            let Some(copy) = self.sets[set][way].as_mut() else {
+                return Lookup::Miss { keep: true };
+            };
             if copy.version != versions.current(hash) || expired(&copy.entry) {
-                freed = copy.size();
-                *slot = None;
-                found = Some(Lookup::Miss { keep: true });
-            } else {
-                // Wrapping past 0 would skip a sample; a count that wraps starts again at 1.
-                copy.hits = copy.hits.wrapping_add(1).max(1);
-                found = Some(if copy.hits % SAMPLE_EVERY == 0 {
-                    Lookup::Miss { keep: true }
-                } else {
-                    Lookup::Hit(copy.entry.clone())
-                });
+                self.drop_copy(set, way);
+                return Lookup::Miss { keep: true };
             }
-            break;
-        }
-        self.bytes -= freed;
-        if let Some(found) = found {
-            return found;
+            // Wrapping past 0 would skip a sample; a count that wraps starts again at 1.
+            copy.hits = copy.hits.wrapping_add(1).max(1);
+            return if copy.hits % SAMPLE_EVERY == 0 {
+                Lookup::Miss { keep: true }
+            } else {
+                Lookup::Hit(copy.entry.clone())
+            };
         }
         let index = (hash >> 16) as usize % self.recent.len();
-        let seen = std::mem::replace(&mut self.recent[index], hash) == hash;
+        let tag = (hash >> 32) as u32;
+        let seen = std::mem::replace(&mut self.recent[index], tag) == tag;
         Lookup::Miss { keep: seen }
     }
 
     fn keep(&mut self, store: u64, hash: u64, key: &str, found: Option<&Cached>, version: u64) {
-        let (bytes, made) = (self.bytes, self.made);
-        let set = self.set(hash);
-        if let Some(slot) = set
-            .iter_mut()
-            .find(|slot| slot.as_ref().is_some_and(|c| c.is(store, hash, key)))
-        {
-            let Some(copy) = slot.as_mut() else { return };
-            let old = copy.size();
+        let set = self.set_of(hash);
+        if let Some(way) = self.way_of(set, store, hash, key) {
+            let Some(copy) = self.sets[set][way].as_mut() else {
+                return;
+            };
             match found {
                 // The copy is of the same version of the entry: nothing changed.
                 Some(_) if copy.version == version => {}
                 Some(entry) if entry.value.as_ref().map_or(0, Bytes::len) <= MAX_VALUE => {
+                    let old = copy.size();
                     copy.entry = own(entry);
                     copy.version = version;
-                    let new = copy.size();
-                    self.bytes = bytes - old + new;
+                    self.bytes = self.bytes - old + copy.size();
                 }
-                _ => {
-                    *slot = None;
-                    self.bytes = bytes - old;
-                }
+                _ => self.drop_copy(set, way),
             }
             return;
         }
@@ -281,38 +289,37 @@ impl Table {
         if length > MAX_VALUE || expired(entry) {
             return;
         }
-        let size = key.len() + length;
         // The slot with the fewest hits (an empty one has none) is taken if it has none;
         // every copy of the set, that one included, loses half its hits either way, so a
         // copy no longer read gives way after a few keys wanted its set.
+        let copies = &mut self.sets[set];
         let Some(victim) =
-            (0..WAYS).min_by_key(|&way| set[way].as_ref().map_or((0, 0), |c| (c.hits, c.made)))
+            (0..WAYS).min_by_key(|&way| copies[way].as_ref().map_or((0, 0), |c| (c.hits, c.made)))
         else {
             return;
         };
-        let free = set[victim].as_ref().is_none_or(|c| c.hits == 0);
-        for copy in set.iter_mut().flatten() {
+        let free = copies[victim].as_ref().is_none_or(|c| c.hits == 0);
+        for copy in copies.iter_mut().flatten() {
             copy.hits /= 2;
         }
-        if !free {
+        let freed = copies[victim].as_ref().map_or(0, Copy::size);
+        let size = key.len() + length;
+        if !free || self.bytes - freed + size > BUDGET {
             return;
         }
-        let slot = &mut set[victim];
-        let freed = slot.as_ref().map_or(0, Copy::size);
-        if bytes - freed + size > BUDGET {
-            return;
-        }
-        *slot = Some(Copy {
+        self.drop_copy(set, victim);
+        self.sets[set][victim] = Some(Copy {
             store,
             hash,
             version,
             hits: 0,
-            made,
+            made: self.made,
             key: key.into(),
             entry: own(entry),
         });
-        self.bytes = bytes - freed + size;
-        self.made = made + 1;
+        self.tags[set][victim] = hash;
+        self.bytes += size;
+        self.made += 1;
     }
 }
 
@@ -342,6 +349,13 @@ mod tests {
                 }
                 (false, source.cloned())
             }
+        }
+    }
+
+    /// Reads `key` twice, which copies it.
+    fn copy(versions: &Versions, store: u64, key: &str, value: &Cached) {
+        for _ in 0..2 {
+            read(versions, store, key, Some(value));
         }
     }
 
@@ -409,8 +423,7 @@ mod tests {
     fn hits_are_sampled_and_evictions_seen() {
         let versions = Versions::new();
         let value = entry(b"v");
-        read(&versions, 5, "k", Some(&value));
-        read(&versions, 5, "k", Some(&value));
+        copy(&versions, 5, "k", &value);
         let misses = (0..SAMPLE_EVERY * 4)
             .filter(|_| !read(&versions, 5, "k", Some(&value)).0)
             .count();
@@ -428,8 +441,7 @@ mod tests {
     fn sampling_survives_a_wrapping_count() {
         let versions = Versions::new();
         let value = entry(b"v");
-        read(&versions, 9, "k", Some(&value));
-        read(&versions, 9, "k", Some(&value));
+        copy(&versions, 9, "k", &value);
         TABLE.with(|t| {
             for copy in t
                 .borrow_mut()
@@ -457,8 +469,7 @@ mod tests {
             Bytes::from_static(b"v"),
             Some(Instant::now() + Duration::from_millis(20)),
         );
-        read(&versions, 6, "k", Some(&soon));
-        read(&versions, 6, "k", Some(&soon));
+        copy(&versions, 6, "k", &soon);
         assert!(read(&versions, 6, "k", Some(&soon)).0);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < soon.expires_at.unwrap_or(deadline) {
@@ -479,8 +490,7 @@ mod tests {
         let value = Cached::found(Bytes::from(vec![2u8; MAX_VALUE]), None);
         for i in 0..SETS * WAYS * 2 {
             let key = format!("key-{i}");
-            read(&versions, 7, &key, Some(&value));
-            read(&versions, 7, &key, Some(&value));
+            copy(&versions, 7, &key, &value);
         }
         let held = TABLE.with(|t| t.borrow().as_ref().map_or(0, |t| t.bytes));
         let counted = TABLE.with(|t| {
@@ -494,6 +504,15 @@ mod tests {
             })
         });
         assert_eq!(held, counted);
+        let tagged = TABLE.with(|t| {
+            t.borrow().as_ref().is_some_and(|t| {
+                let slots = t.tags.iter().flatten().zip(t.sets.iter().flatten());
+                slots
+                    .into_iter()
+                    .all(|(tag, copy)| copy.as_ref().map_or(*tag == 0, |c| c.hash == *tag))
+            })
+        });
+        assert!(tagged, "a tag does not match its slot");
         assert!(held <= BUDGET, "holds {held} bytes");
         assert!(held >= BUDGET / 2, "holds only {held} bytes");
     }
@@ -516,16 +535,14 @@ mod tests {
             .take(40)
             .collect();
         for rival in &rivals[..2] {
-            read(&versions, 8, rival, Some(&value));
-            read(&versions, 8, rival, Some(&value));
+            copy(&versions, 8, rival, &value);
         }
         assert!(
             read(&versions, 8, "hot", Some(&value)).0,
             "one rival pushed it out"
         );
         for rival in &rivals {
-            read(&versions, 8, rival, Some(&value));
-            read(&versions, 8, rival, Some(&value));
+            copy(&versions, 8, rival, &value);
         }
         assert!(
             !read(&versions, 8, "hot", Some(&value)).0,
