@@ -49,9 +49,12 @@ pub(crate) const BUDGET: usize = 1 << 20;
 /// One hit of a copy in this many is served by moka instead.
 pub(crate) const SAMPLE_EVERY: u32 = 16;
 /// Places in the table of recently read hashes that admits keys.
-const RECENT: usize = 4096;
+const RECENT: usize = 1024;
 
 /// The version stripes of one store, and the hash that picks a key's stripe and slot.
+///
+/// The hash is foldhash, not the SipHash moka keeps: crafted keys that collide here only
+/// share a stripe or a set of two slots, costing them their copies, never a longer search.
 pub(crate) struct Versions {
     hasher: foldhash::fast::RandomState,
     stripes: Box<[AtomicU64]>,
