@@ -10,7 +10,8 @@
 //!
 //! **Never stale.** Each store keeps version stripes ([`Versions`]). Every change of a key
 //! through the store (put, a load stored, delete, clear) bumps its key's stripe *after*
-//! moka shows the change. A copy remembers the version its stripe had *before* the moka
+//! moka shows the change, and so does moka's eviction or expiry of an entry (the store's
+//! eviction listener). A copy remembers the version its stripe had *before* the moka
 //! read it was taken from, and is served only while the stripe still has that version and
 //! the entry's deadline has not passed. So a read that starts after a write has finished
 //! sees the bump and goes to moka; a copy taken while a write was in flight is dropped at
@@ -23,8 +24,8 @@
 //! to another key only once the other key's reads have worn its hit count down.
 //!
 //! **Still counted.** One hit in [`SAMPLE_EVERY`] goes to moka as if no copy existed, so
-//! the eviction policy keeps seeing the key as read, and a copy of an entry moka has
-//! evicted is dropped at that read.
+//! the eviction policy keeps seeing the key as read (and, should an eviction's bump ever be
+//! missed, the copy is checked against moka then).
 
 use std::cell::RefCell;
 use std::hash::BuildHasher;
