@@ -9,8 +9,8 @@
 //! which moka's per-entry expiry honours. A remembered not-found is an entry without a value.
 //! Writes go through moka's per-key compute so that a put or delete and a finishing load of the
 //! same key are ordered, never interleaved. A thread that reads a key again and again is
-//! answered from its own copy of the entry (`store/copies.rs`), which every write of the key
-//! makes stale at once.
+//! answered from its own copy of the entry (`store/copies.rs`), which every write and every
+//! eviction of the key makes stale at once.
 
 mod copies;
 
