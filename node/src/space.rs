@@ -202,7 +202,7 @@ impl Space {
             && !self.main.fits(key, entry)
         {
             return Err(Error::ValueTooLarge {
-                len: entry.value.as_ref().map_or(0, Bytes::len),
+                len: entry.value_len(),
                 max: usize::try_from(self.main.capacity())
                     .unwrap_or(usize::MAX)
                     .saturating_sub(key.len() + crate::store::ENTRY_OVERHEAD),

@@ -66,15 +66,21 @@ impl Cached {
             .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
+    /// Bytes of the value (0 for a not-found).
+    pub fn value_len(&self) -> usize {
+        self.value.as_ref().map_or(0, Bytes::len)
+    }
+
     fn weight(key: &str, value: &Cached) -> u32 {
-        let len = ENTRY_OVERHEAD + key.len() + value.value.as_ref().map_or(0, Bytes::len);
+        let len = ENTRY_OVERHEAD + key.len() + value.value_len();
         u32::try_from(len).unwrap_or(u32::MAX)
     }
 
-    /// This entry with its value in an allocation of its own, exactly as long as the value.
-    fn compacted(self) -> Cached {
+    /// This entry with its value in an allocation of its own, exactly as long as the value
+    /// (so it pins no larger buffer, and shares no reference count with another copy).
+    fn compacted(&self) -> Cached {
         Cached {
-            value: self.value.map(|v| Bytes::copy_from_slice(&v)),
+            value: self.value.as_deref().map(Bytes::copy_from_slice),
             expires_at: self.expires_at,
         }
     }

@@ -32,8 +32,6 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::Cached;
 
 /// Version stripes per store; keys share a stripe by hash, and a write to one of them
@@ -180,16 +178,7 @@ impl Copy {
     }
 
     fn size(&self) -> usize {
-        self.key.len() + self.entry.value.as_ref().map_or(0, Bytes::len)
-    }
-}
-
-/// An entry in an allocation of this thread's own, so its reference count is not shared
-/// with moka's copy.
-fn own(entry: &Cached) -> Cached {
-    Cached {
-        value: entry.value.as_deref().map(Bytes::copy_from_slice),
-        expires_at: entry.expires_at,
+        self.key.len() + self.entry.value_len()
     }
 }
 
@@ -247,10 +236,9 @@ impl Table {
 
     fn lookup(&mut self, store: u64, hash: u64, key: &str, versions: &Versions) -> Lookup {
         let set = self.set_of(hash);
-        if let Some(way) = self.way_of(set, store, hash, key) {
-            let Some(copy) = self.sets[set][way].as_mut() else {
-                return Lookup::Miss { keep: true };
-            };
+        if let Some(way) = self.way_of(set, store, hash, key)
+            && let Some(copy) = self.sets[set][way].as_mut()
+        {
             if copy.version != versions.current(hash) || expired(&copy.entry) {
                 self.drop_copy(set, way);
                 return Lookup::Miss { keep: true };
@@ -271,16 +259,16 @@ impl Table {
 
     fn keep(&mut self, store: u64, hash: u64, key: &str, found: Option<&Cached>, version: u64) {
         let set = self.set_of(hash);
-        if let Some(way) = self.way_of(set, store, hash, key) {
-            let Some(copy) = self.sets[set][way].as_mut() else {
-                return;
-            };
+        if let Some(way) = self.way_of(set, store, hash, key)
+            && let Some(copy) = self.sets[set][way].as_mut()
+        {
             match found {
                 // The copy is of the same version of the entry: nothing changed.
                 Some(_) if copy.version == version => {}
-                Some(entry) if entry.value.as_ref().map_or(0, Bytes::len) <= MAX_VALUE => {
+                Some(entry) if entry.value_len() <= MAX_VALUE => {
                     let old = copy.size();
-                    copy.entry = own(entry);
+                    // A copy of its own, so that its reference count is not moka's.
+                    copy.entry = entry.compacted();
                     copy.version = version;
                     self.bytes = self.bytes - old + copy.size();
                 }
@@ -289,7 +277,7 @@ impl Table {
             return;
         }
         let Some(entry) = found else { return };
-        let length = entry.value.as_ref().map_or(0, Bytes::len);
+        let length = entry.value_len();
         if length > MAX_VALUE || expired(entry) {
             return;
         }
@@ -319,7 +307,7 @@ impl Table {
             hits: 0,
             made: self.made,
             key: key.into(),
-            entry: own(entry),
+            entry: entry.compacted(),
         });
         self.tags[set][victim] = hash;
         self.bytes += size;
@@ -330,6 +318,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use std::time::Duration;
 
     fn entry(value: &'static [u8]) -> Cached {
