@@ -23,8 +23,10 @@
 //! recent hashes), so reads spread over many keys seldom copy anything. A copy gives way
 //! to another key only once the other key's reads have worn its hit count down.
 //!
-//! **Still counted.** One hit in [`SAMPLE_EVERY`] goes to moka as if no copy existed, so
-//! the eviction policy keeps seeing the key as read (and, should an eviction's bump ever be
+//! **Still counted.** A copy's first [`COUNTED_FIRST`] hits, and then one in
+//! [`SAMPLE_EVERY`], go to moka as if no copy existed, so the eviction policy keeps seeing
+//! the key as read: TinyLFU's frequency sketch counts a key to 15 at most, so a key read
+//! often enough to be copied still reaches that ceiling (and, should an eviction's bump ever be
 //! missed, the copy is checked against moka then).
 
 use std::cell::RefCell;
@@ -47,6 +49,9 @@ pub(crate) const MAX_VALUE: usize = 4096;
 pub(crate) const BUDGET: usize = 1 << 20;
 /// One hit of a copy in this many is served by moka instead.
 pub(crate) const SAMPLE_EVERY: u32 = 16;
+/// The hits of a new copy that moka serves before the copy does (above the 15 at which
+/// TinyLFU's frequency sketch stops counting).
+pub(crate) const COUNTED_FIRST: u32 = 16;
 /// Places in the table of recently read hashes that admits keys.
 const RECENT: usize = 1024;
 
@@ -165,6 +170,8 @@ struct Copy {
     version: u64,
     /// Hits since the copy was made (worn down by other keys wanting the slot).
     hits: u32,
+    /// Hits moka has served since the copy was made, up to [`COUNTED_FIRST`].
+    counted: u32,
     /// When the copy was made, by the table's count of copies made: of two copies without
     /// hits, the older gives way.
     made: u64,
@@ -245,7 +252,11 @@ impl Table {
             }
             // Wrapping past 0 would skip a sample; a count that wraps starts again at 1.
             copy.hits = copy.hits.wrapping_add(1).max(1);
-            return if copy.hits % SAMPLE_EVERY == 0 {
+            let counted = copy.counted < COUNTED_FIRST;
+            if counted {
+                copy.counted += 1;
+            }
+            return if counted || copy.hits % SAMPLE_EVERY == 0 {
                 Lookup::Miss { keep: true }
             } else {
                 Lookup::Hit(copy.entry.clone())
@@ -305,6 +316,7 @@ impl Table {
             hash,
             version,
             hits: 0,
+            counted: 0,
             made: self.made,
             key: key.into(),
             entry: entry.compacted(),
@@ -345,20 +357,23 @@ mod tests {
         }
     }
 
-    /// Reads `key` twice, which copies it.
+    /// Reads `key` until its copy serves the next read: twice to copy it, then the hits
+    /// moka counts first.
     fn copy(versions: &Versions, store: u64, key: &str, value: &Cached) {
-        for _ in 0..2 {
+        for _ in 0..2 + COUNTED_FIRST {
             read(versions, store, key, Some(value));
         }
     }
 
-    /// The first read of a key copies nothing, the second copies it, the third is a hit.
+    /// The first read of a key copies nothing, the second copies it, the next
+    /// `COUNTED_FIRST` go to moka, and the one after is a hit.
     #[test]
     fn a_key_read_twice_is_copied() {
         let versions = Versions::new();
         let value = entry(b"v1");
-        assert!(!read(&versions, 1, "k", Some(&value)).0);
-        assert!(!read(&versions, 1, "k", Some(&value)).0);
+        for _ in 0..2 + COUNTED_FIRST {
+            assert!(!read(&versions, 1, "k", Some(&value)).0);
+        }
         let (hit, got) = read(&versions, 1, "k", Some(&value));
         assert!(hit);
         let got = got.and_then(|c| c.value).expect("a value");
@@ -376,14 +391,15 @@ mod tests {
     fn a_bump_drops_the_copy() {
         let versions = Versions::new();
         let (old, new) = (entry(b"old"), entry(b"new"));
-        for _ in 0..3 {
-            read(&versions, 3, "k", Some(&old));
-        }
+        copy(&versions, 3, "k", &old);
         assert!(read(&versions, 3, "k", Some(&old)).0);
         versions.bump(versions.hash("k"));
         let (hit, got) = read(&versions, 3, "k", Some(&new));
         assert!(!hit);
         assert_eq!(got.and_then(|c| c.value).as_deref(), Some(&b"new"[..]));
+        for _ in 0..COUNTED_FIRST {
+            assert!(!read(&versions, 3, "k", Some(&new)).0);
+        }
         let (hit, got) = read(&versions, 3, "k", Some(&new));
         assert!(hit, "the new value is copied again");
         assert_eq!(got.and_then(|c| c.value).as_deref(), Some(&b"new"[..]));
@@ -516,10 +532,15 @@ mod tests {
     fn hot_copies_hold_their_slot() {
         let versions = Versions::new();
         let value = entry(b"v");
-        for _ in 0..10 {
+        for _ in 0..10 + COUNTED_FIRST {
             read(&versions, 8, "hot", Some(&value));
         }
         let hash = versions.hash("hot");
+        let read_twice = |key: &str| {
+            for _ in 0..2 {
+                read(&versions, 8, key, Some(&value));
+            }
+        };
         // Keys of the same set, each read twice: enough to fill the other way and then
         // wear the hot key down.
         let rivals: Vec<String> = (0..100_000)
@@ -528,14 +549,14 @@ mod tests {
             .take(40)
             .collect();
         for rival in &rivals[..2] {
-            copy(&versions, 8, rival, &value);
+            read_twice(rival);
         }
         assert!(
             read(&versions, 8, "hot", Some(&value)).0,
             "one rival pushed it out"
         );
         for rival in &rivals {
-            copy(&versions, 8, rival, &value);
+            read_twice(rival);
         }
         assert!(
             !read(&versions, 8, "hot", Some(&value)).0,
